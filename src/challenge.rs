@@ -1,0 +1,367 @@
+//! Every refusal, in one place: status code, `WWW-Authenticate` challenge (RFC 6750 §3,
+//! RFC 9449 §7.1), `DPoP-Nonce` (RFC 9449 §8), and the gRPC status for gRPC requests.
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+
+use crate::dpop::DpopError;
+use crate::extract::{CredentialsError, Scheme};
+use crate::mtls::MtlsError;
+use crate::policy::PolicyError;
+use crate::token::TokenError;
+
+/// Why the guard refused a request. One variant per step of the pipeline.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Step 1: the credentials could not be read.
+    Credentials(CredentialsError),
+    /// Step 2: the access token is not valid.
+    Token(TokenError),
+    /// Step 3: the DPoP proof or binding failed.
+    Dpop(DpopError),
+    /// Step 3: the certificate binding failed.
+    Mtls(MtlsError),
+    /// Step 4: the token does not satisfy the route's policy.
+    Policy(PolicyError),
+}
+
+impl Rejection {
+    /// A stable, secret-free reason code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Credentials(e) => e.reason(),
+            Rejection::Token(e) => e.reason(),
+            Rejection::Dpop(e) => e.reason(),
+            Rejection::Mtls(e) => e.reason(),
+            Rejection::Policy(e) => e.reason(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::Credentials(e) => e.fmt(f),
+            Rejection::Token(e) => e.fmt(f),
+            Rejection::Dpop(e) => e.fmt(f),
+            Rejection::Mtls(e) => e.fmt(f),
+            Rejection::Policy(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl From<CredentialsError> for Rejection {
+    fn from(e: CredentialsError) -> Self {
+        Rejection::Credentials(e)
+    }
+}
+impl From<TokenError> for Rejection {
+    fn from(e: TokenError) -> Self {
+        Rejection::Token(e)
+    }
+}
+impl From<DpopError> for Rejection {
+    fn from(e: DpopError) -> Self {
+        Rejection::Dpop(e)
+    }
+}
+impl From<MtlsError> for Rejection {
+    fn from(e: MtlsError) -> Self {
+        Rejection::Mtls(e)
+    }
+}
+impl From<PolicyError> for Rejection {
+    fn from(e: PolicyError) -> Self {
+        Rejection::Policy(e)
+    }
+}
+
+/// RFC 6750 §3.1 / RFC 9449 §7.1 error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed.
+    InvalidRequest,
+    /// The token is expired, revoked, malformed, or not bound as required.
+    InvalidToken,
+    /// The token lacks a required scope.
+    InsufficientScope,
+    /// The DPoP proof is invalid (RFC 9449 §7.1).
+    InvalidDpopProof,
+    /// A fresh server nonce is required (RFC 9449 §9).
+    UseDpopNonce,
+}
+
+impl ErrorCode {
+    /// The registered value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+        }
+    }
+}
+
+/// What the guard answers to one refused request, before it is rendered.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// 400, 401, 403 or 503.
+    pub status: StatusCode,
+    /// The error code, absent when the request carried no credentials (RFC 6750 §3.1).
+    pub error: Option<ErrorCode>,
+    /// A short, secret-free, human-readable description.
+    pub description: Option<String>,
+    /// The scopes the route requires (RFC 6750 §3 `scope`), on `insufficient_scope`.
+    pub scope: Option<String>,
+    /// Schemes to challenge with: the one the client used, or every accepted one.
+    pub schemes: Vec<Scheme>,
+    /// A fresh `DPoP-Nonce` to send (RFC 9449 §8).
+    pub dpop_nonce: Option<String>,
+    /// `Retry-After` seconds, for 503.
+    pub retry_after: Option<u32>,
+}
+
+/// Guard-wide facts every challenge mentions.
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeParams {
+    /// RFC 6750 §3 `realm`.
+    pub realm: Option<String>,
+    /// RFC 9449 §7.1 `algs`: the DPoP proof algorithms accepted, space separated.
+    pub dpop_algs: String,
+}
+
+impl Challenge {
+    /// Maps a rejection to its challenge. `used` is the scheme the client presented, if any;
+    /// `accepted` the schemes this route accepts.
+    pub fn for_rejection(rejection: &Rejection, used: Option<Scheme>, accepted: &[Scheme]) -> Self {
+        let (status, error) = match rejection {
+            Rejection::Credentials(e) if e.is_absent() => (StatusCode::UNAUTHORIZED, None),
+            Rejection::Credentials(CredentialsError::MultipleDpopProofs)
+            | Rejection::Credentials(CredentialsError::MalformedDpopProof) => {
+                (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidDpopProof))
+            }
+            Rejection::Credentials(CredentialsError::MultipleAuthorization) => {
+                (StatusCode::BAD_REQUEST, Some(ErrorCode::InvalidRequest))
+            }
+            Rejection::Credentials(_) | Rejection::Token(_) | Rejection::Mtls(_) => {
+                (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidToken))
+            }
+            Rejection::Dpop(e) => (e.status(), e.error_code()),
+            Rejection::Policy(_) => (StatusCode::FORBIDDEN, Some(ErrorCode::InsufficientScope)),
+        };
+        let schemes = match (rejection, used) {
+            (Rejection::Dpop(e), _) if e.is_proof_error() => vec![Scheme::Dpop],
+            (_, Some(s)) if error.is_some() => vec![s],
+            _ => accepted.to_vec(),
+        };
+        Challenge {
+            status,
+            error,
+            description: error.map(|_| rejection.to_string()),
+            scope: match rejection {
+                Rejection::Policy(PolicyError::InsufficientScope { required }) => {
+                    Some(required.join(" "))
+                }
+                _ => None,
+            },
+            schemes,
+            dpop_nonce: None,
+            retry_after: match rejection {
+                Rejection::Dpop(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+                _ => None,
+            },
+        }
+    }
+
+    /// The `WWW-Authenticate` values, one per scheme (RFC 9110 §11.6.1).
+    pub fn www_authenticate(&self, params: &ChallengeParams) -> Vec<HeaderValue> {
+        self.schemes
+            .iter()
+            .filter_map(|scheme| {
+                let mut out = String::from(scheme.as_str());
+                let mut sep = " ";
+                let mut param = |name: &str, value: &str| {
+                    out.push_str(sep);
+                    out.push_str(name);
+                    out.push_str("=\"");
+                    push_quoted(&mut out, value);
+                    out.push('"');
+                    sep = ", ";
+                };
+                if let Some(realm) = &params.realm {
+                    param("realm", realm);
+                }
+                if let Some(error) = self.error {
+                    param("error", error.as_str());
+                }
+                if let Some(d) = &self.description {
+                    param("error_description", d);
+                }
+                if let Some(scope) = &self.scope {
+                    param("scope", scope);
+                }
+                if *scheme == Scheme::Dpop && !params.dpop_algs.is_empty() {
+                    param("algs", &params.dpop_algs);
+                }
+                HeaderValue::from_str(&out).ok()
+            })
+            .collect()
+    }
+
+    /// The response headers of this challenge, for HTTP or (with `grpc`) gRPC.
+    pub fn headers(&self, params: &ChallengeParams, grpc: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in self.www_authenticate(params) {
+            headers.append(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(nonce) = self
+            .dpop_nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            headers.insert(crate::dpop::DPOP_NONCE, nonce);
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if grpc {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(self.grpc_code()));
+            if let Some(d) = &self.description
+                && let Ok(v) = HeaderValue::from_str(&percent_encode_grpc(d))
+            {
+                headers.insert("grpc-message", v);
+            }
+        }
+        headers
+    }
+
+    /// gRPC status code (gRPC `statuscodes.md`): 16 UNAUTHENTICATED, 7 PERMISSION_DENIED,
+    /// 14 UNAVAILABLE, 3 INVALID_ARGUMENT.
+    pub fn grpc_code(&self) -> u16 {
+        match self.status {
+            StatusCode::FORBIDDEN => 7,
+            StatusCode::SERVICE_UNAVAILABLE => 14,
+            StatusCode::BAD_REQUEST => 3,
+            _ => 16,
+        }
+    }
+
+    /// The whole response. gRPC answers are HTTP 200 "trailers-only" responses, because gRPC
+    /// clients read `grpc-status`, not the HTTP status.
+    pub fn into_response<B: Default>(self, params: &ChallengeParams, grpc: bool) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = if grpc { StatusCode::OK } else { self.status };
+        *response.headers_mut() = self.headers(params, grpc);
+        response
+    }
+}
+
+/// RFC 9110 §5.6.4 quoted-string content.
+fn push_quoted(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // Control characters cannot appear in a header value at all.
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// gRPC's `grpc-message` is percent-encoded outside printable ASCII (and `%` itself).
+fn percent_encode_grpc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> ChallengeParams {
+        ChallengeParams {
+            realm: Some("api".into()),
+            dpop_algs: "ES256 EdDSA".into(),
+        }
+    }
+
+    #[test]
+    fn missing_credentials_get_bare_challenges_for_each_scheme() {
+        let c = Challenge::for_rejection(
+            &Rejection::Credentials(CredentialsError::Missing),
+            None,
+            &[Scheme::Bearer, Scheme::Dpop],
+        );
+        assert_eq!(c.status, StatusCode::UNAUTHORIZED);
+        let v = c.www_authenticate(&params());
+        assert_eq!(v[0], "Bearer realm=\"api\"");
+        assert_eq!(v[1], "DPoP realm=\"api\", algs=\"ES256 EdDSA\"");
+    }
+
+    #[test]
+    fn invalid_token_names_the_error() {
+        let c = Challenge::for_rejection(
+            &Rejection::Token(TokenError::Expired),
+            Some(Scheme::Bearer),
+            &[Scheme::Bearer],
+        );
+        assert_eq!(
+            c.www_authenticate(&ChallengeParams::default())[0],
+            "Bearer error=\"invalid_token\", error_description=\"token expired\""
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_is_403_with_scope() {
+        let c = Challenge::for_rejection(
+            &Rejection::Policy(PolicyError::InsufficientScope {
+                required: vec!["admin".into(), "write".into()],
+            }),
+            Some(Scheme::Bearer),
+            &[Scheme::Bearer],
+        );
+        assert_eq!(c.status, StatusCode::FORBIDDEN);
+        assert_eq!(c.grpc_code(), 7);
+        let v = c.www_authenticate(&ChallengeParams::default());
+        assert!(v[0].to_str().unwrap().contains("scope=\"admin write\""));
+    }
+
+    #[test]
+    fn quotes_are_escaped() {
+        let mut s = String::new();
+        push_quoted(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, "a\\\"b\\\\cd");
+    }
+
+    #[test]
+    fn grpc_answers_are_trailers_only_with_status() {
+        let c = Challenge::for_rejection(
+            &Rejection::Token(TokenError::Expired),
+            Some(Scheme::Bearer),
+            &[Scheme::Bearer],
+        );
+        let r: Response<String> = c.into_response(&ChallengeParams::default(), true);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["grpc-status"], "16");
+        assert_eq!(r.headers()["grpc-message"], "token expired");
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

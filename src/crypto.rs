@@ -1,0 +1,69 @@
+//! Crypto backends: which providers `jsonwebtoken` and `rustls` use.
+//!
+//! `aws-lc-rs` (default) is fast; `rust-crypto` verifies signatures in pure Rust. When both
+//! features are on, aws-lc-rs wins. `jsonwebtoken` panics at first use when it cannot pick a
+//! provider, so the guard installs one explicitly while it is built: a guard that was built can
+//! never hit that panic.
+
+use std::sync::Arc;
+
+/// The `jsonwebtoken` provider chosen by this crate's features, if any.
+pub(crate) fn jwt_provider() -> Option<&'static jsonwebtoken::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        Some(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        Some(&jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER)
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    {
+        None
+    }
+}
+
+/// Installs `provider` (or the feature-selected one) as `jsonwebtoken`'s process default.
+///
+/// Returns false when there is nothing to install. An already installed provider is kept: the
+/// application chose it on purpose.
+pub(crate) fn install_jwt_provider(
+    provider: Option<&'static jsonwebtoken::crypto::CryptoProvider>,
+) -> bool {
+    match provider.or_else(jwt_provider) {
+        Some(p) => {
+            let _already_installed = p.install_default();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Installs the feature-selected `jsonwebtoken` provider once, for code paths that can run
+/// without a built guard (standalone proof verification, tests).
+pub(crate) fn ensure_jwt_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        install_jwt_provider(None);
+    });
+}
+
+/// The rustls provider: the process default if the application installed one, else the one
+/// this crate's features select.
+pub(crate) fn tls_provider() -> Option<Arc<rustls::crypto::CryptoProvider>> {
+    if let Some(p) = rustls::crypto::CryptoProvider::get_default() {
+        return Some(p.clone());
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        Some(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        Some(Arc::new(rustls::crypto::ring::default_provider()))
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    {
+        None
+    }
+}

@@ -1,0 +1,260 @@
+//! Step 3a: DPoP, demonstrating proof of possession (RFC 9449).
+//!
+//! A DPoP-bound token carries `cnf.jkt`, the thumbprint of the client's key. Each request carries
+//! a fresh proof JWT signed by that key over the method and URI (and the token's hash). A thief
+//! who has the token but not the key cannot make proofs; a captured proof cannot be replayed
+//! (unique `jti`, short `iat` window, optional server nonces).
+
+pub mod nonce;
+pub mod proof;
+pub mod replay;
+pub mod uri;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::challenge::ErrorCode;
+pub use nonce::{DpopNonces, NonceCheck, NonceSecret};
+pub use proof::{ExpectedRequest, ProofError, ProofPolicy, VerifiedProof};
+pub use replay::{MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError};
+pub use uri::{BaseUrl, HtuError, PublicUri};
+
+/// `DPoP-Nonce` response header (RFC 9449 §8.1).
+pub const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
+/// How long a replay-store check may take before the request fails closed.
+pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Whether DPoP is off, accepted beside Bearer, or demanded (RFC 9449 §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpopMode {
+    /// Only `Bearer`. Tokens bound with `cnf.jkt` are still refused when presented as Bearer.
+    Disabled,
+    /// `Bearer` and `DPoP` both accepted; DPoP-bound tokens must come with a proof.
+    #[default]
+    Allowed,
+    /// Only DPoP-bound tokens with a valid proof.
+    Required,
+}
+
+/// Why the DPoP binding failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// The proof itself is invalid (RFC 9449 §4.3).
+    Proof(ProofError),
+    /// `Authorization: DPoP` without a `DPoP` proof header.
+    MissingProof,
+    /// The proof was seen before (RFC 9449 §11.1).
+    Replayed,
+    /// The replay store could not answer in time; the request fails closed.
+    ReplayStoreUnavailable(ReplayStoreError),
+    /// A nonce is required and the proof has none (RFC 9449 §8).
+    NonceRequired,
+    /// The nonce was not issued by this server (or its peers).
+    NonceInvalid,
+    /// The nonce is too old.
+    NonceStale,
+    /// The server could not tell its own URI for `htu` (bad `Host` or forwarded headers).
+    RequestUri(HtuError),
+    /// The proof key is not the key the token is bound to (`cnf.jkt`, RFC 9449 §6.1).
+    KeyMismatch,
+    /// A DPoP-bound token presented with the `Bearer` scheme (RFC 9449 §7.2).
+    BoundTokenAsBearer,
+    /// `Authorization: DPoP` with a token that carries no `cnf.jkt`.
+    TokenNotBound,
+    /// DPoP is required and the request used `Bearer`.
+    DpopRequired,
+}
+
+impl DpopError {
+    /// A stable reason code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DpopError::Proof(e) => e.reason(),
+            DpopError::MissingProof => "dpop_proof_missing",
+            DpopError::Replayed => "dpop_proof_replayed",
+            DpopError::ReplayStoreUnavailable(_) => "dpop_replay_store_unavailable",
+            DpopError::NonceRequired => "dpop_nonce_required",
+            DpopError::NonceInvalid => "dpop_nonce_invalid",
+            DpopError::NonceStale => "dpop_nonce_stale",
+            DpopError::RequestUri(_) => "dpop_request_uri",
+            DpopError::KeyMismatch => "dpop_jkt_mismatch",
+            DpopError::BoundTokenAsBearer => "dpop_bound_token_as_bearer",
+            DpopError::TokenNotBound => "dpop_token_not_bound",
+            DpopError::DpopRequired => "dpop_required",
+        }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            DpopError::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DpopError::RequestUri(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    pub(crate) fn error_code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            DpopError::Proof(_)
+            | DpopError::MissingProof
+            | DpopError::Replayed
+            | DpopError::ReplayStoreUnavailable(_) => ErrorCode::InvalidDpopProof,
+            DpopError::NonceRequired | DpopError::NonceInvalid | DpopError::NonceStale => {
+                ErrorCode::UseDpopNonce
+            }
+            DpopError::RequestUri(_) => ErrorCode::InvalidRequest,
+            DpopError::KeyMismatch
+            | DpopError::BoundTokenAsBearer
+            | DpopError::TokenNotBound
+            | DpopError::DpopRequired => ErrorCode::InvalidToken,
+        })
+    }
+
+    /// Whether the challenge must use the `DPoP` scheme whatever the client sent.
+    pub(crate) fn is_proof_error(&self) -> bool {
+        !matches!(self, DpopError::RequestUri(_))
+    }
+
+    /// Whether the answer must carry a fresh `DPoP-Nonce`.
+    pub(crate) fn wants_nonce(&self) -> bool {
+        self.error_code() == Some(ErrorCode::UseDpopNonce)
+    }
+}
+
+impl std::fmt::Display for DpopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DpopError::Proof(e) => e.fmt(f),
+            DpopError::MissingProof => f.write_str("DPoP proof missing"),
+            DpopError::Replayed => f.write_str("DPoP proof replayed"),
+            DpopError::ReplayStoreUnavailable(_) => f.write_str("DPoP replay check unavailable"),
+            DpopError::NonceRequired => f.write_str("resource server requires nonce in DPoP proof"),
+            DpopError::NonceInvalid | DpopError::NonceStale => {
+                f.write_str("DPoP nonce invalid or expired")
+            }
+            DpopError::RequestUri(_) => f.write_str("cannot determine the request URI"),
+            DpopError::KeyMismatch => f.write_str("DPoP key does not match the token binding"),
+            DpopError::BoundTokenAsBearer => f.write_str("DPoP-bound token used as a bearer token"),
+            DpopError::TokenNotBound => f.write_str("token is not DPoP-bound"),
+            DpopError::DpopRequired => f.write_str("DPoP-bound token required"),
+        }
+    }
+}
+
+impl std::error::Error for DpopError {}
+
+/// DPoP settings of a guard.
+#[derive(Clone)]
+pub struct DpopConfig {
+    pub(crate) mode: DpopMode,
+    pub(crate) policy: ProofPolicy,
+    pub(crate) nonces: Option<DpopNonces>,
+    pub(crate) replay: Arc<dyn ReplayStore>,
+    pub(crate) replay_timeout: Duration,
+    pub(crate) public_uri: PublicUri,
+}
+
+impl std::fmt::Debug for DpopConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopConfig")
+            .field("mode", &self.mode)
+            .field("nonces", &self.nonces.is_some())
+            .field("public_uri", &self.public_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        DpopConfig {
+            mode: DpopMode::default(),
+            policy: ProofPolicy::default(),
+            nonces: None,
+            replay: Arc::new(MemoryReplayStore::default()),
+            replay_timeout: DEFAULT_REPLAY_TIMEOUT,
+            public_uri: PublicUri::default(),
+        }
+    }
+}
+
+impl DpopConfig {
+    /// The `algs` challenge parameter (RFC 9449 §7.1).
+    pub(crate) fn algs(&self) -> String {
+        let names: Vec<String> = self
+            .policy
+            .algorithms
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        names.join(" ")
+    }
+
+    /// How long a `jti` must be remembered: every proof still inside the `iat` window.
+    pub(crate) fn replay_ttl(&self) -> Duration {
+        self.policy.max_age + self.policy.max_future + 2 * self.policy.leeway
+    }
+
+    /// A fresh nonce for a challenge or a success response.
+    pub(crate) fn fresh_nonce(&self, now: i64) -> Option<String> {
+        self.nonces
+            .as_ref()
+            .map(|n| n.issue(u64::try_from(now).unwrap_or(0)))
+    }
+
+    /// Checks the proof for this request and the token's `cnf.jkt` (RFC 9449 §4.3, §7.1).
+    /// Returns the key thumbprint and whether a fresh nonce should be sent.
+    pub(crate) async fn verify(
+        &self,
+        parts: &Parts,
+        proof: &str,
+        token: &str,
+        jkt: &str,
+        now: i64,
+        connection_is_tls: bool,
+    ) -> Result<(String, bool), DpopError> {
+        let htu = uri::request_htu(parts, &self.public_uri, connection_is_tls)
+            .map_err(DpopError::RequestUri)?;
+        let expected = ExpectedRequest {
+            method: parts.method.as_str(),
+            htu: &htu,
+            access_token: Some(token),
+        };
+        let verified = proof::verify_proof(proof, &expected, &self.policy, now, |claimed| {
+            uri::normalize_htu(claimed).ok()
+        })
+        .map_err(|e| match e {
+            // With nonces on, a stale proof is answered with a nonce to use (RFC 9449 §9).
+            ProofError::IatTooOld if self.nonces.is_some() => DpopError::NonceStale,
+            e => DpopError::Proof(e),
+        })?;
+        let mut refresh_nonce = false;
+        if let Some(nonces) = &self.nonces {
+            let nonce = verified.nonce.as_deref().ok_or(DpopError::NonceRequired)?;
+            match nonces.check(nonce, u64::try_from(now).unwrap_or(0)) {
+                NonceCheck::Valid { refresh_soon } => refresh_nonce = refresh_soon,
+                NonceCheck::Invalid => return Err(DpopError::NonceInvalid),
+                NonceCheck::Stale => return Err(DpopError::NonceStale),
+            }
+        }
+        if !proof::jkt_matches(jkt, &verified.jkt) {
+            return Err(DpopError::KeyMismatch);
+        }
+        // Last, so that invalid proofs cannot fill the store.
+        let key = ReplayKey::new(&verified.jkt, &verified.jti);
+        let check = tokio::time::timeout(
+            self.replay_timeout,
+            self.replay.check_and_insert(&key, self.replay_ttl()),
+        )
+        .await
+        .unwrap_or(Err(ReplayStoreError::Timeout))
+        .map_err(DpopError::ReplayStoreUnavailable)?;
+        match check {
+            ReplayCheck::Fresh => Ok((verified.jkt, refresh_nonce)),
+            ReplayCheck::Replayed => Err(DpopError::Replayed),
+        }
+    }
+}

@@ -1,0 +1,679 @@
+//! DPoP proof JWT verification (RFC 9449 §4).
+//!
+//! [`verify_proof`] performs the checks of RFC 9449 §4.3 that need only the
+//! proof and the request. Checks that need server state stay with the caller:
+//! the `nonce` (§4.3 item 10, §9), `jti` replay detection (§11.1), and the
+//! binding of the proof key to the access token (§4.3 item 12, §6), for which
+//! [`jkt_matches`] compares [`VerifiedProof::jkt`] with the token's `cnf.jkt`.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, OctetKeyPairParameters, OctetKeyPairType, RSAKeyParameters,
+    RSAKeyType,
+};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Largest `DPoP` header value accepted, in bytes.
+///
+/// Proofs are checked before the request is authenticated, so this caps the
+/// base64, JSON and signature work an anonymous client can cause, and with it
+/// the size of every JSON document parsed here. An RS256 proof carrying an
+/// 8192-bit key (the largest aws-lc verifies) is about 3.6 KB, so 4096 bytes
+/// turns away no legitimate key.
+pub const MAX_PROOF_LEN: usize = 4096;
+
+/// Longest `jti` accepted, in characters.
+///
+/// Callers keep each `jti` in a replay cache for the proof's lifetime
+/// (RFC 9449 §11.1), so this bounds cache memory per request. RFC 9449 §4.2
+/// suggests 96 random bits or a UUID (16 or 36 characters); 256 leaves room
+/// for any reasonable encoding.
+pub const MAX_JTI_LEN: usize = 256;
+
+/// The only `typ` accepted (RFC 9449 §4.2). Compared exactly: explicit typing
+/// (RFC 8725 §3.11) only helps if look-alike spellings are not accepted too.
+const DPOP_TYP: &str = "dpop+jwt";
+
+/// JWK members that only private or symmetric keys carry (RFC 7518 §6.2.2,
+/// §6.3.2, §6.4; RFC 8037 §2). The proof's `jwk` MUST NOT contain a private
+/// key (RFC 9449 §4.2).
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Smallest RSA modulus accepted, in bits. RFC 7518 §3.3 requires 2048, and
+/// aws-lc refuses smaller keys only inside verification, where the failure
+/// would be reported as a bad signature instead of a bad key.
+const MIN_RSA_MODULUS_BITS: usize = 2048;
+
+/// Largest RSA modulus accepted, in bits: aws-lc's own limit, and RSA
+/// verification cost grows with the modulus.
+const MAX_RSA_MODULUS_BITS: usize = 8192;
+
+/// Longest RSA public exponent accepted, in bytes: aws-lc takes at most
+/// 33-bit exponents, and real keys use 65537 (3 bytes).
+const MAX_RSA_EXPONENT_BYTES: usize = 5;
+
+/// Coordinate length of a P-256 public key (RFC 7518 §6.2.1.2 requires the
+/// full length, leading zeros included).
+const P256_COORDINATE_LEN: usize = 32;
+
+/// Coordinate length of a P-384 public key (RFC 7518 §6.2.1.2).
+const P384_COORDINATE_LEN: usize = 48;
+
+/// Length of an Ed25519 public key (RFC 8037 §2, RFC 8032 §5.1.5).
+const ED25519_PUBLIC_KEY_LEN: usize = 32;
+
+/// What the server expects of a proof for this request (RFC 9449 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedRequest<'a> {
+    /// HTTP method of the request, compared exactly with `htm` (§4.3 item 8).
+    pub method: &'a str,
+    /// Target URI of the request without query and fragment, already
+    /// normalized by the caller (§4.3 item 9).
+    pub htu: &'a str,
+    /// Access token presented with the request; when set, the proof must
+    /// carry its hash in `ath` (§4.3 item 12, §7).
+    pub access_token: Option<&'a str>,
+}
+
+/// Local policy for accepting proofs (RFC 9449 §4.3 items 5 and 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofPolicy {
+    /// Accepted `alg` values. HMAC algorithms are refused even if listed:
+    /// a proof must use an asymmetric algorithm (§4.2).
+    pub algorithms: Vec<Algorithm>,
+    /// How far `iat` may lie in the past (§11.1). Whole seconds count.
+    pub max_age: Duration,
+    /// How far `iat` may lie in the future, for clients whose clock runs
+    /// ahead (§11.1). Whole seconds count.
+    pub max_future: Duration,
+    /// Added to both `max_age` and `max_future`. Defaults to zero because
+    /// those two already are the tolerance; it exists to widen both at once
+    /// where clock skew is known to be large.
+    pub leeway: Duration,
+}
+
+impl Default for ProofPolicy {
+    /// ES256, ES384, PS256, RS256 and EdDSA; `iat` from 60 s ago to 5 s ahead.
+    fn default() -> Self {
+        Self {
+            algorithms: vec![
+                Algorithm::ES256,
+                Algorithm::ES384,
+                Algorithm::PS256,
+                Algorithm::RS256,
+                Algorithm::EdDSA,
+            ],
+            max_age: Duration::from_secs(60),
+            max_future: Duration::from_secs(5),
+            leeway: Duration::ZERO,
+        }
+    }
+}
+
+/// A proof that passed every check of [`verify_proof`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    /// RFC 7638 SHA-256 thumbprint of the proof key, base64url: compare with
+    /// the access token's `cnf.jkt` (RFC 9449 §6.1) using [`jkt_matches`].
+    pub jkt: String,
+    /// The proof's `jti`, for the caller's replay cache (§11.1).
+    pub jti: String,
+    /// The proof's `iat`, in seconds since the Unix epoch.
+    pub iat: i64,
+    /// The proof's `nonce`, unchecked: the caller compares it with the nonce
+    /// it issued (§9).
+    pub nonce: Option<String>,
+    /// The proof's `htm`.
+    pub htm: String,
+    /// The htu a proof claims, as sent: normalization is left to the caller,
+    /// and the guard compares only after RFC 3986 normalization.
+    pub htu: String,
+}
+
+/// Why a proof was rejected (RFC 9449 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// The proof is longer than [`MAX_PROOF_LEN`].
+    TooLarge,
+    /// The proof is not a well-formed compact JWS (§4.3 item 2).
+    Malformed(MalformedProof),
+    /// The `typ` header is missing or not exactly `dpop+jwt` (§4.3 item 4).
+    WrongType,
+    /// The `alg` header is missing, unknown, `none`, symmetric, or not in
+    /// the policy (§4.3 item 5).
+    AlgorithmNotAllowed,
+    /// The header has a `crit` parameter; no JWS extension is understood
+    /// here, so it must be refused (RFC 7515 §4.1.11).
+    UnsupportedCriticalHeader,
+    /// The `jwk` header is missing (§4.2).
+    MissingJwk,
+    /// The `jwk` header has a private or symmetric key member (§4.3 item 7).
+    PrivateKeyInJwk,
+    /// The `jwk` key type or curve cannot be used with `alg` (§4.3 item 6).
+    JwkAlgorithmMismatch,
+    /// The `jwk` is not a usable public key: not an object, a member missing
+    /// or not base64url, or the wrong size (RFC 7518 §6, RFC 8037 §2).
+    InvalidJwk,
+    /// The signature does not verify with the `jwk` (§4.3 item 6).
+    InvalidSignature,
+    /// A required claim is absent (§4.3 item 3); holds the claim name.
+    MissingClaim(&'static str),
+    /// A claim has the wrong JSON type or an unacceptable value; holds the
+    /// claim name.
+    InvalidClaim(&'static str),
+    /// `htm` differs from the request method (§4.3 item 8).
+    HtmMismatch,
+    /// `htu`, once normalized, differs from the request URI, or it could not
+    /// be normalized (§4.3 item 9).
+    HtuMismatch,
+    /// `iat` is older than the policy allows (§4.3 item 11).
+    IatTooOld,
+    /// `iat` is further in the future than the policy allows (§4.3 item 11).
+    IatInFuture,
+    /// An access token was presented but the proof has no `ath` (§7).
+    MissingAth,
+    /// `ath` is not the hash of the presented access token (§4.3 item 12).
+    AthMismatch,
+}
+
+impl ProofError {
+    /// A stable reason code for logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TooLarge => "dpop_proof_too_large",
+            Self::Malformed(_) => "dpop_proof_malformed",
+            Self::WrongType => "dpop_proof_wrong_typ",
+            Self::AlgorithmNotAllowed => "dpop_proof_alg_not_allowed",
+            Self::UnsupportedCriticalHeader => "dpop_proof_crit",
+            Self::MissingJwk => "dpop_proof_missing_jwk",
+            Self::PrivateKeyInJwk => "dpop_proof_private_jwk",
+            Self::JwkAlgorithmMismatch => "dpop_proof_jwk_alg_mismatch",
+            Self::InvalidJwk => "dpop_proof_invalid_jwk",
+            Self::InvalidSignature => "dpop_proof_bad_signature",
+            Self::MissingClaim(_) => "dpop_proof_missing_claim",
+            Self::InvalidClaim(_) => "dpop_proof_invalid_claim",
+            Self::HtmMismatch => "dpop_proof_htm_mismatch",
+            Self::HtuMismatch => "dpop_proof_htu_mismatch",
+            Self::IatTooOld => "dpop_proof_iat_too_old",
+            Self::IatInFuture => "dpop_proof_iat_in_future",
+            Self::MissingAth => "dpop_proof_missing_ath",
+            Self::AthMismatch => "dpop_proof_ath_mismatch",
+        }
+    }
+}
+
+/// How a proof fails to be a compact JWS (RFC 7515 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MalformedProof {
+    /// Not exactly three dot-separated parts.
+    WrongPartCount,
+    /// One of the three parts is empty.
+    EmptyPart,
+    /// The header part is not unpadded base64url.
+    HeaderNotBase64url,
+    /// The header does not decode to a JSON object.
+    HeaderNotJsonObject,
+    /// The payload part is not unpadded base64url.
+    PayloadNotBase64url,
+    /// The payload does not decode to a JSON object.
+    PayloadNotJsonObject,
+    /// The signature part is not unpadded base64url.
+    SignatureNotBase64url,
+}
+
+impl fmt::Display for MalformedProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::WrongPartCount => "not three dot-separated parts",
+            Self::EmptyPart => "a part is empty",
+            Self::HeaderNotBase64url => "header is not base64url",
+            Self::HeaderNotJsonObject => "header is not a JSON object",
+            Self::PayloadNotBase64url => "payload is not base64url",
+            Self::PayloadNotJsonObject => "payload is not a JSON object",
+            Self::SignatureNotBase64url => "signature is not base64url",
+        })
+    }
+}
+
+impl std::error::Error for MalformedProof {}
+
+impl fmt::Display for ProofError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge => write!(f, "DPoP proof longer than {MAX_PROOF_LEN} bytes"),
+            Self::Malformed(why) => write!(f, "malformed DPoP proof: {why}"),
+            Self::WrongType => write!(f, "DPoP proof typ is not {DPOP_TYP}"),
+            Self::AlgorithmNotAllowed => f.write_str("DPoP proof alg is not allowed"),
+            Self::UnsupportedCriticalHeader => {
+                f.write_str("DPoP proof has a crit header, which is not supported")
+            }
+            Self::MissingJwk => f.write_str("DPoP proof has no jwk header"),
+            Self::PrivateKeyInJwk => f.write_str("DPoP proof jwk contains a private key"),
+            Self::JwkAlgorithmMismatch => {
+                f.write_str("DPoP proof jwk key type or curve does not match alg")
+            }
+            Self::InvalidJwk => f.write_str("DPoP proof jwk is not a usable public key"),
+            Self::InvalidSignature => f.write_str("DPoP proof signature is invalid"),
+            Self::MissingClaim(name) => write!(f, "DPoP proof has no {name} claim"),
+            Self::InvalidClaim(name) => write!(f, "DPoP proof {name} claim is invalid"),
+            Self::HtmMismatch => f.write_str("DPoP proof htm does not match the request method"),
+            Self::HtuMismatch => f.write_str("DPoP proof htu does not match the request URI"),
+            Self::IatTooOld => f.write_str("DPoP proof iat is too old"),
+            Self::IatInFuture => f.write_str("DPoP proof iat is too far in the future"),
+            Self::MissingAth => f.write_str("DPoP proof has no ath claim for the access token"),
+            Self::AthMismatch => f.write_str("DPoP proof ath does not match the access token"),
+        }
+    }
+}
+
+impl std::error::Error for ProofError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Malformed(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// Verifies a DPoP proof JWT against the request it came with
+/// (RFC 9449 §4.3).
+///
+/// `proof` is the `DPoP` header value, already taken as the single such
+/// header (§4.3 item 1). `normalize_htu` applies to the proof's `htu` the
+/// same RFC 3986 §6.2.2/§6.2.3 normalization the caller applied to
+/// `expected.htu`; a claim it cannot normalize (`None`) is a mismatch.
+///
+/// Checks run in a fixed order and the first failure is returned: size,
+/// JWS structure, `typ`, `alg`, `crit`, `jwk` presence, private members,
+/// key type against `alg`, key validity, signature, payload JSON, required
+/// claims, `htm`, `htu`, `iat` window, then `ath` when an access token is
+/// given (otherwise `ath` is ignored). Unknown claims are tolerated (§4.2).
+///
+/// # Errors
+///
+/// The [`ProofError`] of the first check that failed.
+pub fn verify_proof<N>(
+    proof: &str,
+    expected: &ExpectedRequest<'_>,
+    policy: &ProofPolicy,
+    now_unix: i64,
+    normalize_htu: N,
+) -> Result<VerifiedProof, ProofError>
+where
+    N: Fn(&str) -> Option<String>,
+{
+    crate::crypto::ensure_jwt_provider();
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(ProofError::TooLarge);
+    }
+    let parts = CompactJws::split(proof)?;
+    let mut header = json_object(&parts.header)
+        .ok_or(ProofError::Malformed(MalformedProof::HeaderNotJsonObject))?;
+
+    if header.get("typ").and_then(Value::as_str) != Some(DPOP_TYP) {
+        return Err(ProofError::WrongType);
+    }
+    let alg = allowed_algorithm(&header, policy)?;
+    if header.contains_key("crit") {
+        return Err(ProofError::UnsupportedCriticalHeader);
+    }
+    let jwk_members = match header.remove("jwk") {
+        None => return Err(ProofError::MissingJwk),
+        Some(Value::Object(members)) => members,
+        Some(_) => return Err(ProofError::InvalidJwk),
+    };
+    // Checked on the raw object: jsonwebtoken's `Jwk` drops members it does
+    // not model, so a private key would pass through it unnoticed.
+    if PRIVATE_JWK_MEMBERS
+        .iter()
+        .any(|member| jwk_members.contains_key(*member))
+    {
+        return Err(ProofError::PrivateKeyInJwk);
+    }
+    let jwk = public_jwk_for(alg, &jwk_members)?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|_| ProofError::InvalidJwk)?;
+    match jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key, alg) {
+        Ok(true) => {}
+        Ok(false) => return Err(ProofError::InvalidSignature),
+        // Base64 was already checked, so only the key can make the provider fail.
+        Err(_) => return Err(ProofError::InvalidJwk),
+    }
+
+    // Parsed only once authenticated, so anonymous input never reaches the
+    // claim logic.
+    let mut claims = json_object(&parts.payload)
+        .ok_or(ProofError::Malformed(MalformedProof::PayloadNotJsonObject))?;
+    let jti = take_string(&mut claims, "jti")?;
+    if jti.is_empty() || jti.chars().count() > MAX_JTI_LEN {
+        return Err(ProofError::InvalidClaim("jti"));
+    }
+    let htm = take_string(&mut claims, "htm")?;
+    let htu = take_string(&mut claims, "htu")?;
+    let iat = match claims.get("iat") {
+        None => return Err(ProofError::MissingClaim("iat")),
+        Some(value) => value.as_i64().ok_or(ProofError::InvalidClaim("iat"))?,
+    };
+    let nonce = match claims.remove("nonce") {
+        None => None,
+        Some(Value::String(nonce)) => Some(nonce),
+        Some(_) => return Err(ProofError::InvalidClaim("nonce")),
+    };
+
+    // Exact: RFC 9110 §9.1 makes methods case-sensitive.
+    if htm != expected.method {
+        return Err(ProofError::HtmMismatch);
+    }
+    if normalize_htu(&htu).as_deref() != Some(expected.htu) {
+        return Err(ProofError::HtuMismatch);
+    }
+    check_iat(iat, now_unix, policy)?;
+    if let Some(token) = expected.access_token {
+        let ath = match claims.get("ath") {
+            None => return Err(ProofError::MissingAth),
+            Some(Value::String(ath)) => ath,
+            Some(_) => return Err(ProofError::InvalidClaim("ath")),
+        };
+        if !bool::from(ath.as_bytes().ct_eq(ath_for(token).as_bytes())) {
+            return Err(ProofError::AthMismatch);
+        }
+    }
+
+    Ok(VerifiedProof {
+        jkt: jwk_thumbprint(&jwk)?,
+        jti,
+        iat,
+        nonce,
+        htm,
+        htu,
+    })
+}
+
+/// The `ath` value for an access token: base64url of the SHA-256 of its
+/// ASCII bytes (RFC 9449 §4.2).
+#[must_use]
+pub fn ath_for(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// RFC 7638 SHA-256 thumbprint of a public JWK, base64url (RFC 9449 §6.1).
+///
+/// Hashes the required members only, sorted, without whitespace
+/// (RFC 7638 §3.2). Written here rather than using jsonwebtoken's, which
+/// does not escape member values and panics on serialization failure.
+///
+/// # Errors
+///
+/// [`ProofError::PrivateKeyInJwk`] for a symmetric (`oct`) key, whose
+/// thumbprint would publish a digest of the secret; [`ProofError::InvalidJwk`]
+/// for a key type and curve pair that RFC 7518 or RFC 8037 does not define.
+pub fn jwk_thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
+    let canonical = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(params) => {
+            let crv = match params.curve {
+                EllipticCurve::P256 => "P-256",
+                EllipticCurve::P384 => "P-384",
+                EllipticCurve::P521 => "P-521",
+                _ => return Err(ProofError::InvalidJwk),
+            };
+            canonical_json(&[
+                ("crv", crv),
+                ("kty", "EC"),
+                ("x", &params.x),
+                ("y", &params.y),
+            ])
+        }
+        AlgorithmParameters::RSA(params) => {
+            canonical_json(&[("e", &params.e), ("kty", "RSA"), ("n", &params.n)])
+        }
+        AlgorithmParameters::OctetKeyPair(params) => match params.curve {
+            EllipticCurve::Ed25519 => {
+                canonical_json(&[("crv", "Ed25519"), ("kty", "OKP"), ("x", &params.x)])
+            }
+            _ => return Err(ProofError::InvalidJwk),
+        },
+        AlgorithmParameters::OctetKey(_) => return Err(ProofError::PrivateKeyInJwk),
+        _ => return Err(ProofError::InvalidJwk),
+    };
+    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+}
+
+/// Whether a token's `cnf.jkt` names the proof key (RFC 9449 §6), compared
+/// in constant time so a probing client learns nothing from timing.
+#[must_use]
+pub fn jkt_matches(jkt_claim: &str, jkt: &str) -> bool {
+    jkt_claim.as_bytes().ct_eq(jkt.as_bytes()).into()
+}
+
+/// The three parts of a compact JWS (RFC 7515 §7.1), decoded where needed.
+struct CompactJws<'a> {
+    header: Vec<u8>,
+    payload: Vec<u8>,
+    signature: &'a str,
+    /// `header.payload` as sent: what the signature covers (RFC 7515 §5.2).
+    signing_input: &'a str,
+}
+
+impl<'a> CompactJws<'a> {
+    fn split(proof: &'a str) -> Result<Self, ProofError> {
+        let malformed = ProofError::Malformed;
+        let mut parts = proof.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed(MalformedProof::WrongPartCount));
+        };
+        if header.is_empty() || payload.is_empty() || signature.is_empty() {
+            return Err(malformed(MalformedProof::EmptyPart));
+        }
+        let header_bytes = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| malformed(MalformedProof::HeaderNotBase64url))?;
+        let payload_bytes = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| malformed(MalformedProof::PayloadNotBase64url))?;
+        if URL_SAFE_NO_PAD.decode(signature).is_err() {
+            return Err(malformed(MalformedProof::SignatureNotBase64url));
+        }
+        let signing_input = proof
+            .get(..header.len() + 1 + payload.len())
+            .ok_or(malformed(MalformedProof::WrongPartCount))?;
+        Ok(Self {
+            header: header_bytes,
+            payload: payload_bytes,
+            signature,
+            signing_input,
+        })
+    }
+}
+
+/// Parses a JSON object. Input is bounded by [`MAX_PROOF_LEN`] and nesting
+/// by serde_json's recursion limit. A repeated member keeps its last value,
+/// which RFC 7515 §4 allows.
+fn json_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// The header's `alg`, if the policy allows it (RFC 9449 §4.3 item 5).
+fn allowed_algorithm(
+    header: &Map<String, Value>,
+    policy: &ProofPolicy,
+) -> Result<Algorithm, ProofError> {
+    // "none" and unregistered names fail to parse, so they never get here.
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(|name| Algorithm::from_str(name).ok())
+        .ok_or(ProofError::AlgorithmNotAllowed)?;
+    if alg.family() == AlgorithmFamily::Hmac || !policy.algorithms.contains(&alg) {
+        return Err(ProofError::AlgorithmNotAllowed);
+    }
+    Ok(alg)
+}
+
+/// Builds a jsonwebtoken [`Jwk`] from the required public members only,
+/// after checking that the key type and curve fit `alg` and that the
+/// members have the sizes RFC 7518 §6 and RFC 8037 §2 require.
+///
+/// The values are kept as sent, so the thumbprint matches the one the
+/// client and authorization server computed. Whether an EC point lies on
+/// its curve is left to aws-lc, which then reports a bad signature.
+fn public_jwk_for(alg: Algorithm, members: &Map<String, Value>) -> Result<Jwk, ProofError> {
+    let kty = members.get("kty").and_then(Value::as_str);
+    let crv = members.get("crv").and_then(Value::as_str);
+    let algorithm = match alg.family() {
+        AlgorithmFamily::Ec => {
+            let (curve, curve_name, coordinate_len) = match alg {
+                Algorithm::ES256 => (EllipticCurve::P256, "P-256", P256_COORDINATE_LEN),
+                Algorithm::ES384 => (EllipticCurve::P384, "P-384", P384_COORDINATE_LEN),
+                _ => return Err(ProofError::AlgorithmNotAllowed),
+            };
+            if kty != Some("EC") || crv != Some(curve_name) {
+                return Err(ProofError::JwkAlgorithmMismatch);
+            }
+            AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                key_type: EllipticCurveKeyType::EC,
+                curve,
+                x: fixed_len_member(members, "x", coordinate_len)?,
+                y: fixed_len_member(members, "y", coordinate_len)?,
+            })
+        }
+        AlgorithmFamily::Ed => {
+            if kty != Some("OKP") || crv != Some("Ed25519") {
+                return Err(ProofError::JwkAlgorithmMismatch);
+            }
+            AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: fixed_len_member(members, "x", ED25519_PUBLIC_KEY_LEN)?,
+            })
+        }
+        AlgorithmFamily::Rsa => {
+            if kty != Some("RSA") {
+                return Err(ProofError::JwkAlgorithmMismatch);
+            }
+            AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: rsa_modulus(members)?,
+                e: rsa_exponent(members)?,
+            })
+        }
+        AlgorithmFamily::Hmac => return Err(ProofError::AlgorithmNotAllowed),
+    };
+    Ok(Jwk {
+        common: CommonParameters::default(),
+        algorithm,
+    })
+}
+
+/// A base64url member and its decoded bytes, or [`ProofError::InvalidJwk`].
+fn decoded_member(
+    members: &Map<String, Value>,
+    name: &str,
+) -> Result<(String, Vec<u8>), ProofError> {
+    let text = members
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or(ProofError::InvalidJwk)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| ProofError::InvalidJwk)?;
+    Ok((text.to_owned(), bytes))
+}
+
+fn fixed_len_member(
+    members: &Map<String, Value>,
+    name: &str,
+    len: usize,
+) -> Result<String, ProofError> {
+    let (text, bytes) = decoded_member(members, name)?;
+    if bytes.len() != len {
+        return Err(ProofError::InvalidJwk);
+    }
+    Ok(text)
+}
+
+/// `n`, minimally encoded (RFC 7518 §6.3.1.1) and within the size limits.
+fn rsa_modulus(members: &Map<String, Value>) -> Result<String, ProofError> {
+    let (text, bytes) = decoded_member(members, "n")?;
+    let first = bytes
+        .first()
+        .copied()
+        .filter(|byte| *byte != 0)
+        .ok_or(ProofError::InvalidJwk)?;
+    let bits = bytes.len() * 8 - first.leading_zeros() as usize;
+    if !(MIN_RSA_MODULUS_BITS..=MAX_RSA_MODULUS_BITS).contains(&bits) {
+        return Err(ProofError::InvalidJwk);
+    }
+    Ok(text)
+}
+
+/// `e`, minimally encoded (RFC 7518 §6.3.1.2), odd and above 1 as an RSA
+/// public exponent must be.
+fn rsa_exponent(members: &Map<String, Value>) -> Result<String, ProofError> {
+    let (text, bytes) = decoded_member(members, "e")?;
+    let minimal = bytes.first().is_some_and(|byte| *byte != 0);
+    let odd = bytes.last().is_some_and(|byte| byte & 1 == 1);
+    if !minimal || !odd || bytes.len() > MAX_RSA_EXPONENT_BYTES || bytes == [1] {
+        return Err(ProofError::InvalidJwk);
+    }
+    Ok(text)
+}
+
+/// Removes a required string claim (RFC 9449 §4.2).
+fn take_string(claims: &mut Map<String, Value>, name: &'static str) -> Result<String, ProofError> {
+    match claims.remove(name) {
+        None => Err(ProofError::MissingClaim(name)),
+        Some(Value::String(value)) => Ok(value),
+        Some(_) => Err(ProofError::InvalidClaim(name)),
+    }
+}
+
+/// Whether `iat` is inside the policy's window around `now` (RFC 9449 §11.1).
+fn check_iat(iat: i64, now: i64, policy: &ProofPolicy) -> Result<(), ProofError> {
+    let leeway = whole_seconds(policy.leeway);
+    let oldest = now.saturating_sub(whole_seconds(policy.max_age).saturating_add(leeway));
+    let newest = now.saturating_add(whole_seconds(policy.max_future).saturating_add(leeway));
+    if iat < oldest {
+        return Err(ProofError::IatTooOld);
+    }
+    if iat > newest {
+        return Err(ProofError::IatInFuture);
+    }
+    Ok(())
+}
+
+/// Seconds in `duration`, saturating: a policy of centuries means "no limit".
+fn whole_seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Compact JSON object of string members, in the order given (RFC 7638 §3.3).
+fn canonical_json(members: &[(&str, &str)]) -> String {
+    let mut out = String::from("{");
+    for (index, (name, value)) in members.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        // serde_json escapes exactly what JSON requires and nothing more.
+        out.push_str(&Value::from(*name).to_string());
+        out.push(':');
+        out.push_str(&Value::from(*value).to_string());
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! The tower face of the guard: [`GuardLayer`] and [`GuardService`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response, header};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::dpop::DPOP_NONCE;
+use crate::guard::OAuthGuard;
+use crate::policy::{Policy, Requirement};
+
+/// Applies an [`OAuthGuard`] and a route [`Policy`] to a service.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{Router, routing::get};
+/// use tower_oauth_guard::{AccessToken, OAuthGuard};
+///
+/// let guard = OAuthGuard::builder()
+///     .issuer("https://issuer.example")
+///     .audience("https://api.example")
+///     .jwks_url("https://issuer.example/jwks")
+///     .build()
+///     .await?;
+/// let app: Router = Router::new()
+///     .route("/admin", get(|t: AccessToken| async move { t.subject().to_owned() }))
+///     .layer(guard.layer().require_scope("admin"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct GuardLayer {
+    guard: OAuthGuard,
+    policy: Arc<Policy>,
+    optional: bool,
+}
+
+impl GuardLayer {
+    pub(crate) fn new(guard: OAuthGuard) -> Self {
+        GuardLayer {
+            guard,
+            policy: Arc::new(Policy::default()),
+            optional: false,
+        }
+    }
+
+    fn policy(mut self, f: impl FnOnce(Policy) -> Policy) -> Self {
+        self.policy = Arc::new(f((*self.policy).clone()));
+        self
+    }
+
+    /// Requires `scope` (403 `insufficient_scope` otherwise).
+    pub fn require_scope(self, scope: impl Into<String>) -> Self {
+        self.policy(|p| p.scope(scope))
+    }
+
+    /// Requires every scope listed.
+    pub fn require_scopes<I, S>(self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.policy(|p| scopes.into_iter().fold(p, |p, s| p.scope(s)))
+    }
+
+    /// Requires a claim predicate to hold.
+    pub fn require(self, requirement: impl Requirement) -> Self {
+        self.policy(|p| p.require(requirement))
+    }
+
+    /// Lets requests without credentials through anonymously; presented credentials are still
+    /// checked and refused when invalid.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GuardService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service produced by [`GuardLayer`].
+#[derive(Clone, Debug)]
+pub struct GuardService<S> {
+    inner: S,
+    layer: GuardLayer,
+}
+
+/// gRPC requests get gRPC status answers.
+fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GuardService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The ready service goes into the future; a fresh clone stays for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let grpc = is_grpc(&request);
+            let (mut parts, body) = request.into_parts();
+            match layer
+                .guard
+                .check(&mut parts, &layer.policy, layer.optional)
+                .await
+            {
+                Ok(admission) => {
+                    if let Some(token) = admission.token {
+                        parts.extensions.insert(token);
+                    }
+                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    if let Some(nonce) = admission
+                        .dpop_nonce
+                        .and_then(|n| HeaderValue::from_str(&n).ok())
+                    {
+                        response.headers_mut().insert(DPOP_NONCE, nonce);
+                    }
+                    Ok(response)
+                }
+                Err(refusal) => Ok(layer.guard.refusal_response(&refusal, grpc)),
+            }
+        })
+    }
+}

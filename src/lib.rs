@@ -1,0 +1,90 @@
+//! # tower-oauth-guard
+//!
+//! tower [`Layer`](tower_layer::Layer)s that protect an OAuth 2.0 resource server: they validate
+//! JWT access tokens (RFC 9068) against the issuer's keys (RFC 7517, discovered by RFC 8414 /
+//! OpenID Connect), check that the presenter holds the key the token is bound to (DPoP,
+//! RFC 9449, or a TLS client certificate, RFC 8705), apply the route's scopes, and answer every
+//! failure with the standard challenge (RFC 6750 §3), or a gRPC status for gRPC requests.
+//!
+//! Each request flows one way through the modules, in this order:
+//!
+//! 1. [`extract`]: the `Authorization` and `DPoP` headers, bounded in size;
+//! 2. [`token`]: the access token, validated (and cached once verified);
+//! 3. [`dpop`] / [`mtls`]: the binding, `cnf.jkt` or `cnf.x5t#S256`;
+//! 4. [`policy`]: scopes and claim requirements;
+//! 5. the inner service, with an [`AccessToken`] in its request extensions;
+//!    or [`challenge`]: the refusal, status and `WWW-Authenticate`.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower_oauth_guard::{AccessToken, OAuthGuard};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let guard = OAuthGuard::builder()
+//!     .issuer("https://issuer.example")        // exact match on `iss`
+//!     .audience("https://api.example")         // `aud` must contain it
+//!     .jwks_url("https://issuer.example/jwks") // or .jwks(set), .jwks_file(path), .discover()
+//!     .build()
+//!     .await?;
+//!
+//! async fn me(token: AccessToken) -> String {
+//!     token.subject().to_owned()
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .layer(guard.layer());
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+// Tests may unwrap and index: a panic there is a test failure, not a crash.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod extract;
+
+pub mod token;
+
+pub mod dpop;
+pub mod mtls;
+
+pub mod policy;
+
+pub mod challenge;
+pub mod clock;
+mod crypto;
+pub mod guard;
+pub mod layer;
+pub mod pkce;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+#[cfg(feature = "tonic")]
+pub mod tonic;
+
+pub use challenge::{Challenge, Rejection};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use dpop::{DpopMode, DpopNonces, PublicUri};
+pub use guard::{BuildError, Issuer, OAuthGuard, OAuthGuardBuilder};
+pub use layer::{GuardLayer, GuardService};
+pub use mtls::MtlsMode;
+pub use token::{AccessToken, Binding, Scopes};
+
+#[cfg(feature = "axum")]
+pub use crate::axum::Claims;
+pub use jsonwebtoken::Algorithm;

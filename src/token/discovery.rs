@@ -1,0 +1,106 @@
+//! Authorization server metadata: OpenID Connect Discovery 1.0 §4 and RFC 8414 §3.
+
+use http::Uri;
+use serde::Deserialize;
+
+use super::fetch::{FetchError, HttpClient, parse_url};
+
+/// Largest metadata document accepted.
+pub const MAX_METADATA_LEN: usize = 64 * 1024;
+
+/// Why discovery failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// Neither well-known document could be fetched; the last error is kept.
+    Fetch(FetchError),
+    /// The document is not metadata JSON.
+    Malformed(serde_json::Error),
+    /// The document names another issuer (RFC 8414 §3.3: it MUST be identical).
+    IssuerMismatch,
+    /// The document has no `jwks_uri`, or an unusable one.
+    InvalidJwksUri,
+}
+
+impl std::fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fetch(e) => write!(f, "fetching metadata: {e}"),
+            Self::Malformed(e) => write!(f, "malformed metadata: {e}"),
+            Self::IssuerMismatch => {
+                f.write_str("metadata issuer differs from the configured issuer")
+            }
+            Self::InvalidJwksUri => f.write_str("metadata has no usable jwks_uri"),
+        }
+    }
+}
+
+impl std::error::Error for DiscoveryError {}
+
+#[derive(Deserialize)]
+struct Metadata {
+    issuer: String,
+    jwks_uri: Option<String>,
+}
+
+/// The two well-known locations for `issuer`, OpenID Connect's first.
+///
+/// OIDC appends to the issuer; RFC 8414 §3.1 inserts between host and path.
+pub(crate) fn metadata_urls(issuer: &str) -> Vec<String> {
+    let trimmed = issuer.trim_end_matches('/');
+    let mut urls = vec![format!("{trimmed}/.well-known/openid-configuration")];
+    if let Some((scheme, rest)) = trimmed.split_once("://") {
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        urls.push(format!(
+            "{scheme}://{authority}/.well-known/oauth-authorization-server{path}"
+        ));
+    }
+    urls
+}
+
+/// Finds `jwks_uri` for `issuer`.
+pub(crate) async fn discover_jwks_uri(
+    issuer: &str,
+    client: &HttpClient,
+) -> Result<Uri, DiscoveryError> {
+    let mut last = DiscoveryError::Fetch(FetchError::InvalidUrl);
+    for url in metadata_urls(issuer) {
+        let url = parse_url(&url).map_err(DiscoveryError::Fetch)?;
+        match client.get(&url, MAX_METADATA_LEN).await {
+            Ok(doc) => {
+                let meta: Metadata =
+                    serde_json::from_slice(&doc.body).map_err(DiscoveryError::Malformed)?;
+                if meta.issuer != issuer {
+                    return Err(DiscoveryError::IssuerMismatch);
+                }
+                let jwks = meta.jwks_uri.ok_or(DiscoveryError::InvalidJwksUri)?;
+                return parse_url(&jwks).map_err(|_| DiscoveryError::InvalidJwksUri);
+            }
+            Err(e) => last = DiscoveryError::Fetch(e),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_both_well_known_urls() {
+        assert_eq!(
+            metadata_urls("https://as.example/tenant1"),
+            vec![
+                "https://as.example/tenant1/.well-known/openid-configuration",
+                "https://as.example/.well-known/oauth-authorization-server/tenant1",
+            ]
+        );
+        assert_eq!(
+            metadata_urls("https://as.example"),
+            vec![
+                "https://as.example/.well-known/openid-configuration",
+                "https://as.example/.well-known/oauth-authorization-server",
+            ]
+        );
+    }
+}

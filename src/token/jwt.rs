@@ -1,0 +1,208 @@
+//! JWT access tokens: RFC 9068 §4 validation on top of RFC 7515 / RFC 7519.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::access_token::{Confirmation, Scopes, Validated};
+use super::error::TokenError;
+use super::keys::IssuerKeys;
+
+/// The default allow-list: asymmetric algorithms only (RFC 9068 §4 check 6 forbids `none`).
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// One trusted issuer: its exact `iss`, the audiences it may mint for us, and its keys.
+pub(crate) struct TrustedIssuer {
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) keys: IssuerKeys,
+    /// Overrides the guard's DPoP mode for this issuer's tokens.
+    pub(crate) dpop_mode: Option<crate::dpop::DpopMode>,
+    /// Overrides the guard's mTLS mode for this issuer's tokens.
+    pub(crate) mtls_mode: Option<crate::mtls::MtlsMode>,
+}
+
+/// Rules shared by all issuers.
+#[derive(Debug, Clone)]
+pub(crate) struct JwtRules {
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) leeway: i64,
+    pub(crate) require_at_jwt_typ: bool,
+}
+
+/// The protected header members we act on (RFC 7515 §4.1).
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    /// Any critical extension is one we do not understand (RFC 7515 §4.1.11: reject).
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// Splits a JWS compact serialization into its three parts (RFC 7515 §7.1).
+pub(crate) fn split_jws(jws: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = jws.split('.');
+    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || h.is_empty() || p.is_empty() || s.is_empty() {
+        return None;
+    }
+    Some((h, p, s))
+}
+
+/// Decodes one base64url JSON part.
+pub(crate) fn decode_part<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Validates `token` against the trusted issuers at time `now` (RFC 9068 §4).
+pub(crate) async fn validate(
+    token: &str,
+    issuers: &HashMap<String, TrustedIssuer>,
+    rules: &JwtRules,
+    now: i64,
+) -> Result<Validated, TokenError> {
+    let (h, p, s) = split_jws(token).ok_or(TokenError::Malformed)?;
+    let header: Header = decode_part(h).ok_or(TokenError::Malformed)?;
+    if header.crit.is_some() {
+        return Err(TokenError::Malformed);
+    }
+    let alg = Algorithm::from_str(&header.alg).map_err(|_| TokenError::AlgorithmNotAllowed)?;
+    if !rules.algorithms.contains(&alg) || is_symmetric(alg) {
+        return Err(TokenError::AlgorithmNotAllowed);
+    }
+    if rules.require_at_jwt_typ && !is_at_jwt(header.typ.as_deref()) {
+        return Err(TokenError::WrongType);
+    }
+    let claims: Map<String, Value> = decode_part(p).ok_or(TokenError::Malformed)?;
+
+    // The unverified `iss` only picks which keys to try; it is trusted after the signature.
+    let iss = claims.get("iss").and_then(Value::as_str);
+    let issuer = iss
+        .and_then(|iss| issuers.get(iss))
+        .ok_or(TokenError::UnknownIssuer)?;
+    let key = issuer
+        .keys
+        .key(header.kid.as_deref(), alg)
+        .await
+        .ok_or(TokenError::UnknownKey)?;
+    let signing_input = &token[..h.len() + 1 + p.len()];
+    match jsonwebtoken::crypto::verify(s, signing_input.as_bytes(), &key.key, alg) {
+        Ok(true) => {}
+        _ => return Err(TokenError::InvalidSignature),
+    }
+
+    let exp = time_claim(&claims, "exp")?.ok_or(TokenError::MissingExpiry)?;
+    if now.saturating_sub(rules.leeway) >= exp {
+        return Err(TokenError::Expired);
+    }
+    let nbf = time_claim(&claims, "nbf")?;
+    if nbf.is_some_and(|nbf| now.saturating_add(rules.leeway) < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    if time_claim(&claims, "iat")?.is_some_and(|iat| iat > now.saturating_add(rules.leeway)) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if !audience_matches(claims.get("aud"), &issuer.audiences) {
+        return Err(TokenError::InvalidAudience);
+    }
+    let string_claim = |name: &str| -> Result<Option<String>, TokenError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(TokenError::InvalidClaim),
+        }
+    };
+    Ok(Validated {
+        raw: token.into(),
+        issuer: issuer.issuer.clone(),
+        subject: string_claim("sub")?,
+        client_id: string_claim("client_id")?,
+        scopes: Scopes::from_claims(&claims),
+        expires_at: exp,
+        not_before: nbf,
+        confirmation: Confirmation::from_claims(&claims),
+        claims,
+    })
+}
+
+fn is_symmetric(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// RFC 9068 §4: `typ` is `at+jwt` or `application/at+jwt`, compared case-insensitively
+/// (media types are, RFC 2045 §5.1).
+fn is_at_jwt(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    })
+}
+
+/// A NumericDate claim (RFC 7519 §2); fractional seconds are truncated.
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(TokenError::InvalidClaim),
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+/// `aud` is a string or an array of strings; one of them must be ours (RFC 7519 §4.1.3).
+fn audience_matches(aud: Option<&Value>, ours: &[String]) -> bool {
+    let is_ours = |a: &str| ours.iter().any(|o| o == a);
+    match aud {
+        Some(Value::String(a)) => is_ours(a),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(is_ours),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn splits_exactly_three_parts() {
+        assert_eq!(split_jws("a.b.c"), Some(("a", "b", "c")));
+        assert!(split_jws("a.b").is_none());
+        assert!(split_jws("a.b.c.d").is_none());
+        assert!(split_jws("a..c").is_none());
+    }
+
+    #[test]
+    fn audience_may_be_string_or_array() {
+        let ours = vec!["api".to_owned()];
+        assert!(audience_matches(Some(&json!("api")), &ours));
+        assert!(audience_matches(Some(&json!(["x", "api"])), &ours));
+        assert!(!audience_matches(Some(&json!(["x"])), &ours));
+        assert!(!audience_matches(None, &ours));
+    }
+
+    #[test]
+    fn typ_accepts_both_spellings() {
+        assert!(is_at_jwt(Some("at+JWT")));
+        assert!(is_at_jwt(Some("application/at+jwt")));
+        assert!(!is_at_jwt(Some("JWT")));
+        assert!(!is_at_jwt(None));
+    }
+}

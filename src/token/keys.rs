@@ -1,0 +1,346 @@
+//! Issuer signing keys: JWK Sets (RFC 7517 §5) from a static set, a file or a URL, with
+//! background refresh and single-flight refresh on an unknown `kid`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde::Deserialize;
+
+use super::fetch::{FetchError, HttpClient};
+
+/// Largest JWK Set document accepted; real ones are a few KiB.
+pub const MAX_JWKS_LEN: usize = 256 * 1024;
+/// Most keys kept from one set; more is a misconfiguration or an attack on lookup time.
+pub const MAX_KEYS: usize = 64;
+/// Refresh period when the issuer sends no usable `Cache-Control: max-age`.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
+/// Lower bound on the refresh period, whatever `max-age` says, so an issuer cannot make us poll.
+pub const MIN_REFRESH: Duration = Duration::from_secs(60);
+/// Upper bound on the refresh period, so revoked keys do not linger for days.
+pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
+/// Retry period after a failed background refresh.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// Default minimum time between two refreshes caused by unknown `kid`s.
+pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// Why a key set was refused.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum KeysError {
+    /// The document is not a JWK Set.
+    NotAJwkSet(serde_json::Error),
+    /// The document is larger than [`MAX_JWKS_LEN`].
+    TooLarge,
+    /// The set holds no usable public signature key.
+    NoUsableKey,
+    /// Reading the file failed.
+    Io(std::io::Error),
+    /// Fetching the set failed.
+    Fetch(FetchError),
+}
+
+impl std::fmt::Display for KeysError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAJwkSet(e) => write!(f, "not a JWK Set: {e}"),
+            Self::TooLarge => f.write_str("JWK Set too large"),
+            Self::NoUsableKey => f.write_str("JWK Set holds no usable public signature key"),
+            Self::Io(e) => write!(f, "reading JWK Set: {e}"),
+            Self::Fetch(e) => write!(f, "fetching JWK Set: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for KeysError {}
+
+/// One public verification key.
+pub(crate) struct VerificationKey {
+    kid: Option<String>,
+    alg: Option<Algorithm>,
+    family: AlgorithmFamily,
+    curve: Option<EllipticCurve>,
+    pub(crate) key: DecodingKey,
+}
+
+impl VerificationKey {
+    fn from_jwk(jwk: &Jwk) -> Option<Self> {
+        // JWKS keys marked for encryption are not for us (RFC 7517 §4.2).
+        if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+            return None;
+        }
+        let (family, curve) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => (AlgorithmFamily::Rsa, None),
+            AlgorithmParameters::EllipticCurve(p) => (AlgorithmFamily::Ec, Some(p.curve.clone())),
+            AlgorithmParameters::OctetKeyPair(p) => (AlgorithmFamily::Ed, Some(p.curve.clone())),
+            // Symmetric keys never verify access tokens: that is how alg confusion starts.
+            _ => return None,
+        };
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(a) => Some(signature_algorithm(a)?),
+        };
+        Some(VerificationKey {
+            kid: jwk.common.key_id.clone(),
+            alg,
+            family,
+            curve,
+            key: DecodingKey::from_jwk(jwk).ok()?,
+        })
+    }
+
+    /// Whether this key may verify a JWS signed with `alg` (RFC 7517 §4.4, RFC 7518 §3.4).
+    fn accepts(&self, alg: Algorithm) -> bool {
+        if alg.family() != self.family || self.alg.is_some_and(|a| a != alg) {
+            return false;
+        }
+        match (alg, &self.curve) {
+            (Algorithm::ES256, Some(EllipticCurve::P256)) => true,
+            (Algorithm::ES384, Some(EllipticCurve::P384)) => true,
+            (Algorithm::EdDSA, Some(EllipticCurve::Ed25519)) => true,
+            (_, None) => self.family == AlgorithmFamily::Rsa,
+            _ => false,
+        }
+    }
+}
+
+/// The JWS algorithm a JWK's `alg` names; `None` for encryption algorithms (RFC 7518 §4).
+fn signature_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// A parsed JWK Set: the public signature keys of one issuer.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<Arc<VerificationKey>>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.keys
+                    .iter()
+                    .map(|k| k.kid.as_deref().unwrap_or("<no kid>")),
+            )
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// Keeps the usable public signature keys of `set`; others (symmetric, encryption,
+    /// unsupported curves) are skipped.
+    pub fn from_jwk_set(set: &JwkSet) -> Self {
+        KeySet {
+            keys: set
+                .keys
+                .iter()
+                .filter_map(VerificationKey::from_jwk)
+                .take(MAX_KEYS)
+                .map(Arc::new)
+                .collect(),
+        }
+    }
+
+    /// Parses a JWK Set document. Keys that do not parse are skipped rather than failing the
+    /// whole set, so an issuer adding a key type we do not know does not lock everyone out.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, KeysError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            keys: Vec<serde_json::Value>,
+        }
+        if bytes.len() > MAX_JWKS_LEN {
+            return Err(KeysError::TooLarge);
+        }
+        let raw: Raw = serde_json::from_slice(bytes).map_err(KeysError::NotAJwkSet)?;
+        let keys = raw
+            .keys
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<Jwk>(v).ok())
+            .filter_map(|jwk| VerificationKey::from_jwk(&jwk))
+            .take(MAX_KEYS)
+            .map(Arc::new)
+            .collect::<Vec<_>>();
+        if keys.is_empty() {
+            return Err(KeysError::NoUsableKey);
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key is usable.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key for a JWS header: by `kid` when the header has one; without a `kid`, only when
+    /// exactly one key fits `alg`, so that a token cannot make us try every key.
+    pub(crate) fn select(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<VerificationKey>> {
+        let mut fitting = self.keys.iter().filter(|k| k.accepts(alg));
+        match kid {
+            Some(kid) => fitting.find(|k| k.kid.as_deref() == Some(kid)).cloned(),
+            None => {
+                let first = fitting.next()?;
+                fitting.next().is_none().then(|| first.clone())
+            }
+        }
+    }
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// A fixed set.
+    Static(JwkSet),
+    /// A JSON file read once when the guard is built.
+    File(std::path::PathBuf),
+    /// `jwks_uri`, fetched and refreshed.
+    Url(String),
+    /// `jwks_uri` from the issuer's metadata (RFC 8414 / OpenID Connect Discovery).
+    Discover,
+}
+
+/// The keys of one issuer, as the validator sees them.
+pub(crate) enum IssuerKeys {
+    Static(KeySet),
+    Remote(Arc<RemoteKeys>),
+}
+
+impl IssuerKeys {
+    pub(crate) async fn key(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Option<Arc<VerificationKey>> {
+        match self {
+            IssuerKeys::Static(set) => set.select(kid, alg),
+            IssuerKeys::Remote(remote) => remote.key(kid, alg).await,
+        }
+    }
+}
+
+/// A remote JWK Set with its refresh state.
+pub(crate) struct RemoteKeys {
+    url: Uri,
+    client: HttpClient,
+    current: RwLock<Arc<KeySet>>,
+    /// Bumped on every successful refresh; lets waiters see that someone else refreshed.
+    generation: AtomicU64,
+    /// Held while fetching (single flight); remembers when the last fetch started.
+    refresh: tokio::sync::Mutex<Option<Instant>>,
+    cooldown: Duration,
+}
+
+impl RemoteKeys {
+    /// Fetches the set once; the guard is not built if the issuer's keys cannot be read.
+    pub(crate) async fn load(
+        url: Uri,
+        client: HttpClient,
+        cooldown: Duration,
+    ) -> Result<(Arc<Self>, Duration), KeysError> {
+        let remote = Arc::new(RemoteKeys {
+            url,
+            client,
+            current: RwLock::new(Arc::new(KeySet::default())),
+            generation: AtomicU64::new(0),
+            refresh: tokio::sync::Mutex::new(None),
+            cooldown,
+        });
+        let max_age = remote.fetch().await?;
+        Ok((remote, max_age))
+    }
+
+    fn snapshot(&self) -> (Arc<KeySet>, u64) {
+        // A poisoned lock only means a panic elsewhere while swapping an Arc: the Arc is intact.
+        let set = match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        (set, self.generation.load(Ordering::Acquire))
+    }
+
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<VerificationKey>> {
+        let (set, seen) = self.snapshot();
+        if let Some(key) = set.select(kid, alg) {
+            return Some(key);
+        }
+        // Unknown kid: one refresh per cooldown, however many requests ask at once.
+        let mut last = self.refresh.lock().await;
+        let (set, now) = self.snapshot();
+        if now != seen {
+            return set.select(kid, alg);
+        }
+        if last.is_some_and(|t| t.elapsed() < self.cooldown) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        match self.fetch().await {
+            Ok(_) => self.snapshot().0.select(kid, alg),
+            Err(error) => {
+                tracing::warn!(url = %self.url, %error, "JWKS refresh for an unknown kid failed");
+                None
+            }
+        }
+    }
+
+    /// Fetches and installs the set; returns the refresh period the issuer asked for.
+    async fn fetch(&self) -> Result<Duration, KeysError> {
+        let fetched = self
+            .client
+            .get(&self.url, MAX_JWKS_LEN)
+            .await
+            .map_err(KeysError::Fetch)?;
+        let set = Arc::new(KeySet::from_json(&fetched.body)?);
+        tracing::debug!(url = %self.url, keys = set.len(), "JWKS loaded");
+        match self.current.write() {
+            Ok(mut g) => *g = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(fetched
+            .max_age
+            .unwrap_or(DEFAULT_REFRESH)
+            .clamp(MIN_REFRESH, MAX_REFRESH))
+    }
+
+    /// Refreshes in the background until the guard is dropped. Failures keep the known keys.
+    pub(crate) fn spawn_refresh(self: &Arc<Self>, first: Duration) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut period = first;
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(remote) = weak.upgrade() else { return };
+                let mut last = remote.refresh.lock().await;
+                *last = Some(Instant::now());
+                period = match remote.fetch().await {
+                    Ok(p) => p,
+                    Err(error) => {
+                        tracing::warn!(url = %remote.url, %error, "JWKS background refresh failed; keeping known keys");
+                        RETRY_AFTER_FAILURE
+                    }
+                };
+            }
+        });
+    }
+}

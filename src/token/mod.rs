@@ -1,0 +1,48 @@
+//! Step 2: validate the access token (RFC 9068 JWTs against the issuer's JWK Set).
+
+pub mod access_token;
+pub(crate) mod cache;
+pub mod discovery;
+pub mod error;
+pub mod fetch;
+pub mod jwt;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use access_token::{AccessToken, Binding, Confirmation, Scopes};
+pub use error::TokenError;
+pub use keys::{JwksSource, KeySet};
+
+use access_token::Validated;
+use cache::TokenCache;
+use jwt::{JwtRules, TrustedIssuer};
+
+/// Validates access tokens: cache first, then the JWT checks against the issuer's keys.
+pub(crate) struct TokenValidator {
+    pub(crate) issuers: HashMap<String, TrustedIssuer>,
+    pub(crate) rules: JwtRules,
+    pub(crate) cache: Option<TokenCache>,
+}
+
+impl TokenValidator {
+    pub(crate) async fn validate(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<Validated>, TokenError> {
+        let Some(cache) = &self.cache else {
+            return jwt::validate(token, &self.issuers, &self.rules, now)
+                .await
+                .map(Arc::new);
+        };
+        let key = TokenCache::key(token);
+        if let Some(hit) = cache.get(&key, now, self.rules.leeway) {
+            return Ok(hit);
+        }
+        let validated = Arc::new(jwt::validate(token, &self.issuers, &self.rules, now).await?);
+        cache.insert(key, validated.clone(), now);
+        Ok(validated)
+    }
+}

@@ -1,0 +1,445 @@
+//! Bearer JWT access tokens through a real axum server and a real JWKS server (issue: foundation).
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use support::*;
+use tower_oauth_guard::{AccessToken, Claims, DpopMode, Issuer, OAuthGuard};
+
+const AUD: &str = "https://api.example";
+
+async fn whoami(token: AccessToken) -> axum::Json<Value> {
+    axum::Json(json!({
+        "sub": token.subject(),
+        "client_id": token.client_id(),
+        "scope": token.scopes().to_scope_string(),
+        "binding": token.binding().kind(),
+    }))
+}
+
+fn app(guard: &OAuthGuard) -> Router {
+    Router::new()
+        .route("/api/whoami", get(whoami).post(whoami))
+        .route(
+            "/api/admin",
+            get(whoami).layer(guard.layer().require_scope("admin")),
+        )
+        .layer(guard.layer())
+}
+
+async fn setup() -> (TestIssuer, String) {
+    let issuer = TestIssuer::start().await;
+    let guard = OAuthGuard::builder()
+        .issuer(&issuer.issuer)
+        .audience(AUD)
+        .jwks_url(issuer.jwks_url())
+        .realm("api")
+        .require_at_jwt_typ(true)
+        .jwks_refresh_cooldown(Duration::from_secs(300))
+        .build()
+        .await
+        .unwrap();
+    let base = serve(app(&guard)).await;
+    (issuer, base)
+}
+
+#[tokio::test]
+async fn valid_token_reaches_the_handler() {
+    let (issuer, base) = setup().await;
+    let reply = get_with_token(&format!("{base}/api/whoami"), &issuer.token(AUD, json!({}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["sub"], "alice");
+    assert_eq!(body["client_id"], "client-1");
+    assert_eq!(body["scope"], "read");
+    assert_eq!(body["binding"], "bearer");
+}
+
+#[tokio::test]
+async fn missing_token_gets_bare_challenges() {
+    let (_issuer, base) = setup().await;
+    let reply = send("GET", &format!("{base}/api/whoami"), &[]).await;
+    assert_eq!(reply.status, 401);
+    let challenges = reply.www_authenticate();
+    assert_eq!(challenges[0], "Bearer realm=\"api\"");
+    assert!(challenges[1].starts_with("DPoP realm=\"api\", algs=\""));
+    assert!(challenges.iter().all(|c| !c.contains("error=")));
+    // An unknown scheme is treated as no credentials (RFC 6750 §3.1).
+    let reply = send(
+        "GET",
+        &format!("{base}/api/whoami"),
+        &[("authorization", "Basic YTpi")],
+    )
+    .await;
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply
+            .www_authenticate()
+            .iter()
+            .all(|c| !c.contains("error="))
+    );
+}
+
+#[tokio::test]
+async fn invalid_tokens_get_invalid_token() {
+    let (issuer, base) = setup().await;
+    let url = format!("{base}/api/whoami");
+    let key = issuer.key(0);
+    let now = now();
+    let header = |kid: &str| {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        h.typ = Some("at+jwt".into());
+        h
+    };
+    let mut cases: Vec<(&str, String)> = vec![
+        ("expired", issuer.token(AUD, json!({"exp": now - 120}))),
+        (
+            "not yet valid",
+            issuer.token(AUD, json!({"nbf": now + 600})),
+        ),
+        (
+            "issued in the future",
+            issuer.token(AUD, json!({"iat": now + 600})),
+        ),
+        ("no exp", {
+            let mut c = issuer.claims(AUD, json!({}));
+            c.as_object_mut().unwrap().remove("exp");
+            key.sign(header("k1"), &c)
+        }),
+        (
+            "wrong iss",
+            issuer.token(AUD, json!({"iss": "https://evil.example"})),
+        ),
+        (
+            "wrong aud",
+            issuer.token("https://other.example", json!({})),
+        ),
+        (
+            "aud array without ours",
+            issuer.token(AUD, json!({"aud": ["a", "b"]})),
+        ),
+        (
+            "bad signature",
+            SigningKey::generate("k1").sign(header("k1"), &issuer.claims(AUD, json!({}))),
+        ),
+        (
+            "unknown kid",
+            key.sign(header("nope"), &issuer.claims(AUD, json!({}))),
+        ),
+        ("wrong typ", {
+            let mut h = header("k1");
+            h.typ = Some("JWT".into());
+            key.sign(h, &issuer.claims(AUD, json!({})))
+        }),
+        ("malformed", "abc.def".to_owned()),
+        ("garbage parts", "abc.def.ghi".to_owned()),
+    ];
+    // alg "none", unsigned (RFC 7519 §6.1): never accepted.
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims = issuer.claims(AUD, json!({}));
+    let none_header = json!({"alg": "none", "typ": "at+jwt", "kid": "k1"});
+    cases.push((
+        "alg none",
+        format!("{}.{}.", b64(&none_header), b64(&claims)),
+    ));
+    cases.push((
+        "alg none with sig",
+        format!("{}.{}.e30", b64(&none_header), b64(&claims)),
+    ));
+    // HS256 keyed with the issuer's public key: the classic alg confusion attack.
+    let public = serde_json::to_vec(&key.jwk).unwrap();
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("k1".into());
+    hs.typ = Some("at+jwt".into());
+    install_provider();
+    let confused = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).unwrap();
+    cases.push(("HS256 with public key", confused));
+    cases.push((
+        "oversized",
+        format!("{}.{}.{}", "a".repeat(5000), "b".repeat(5000), "c"),
+    ));
+
+    for (name, token) in cases {
+        let reply = get_with_token(&url, &token).await;
+        assert_eq!(reply.status, 401, "{name}: {}", reply.body);
+        let challenges = reply.www_authenticate();
+        assert_eq!(challenges.len(), 1, "{name}: {challenges:?}");
+        assert!(
+            challenges[0].starts_with("Bearer realm=\"api\", error=\"invalid_token\""),
+            "{name}: {challenges:?}"
+        );
+        // The description never echoes the token.
+        assert!(
+            !challenges[0].contains(&token[..token.len().min(20)]),
+            "{name}"
+        );
+    }
+    // The valid token beside them still works.
+    let reply = get_with_token(&url, &issuer.token(AUD, json!({}))).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_a_bad_request() {
+    let (issuer, base) = setup().await;
+    let token = issuer.token(AUD, json!({}));
+    let bearer = format!("Bearer {token}");
+    let reply = send(
+        "GET",
+        &format!("{base}/api/whoami"),
+        &[("authorization", &bearer), ("authorization", &bearer)],
+    )
+    .await;
+    reply.assert_error(400, "Bearer", "invalid_request");
+}
+
+#[tokio::test]
+async fn insufficient_scope_is_403_with_scope() {
+    let (issuer, base) = setup().await;
+    let url = format!("{base}/api/admin");
+    let reply = get_with_token(&url, &issuer.token(AUD, json!({"scope": "read"}))).await;
+    reply.assert_error(403, "Bearer", "insufficient_scope");
+    assert!(reply.www_authenticate()[0].contains("scope=\"admin\""));
+    // `scp` arrays count as well.
+    let reply = get_with_token(
+        &url,
+        &issuer.token(AUD, json!({"scope": null, "scp": ["admin"]})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn key_rotation_needs_exactly_one_refresh() {
+    let (issuer, base) = setup().await;
+    let url = format!("{base}/api/whoami");
+    assert_eq!(
+        issuer.jwks_fetches.load(Ordering::SeqCst),
+        1,
+        "build fetches once"
+    );
+    let new_key = SigningKey::generate("k2");
+    issuer.keys.lock().unwrap().push(new_key.clone());
+    let token = new_key.sign(at_header("k2"), &issuer.claims(AUD, json!({})));
+
+    // 200 concurrent requests with the unknown kid: one fetch, and all of them succeed.
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (url, token) = (url.clone(), token.clone());
+            tokio::spawn(async move { get_with_token(&url, &token).await.status })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(issuer.jwks_fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn unknown_kid_flood_causes_one_fetch() {
+    let (issuer, base) = setup().await;
+    let url = format!("{base}/api/whoami");
+    let token = issuer
+        .key(0)
+        .sign(at_header("k9"), &issuer.claims(AUD, json!({})));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (url, token) = (url.clone(), token.clone());
+            tokio::spawn(async move { get_with_token(&url, &token).await.status })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    assert_eq!(
+        issuer.jwks_fetches.load(Ordering::SeqCst),
+        2,
+        "build + one refresh"
+    );
+}
+
+#[tokio::test]
+async fn known_keys_keep_working_while_jwks_is_down() {
+    let (issuer, base) = setup().await;
+    issuer.down.store(true, Ordering::SeqCst);
+    let url = format!("{base}/api/whoami");
+    // An unknown kid triggers a (failing) refresh; the known key still verifies.
+    let stray = issuer
+        .key(0)
+        .sign(at_header("gone"), &issuer.claims(AUD, json!({})));
+    assert_eq!(get_with_token(&url, &stray).await.status, 401);
+    let reply = get_with_token(&url, &issuer.token(AUD, json!({}))).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn discovery_finds_the_jwks() {
+    let issuer = TestIssuer::start().await;
+    let guard = OAuthGuard::builder()
+        .issuer(&issuer.issuer)
+        .audience(AUD)
+        .discover()
+        .build()
+        .await
+        .unwrap();
+    let base = serve(app(&guard)).await;
+    let reply = get_with_token(&format!("{base}/api/whoami"), &issuer.token(AUD, json!({}))).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn discovery_refuses_a_metadata_issuer_mismatch() {
+    let issuer = TestIssuer::start().await;
+    // Same server, but we claim a different issuer identifier than the metadata states.
+    let err = OAuthGuard::builder()
+        .issuer(format!("{}/", issuer.issuer))
+        .audience(AUD)
+        .discover()
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, tower_oauth_guard::BuildError::Discovery(..)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn several_issuers_each_with_their_audience() {
+    let a = TestIssuer::start().await;
+    let b = TestIssuer::start().await;
+    let guard = OAuthGuard::builder()
+        .issuer(&a.issuer)
+        .audience(AUD)
+        .jwks_url(a.jwks_url())
+        .trust(
+            Issuer::new(&b.issuer)
+                .audience("urn:b")
+                .jwks_url(b.jwks_url()),
+        )
+        .build()
+        .await
+        .unwrap();
+    let base = serve(app(&guard)).await;
+    let url = format!("{base}/api/whoami");
+    assert_eq!(
+        get_with_token(&url, &a.token(AUD, json!({}))).await.status,
+        200
+    );
+    assert_eq!(
+        get_with_token(&url, &b.token("urn:b", json!({})))
+            .await
+            .status,
+        200
+    );
+    // b's token for a's audience, and b's token signed by a's key, are refused.
+    assert_eq!(
+        get_with_token(&url, &b.token(AUD, json!({}))).await.status,
+        401
+    );
+    let forged = a.key(0).sign(
+        {
+            let mut h = Header::new(Algorithm::ES256);
+            h.kid = Some("k1".into());
+            h
+        },
+        &b.claims("urn:b", json!({})),
+    );
+    assert_eq!(get_with_token(&url, &forged).await.status, 401);
+    // An unknown issuer costs no network call.
+    let before = (
+        a.jwks_fetches.load(Ordering::SeqCst),
+        b.jwks_fetches.load(Ordering::SeqCst),
+    );
+    let reply = get_with_token(
+        &url,
+        &a.token(AUD, json!({"iss": "https://unknown.example"})),
+    )
+    .await;
+    reply.assert_error(401, "Bearer", "invalid_token");
+    let after = (
+        a.jwks_fetches.load(Ordering::SeqCst),
+        b.jwks_fetches.load(Ordering::SeqCst),
+    );
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn optional_routes_serve_anonymous_requests() {
+    let issuer = TestIssuer::start().await;
+    let guard = OAuthGuard::builder()
+        .issuer(&issuer.issuer)
+        .audience(AUD)
+        .jwks_url(issuer.jwks_url())
+        .build()
+        .await
+        .unwrap();
+    async fn hello(token: Option<AccessToken>) -> String {
+        match token {
+            Some(t) => format!("hello {}", t.subject()),
+            None => "hello stranger".into(),
+        }
+    }
+    let app = Router::new()
+        .route("/hello", get(hello))
+        .layer(guard.layer().optional());
+    let base = serve(app).await;
+    let url = format!("{base}/hello");
+    assert_eq!(send("GET", &url, &[]).await.body, "hello stranger");
+    assert_eq!(
+        get_with_token(&url, &issuer.token(AUD, json!({})))
+            .await
+            .body,
+        "hello alice"
+    );
+    // A presented but invalid token is still refused.
+    let reply = get_with_token(&url, &issuer.token(AUD, json!({"exp": now() - 3600}))).await;
+    reply.assert_error(401, "Bearer", "invalid_token");
+}
+
+#[tokio::test]
+async fn typed_claims_and_custom_requirements() {
+    #[derive(Deserialize)]
+    struct MyClaims {
+        sub: String,
+        tenant: String,
+    }
+    let issuer = TestIssuer::start().await;
+    let guard = OAuthGuard::builder()
+        .issuer(&issuer.issuer)
+        .audience(AUD)
+        .jwks_url(issuer.jwks_url())
+        .dpop(DpopMode::Disabled)
+        .build()
+        .await
+        .unwrap();
+    let app =
+        Router::new()
+            .route(
+                "/tenant",
+                get(|Claims(c): Claims<MyClaims>| async move { format!("{}@{}", c.sub, c.tenant) }),
+            )
+            .layer(guard.layer().require(|t: &AccessToken| {
+                t.claim("tenant").and_then(Value::as_str) == Some("acme")
+            }));
+    let base = serve(app).await;
+    let url = format!("{base}/tenant");
+    let reply = get_with_token(&url, &issuer.token(AUD, json!({"tenant": "acme"}))).await;
+    assert_eq!(reply.body, "alice@acme");
+    let reply = get_with_token(&url, &issuer.token(AUD, json!({"tenant": "other"}))).await;
+    reply.assert_error(403, "Bearer", "insufficient_scope");
+    // DPoP disabled: only the Bearer challenge.
+    let reply = send("GET", &url, &[]).await;
+    assert_eq!(reply.www_authenticate(), vec!["Bearer".to_owned()]);
+}

@@ -1,0 +1,329 @@
+//! Test support: an in-test issuer (keys, JWKS and discovery over real HTTP), token minting,
+//! DPoP proofs, and a raw HTTP client. Everything runs on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// jsonwebtoken needs a process-wide provider when both backends are compiled in.
+pub fn install_provider() {
+    #[cfg(feature = "aws-lc-rs")]
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An ES256 signing key with its public JWK.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub jwk: Jwk,
+}
+
+impl SigningKey {
+    pub fn generate(kid: &str) -> Self {
+        install_provider();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        SigningKey {
+            kid: kid.to_owned(),
+            encoding,
+            jwk,
+        }
+    }
+
+    pub fn sign(&self, header: Header, claims: &Value) -> String {
+        install_provider();
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// An issuer served over real HTTP: `/jwks` and `/.well-known/openid-configuration`.
+pub struct TestIssuer {
+    pub addr: SocketAddr,
+    pub issuer: String,
+    pub keys: Arc<Mutex<Vec<SigningKey>>>,
+    pub jwks_fetches: Arc<AtomicUsize>,
+    pub down: Arc<AtomicBool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct IssuerState {
+    issuer: String,
+    keys: Arc<Mutex<Vec<SigningKey>>>,
+    fetches: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+}
+
+async fn jwks(State(s): State<IssuerState>) -> axum::response::Response {
+    s.fetches.fetch_add(1, Ordering::SeqCst);
+    if s.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let set = JwkSet {
+        keys: s
+            .keys
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|k| k.jwk.clone())
+            .collect(),
+    };
+    axum::Json(set).into_response()
+}
+
+async fn metadata(State(s): State<IssuerState>) -> axum::response::Response {
+    axum::Json(json!({
+        "issuer": s.issuer,
+        "jwks_uri": format!("{}/jwks", s.issuer),
+    }))
+    .into_response()
+}
+
+impl TestIssuer {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issuer = format!("http://{addr}");
+        let keys = Arc::new(Mutex::new(vec![SigningKey::generate("k1")]));
+        let state = IssuerState {
+            issuer: issuer.clone(),
+            keys: keys.clone(),
+            fetches: Arc::new(AtomicUsize::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
+        };
+        let app = Router::new()
+            .route("/jwks", get(jwks))
+            .route("/.well-known/openid-configuration", get(metadata))
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TestIssuer {
+            addr,
+            issuer,
+            keys,
+            jwks_fetches: state.fetches,
+            down: state.down,
+            task,
+        }
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.issuer)
+    }
+
+    pub fn key(&self, index: usize) -> SigningKey {
+        self.keys.lock().unwrap()[index].clone()
+    }
+
+    /// Standard claims for `aud`, valid for 5 minutes; merge `extra` over them.
+    pub fn claims(&self, aud: &str, extra: Value) -> Value {
+        let now = now();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": "alice",
+            "aud": aud,
+            "client_id": "client-1",
+            "iat": now,
+            "exp": now + 300,
+            "scope": "read",
+            "jti": format!("{}", rand_u64()),
+        });
+        if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
+            for (k, v) in e {
+                c.insert(k, v);
+            }
+        }
+        claims
+    }
+
+    /// A token signed with key 0, `typ: at+jwt`.
+    pub fn token(&self, aud: &str, extra: Value) -> String {
+        let key = self.key(0);
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("at+jwt".into());
+        key.sign(header, &self.claims(aud, extra))
+    }
+}
+
+/// An `at+jwt` ES256 header naming `kid`.
+pub fn at_header(kid: &str) -> Header {
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some(kid.into());
+    h.typ = Some("at+jwt".into());
+    h
+}
+
+pub fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Serves `app` on 127.0.0.1 with connect info; returns its base URL.
+pub async fn serve(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn www_authenticate(&self) -> Vec<String> {
+        self.headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+
+    /// Asserts a 401 whose single challenge has `scheme` and `error="..."`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, scheme: &str, error: &str) {
+        assert_eq!(self.status.as_u16(), status, "status; body {}", self.body);
+        let challenges = self.www_authenticate();
+        assert!(
+            challenges
+                .iter()
+                .any(|c| c.starts_with(scheme) && c.contains(&format!("error=\"{error}\""))),
+            "expected {scheme} error={error}, got {challenges:?}"
+        );
+    }
+}
+
+/// A plain HTTP/1.1 client that sends headers exactly as given (duplicates included).
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client()
+        .request(builder.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub async fn get_with_token(url: &str, token: &str) -> Reply {
+    send("GET", url, &[("authorization", &format!("Bearer {token}"))]).await
+}
+
+/// A DPoP client key (ES256) that signs proofs.
+pub struct DpopKey {
+    pub key: SigningKey,
+    pub jkt: String,
+}
+
+impl DpopKey {
+    pub fn generate() -> Self {
+        let mut key = SigningKey::generate("dpop");
+        key.jwk.common.key_id = None;
+        key.jwk.common.key_algorithm = None;
+        let jkt = tower_oauth_guard::dpop::proof::jwk_thumbprint(&key.jwk).unwrap();
+        DpopKey { key, jkt }
+    }
+
+    /// Proof claims for a request; merge `extra` over them.
+    pub fn proof_with(&self, claims: Value, header_edit: impl FnOnce(&mut Header)) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        header.jwk = Some(self.key.jwk.clone());
+        header_edit(&mut header);
+        self.key.sign(header, &claims)
+    }
+
+    pub fn claims(
+        &self,
+        method: &str,
+        htu: &str,
+        token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Value {
+        let mut c = json!({
+            "jti": format!("{}", rand_u64()),
+            "htm": method,
+            "htu": htu,
+            "iat": now(),
+        });
+        if let Some(t) = token {
+            c["ath"] = json!(tower_oauth_guard::dpop::proof::ath_for(t));
+        }
+        if let Some(n) = nonce {
+            c["nonce"] = json!(n);
+        }
+        c
+    }
+
+    pub fn proof(
+        &self,
+        method: &str,
+        htu: &str,
+        token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
+        self.proof_with(self.claims(method, htu, token, nonce), |_| {})
+    }
+}
