@@ -59,6 +59,22 @@ impl std::fmt::Display for ServeTlsError {
 
 impl std::error::Error for ServeTlsError {}
 
+/// Reads every certificate of a PEM file (leaf first, for a chain).
+pub fn load_certificates(
+    path: impl AsRef<std::path::Path>,
+) -> Result<Vec<CertificateDer<'static>>, pki_types::pem::Error> {
+    use pki_types::pem::PemObject;
+    CertificateDer::pem_file_iter(path)?.collect()
+}
+
+/// Reads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
+pub fn load_private_key(
+    path: impl AsRef<std::path::Path>,
+) -> Result<PrivateKeyDer<'static>, pki_types::pem::Error> {
+    use pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_file(path)
+}
+
 /// A rustls server configuration for `cert_chain`/`key`, asking for client certificates as
 /// `client_auth` says, offering HTTP/2 and HTTP/1.1 by ALPN.
 pub fn server_config(
