@@ -87,4 +87,9 @@ pub use token::{AccessToken, Binding, Scopes};
 
 #[cfg(feature = "axum")]
 pub use crate::axum::Claims;
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use jsonwebtoken::Algorithm;
