@@ -6,6 +6,7 @@
 //! never hit that panic.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The `jsonwebtoken` provider chosen by this crate's features, if any.
 pub(crate) fn jwt_provider() -> Option<&'static jsonwebtoken::crypto::CryptoProvider> {
@@ -33,10 +34,21 @@ pub(crate) fn install_jwt_provider(
     match provider.or_else(jwt_provider) {
         Some(p) => {
             let _already_installed = p.install_default();
+            INSTALLED.store(true, Ordering::Release);
             true
         }
         None => false,
     }
+}
+
+/// Set once this crate has made sure `jsonwebtoken` has a provider.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `jsonwebtoken` can be called without panicking: a feature-selected provider, or
+/// one handed to a guard builder.
+pub(crate) fn jwt_provider_ready() -> bool {
+    ensure_jwt_provider();
+    INSTALLED.load(Ordering::Acquire)
 }
 
 /// Installs the feature-selected `jsonwebtoken` provider once, for code paths that can run

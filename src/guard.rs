@@ -652,3 +652,69 @@ impl OAuthGuardBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    #[tokio::test]
+    async fn build_without_crypto_backend_is_an_error_not_a_panic() {
+        let result = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .jwks(JwkSet { keys: vec![] })
+            .build()
+            .await;
+        assert!(matches!(result, Err(BuildError::NoCryptoBackend)));
+        // Standalone proof verification refuses instead of panicking too.
+        let expected = crate::dpop::ExpectedRequest {
+            method: "GET",
+            htu: "https://api.example/",
+            access_token: None,
+        };
+        let err =
+            crate::dpop::proof::verify_proof("a.b.c", &expected, &ProofPolicy::default(), 0, |s| {
+                Some(s.to_owned())
+            })
+            .unwrap_err();
+        assert_eq!(err, crate::dpop::ProofError::NoCryptoBackend);
+    }
+
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    #[tokio::test]
+    async fn build_installs_a_provider_whatever_the_feature_mix() {
+        // With both features on (CI's --all-features), jsonwebtoken alone would panic at
+        // first use; a built guard has installed aws-lc-rs explicitly.
+        let guard = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .jwks(JwkSet { keys: vec![] })
+            .build()
+            .await;
+        assert!(guard.is_ok());
+        assert!(crate::crypto::jwt_provider_ready());
+    }
+
+    #[tokio::test]
+    async fn refuses_hmac_algorithms_and_missing_audience() {
+        let hs = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .jwks(JwkSet { keys: vec![] })
+            .algorithms([Algorithm::HS256])
+            .build()
+            .await;
+        let no_aud = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .jwks(JwkSet { keys: vec![] })
+            .build()
+            .await;
+        if cfg!(any(feature = "aws-lc-rs", feature = "rust-crypto")) {
+            assert!(matches!(hs, Err(BuildError::SymmetricAlgorithm)));
+            assert!(matches!(no_aud, Err(BuildError::MissingAudience(_))));
+        }
+        let orphan = OAuthGuard::builder().audience("api").build().await;
+        assert!(orphan.is_err());
+    }
+}
