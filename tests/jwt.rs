@@ -220,6 +220,21 @@ async fn insufficient_scope_is_403_with_scope() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
+/// Sends `n` requests with `token` at once; returns their statuses.
+async fn concurrently(n: usize, url: &str, token: &str) -> Vec<u16> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, token) = (url.to_owned(), token.to_owned());
+            tokio::spawn(async move { get_with_token(&url, &token).await.status.as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(n);
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
 #[tokio::test]
 async fn key_rotation_needs_exactly_one_refresh() {
     let (issuer, base) = setup().await;
@@ -234,14 +249,8 @@ async fn key_rotation_needs_exactly_one_refresh() {
     let token = new_key.sign(at_header("k2"), &issuer.claims(AUD, json!({})));
 
     // 200 concurrent requests with the unknown kid: one fetch, and all of them succeed.
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let (url, token) = (url.clone(), token.clone());
-            tokio::spawn(async move { get_with_token(&url, &token).await.status })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
+    for status in concurrently(200, &url, &token).await {
+        assert_eq!(status, 200);
     }
     assert_eq!(issuer.jwks_fetches.load(Ordering::SeqCst), 2);
 }
@@ -253,14 +262,8 @@ async fn unknown_kid_flood_causes_one_fetch() {
     let token = issuer
         .key(0)
         .sign(at_header("k9"), &issuer.claims(AUD, json!({})));
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let (url, token) = (url.clone(), token.clone());
-            tokio::spawn(async move { get_with_token(&url, &token).await.status })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 401);
+    for status in concurrently(200, &url, &token).await {
+        assert_eq!(status, 401);
     }
     assert_eq!(
         issuer.jwks_fetches.load(Ordering::SeqCst),
