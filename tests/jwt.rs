@@ -446,3 +446,40 @@ async fn typed_claims_and_custom_requirements() {
     let reply = send("GET", &url, &[]).await;
     assert_eq!(reply.www_authenticate(), vec!["Bearer".to_owned()]);
 }
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl tower_oauth_guard::Clock for ManualClock {
+    fn now_unix(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn cached_tokens_still_expire() {
+    let issuer = TestIssuer::start().await;
+    let clock = ManualClock(std::sync::Arc::new(
+        std::sync::atomic::AtomicI64::new(now()),
+    ));
+    let guard = OAuthGuard::builder()
+        .issuer(&issuer.issuer)
+        .audience(AUD)
+        .jwks_url(issuer.jwks_url())
+        .leeway(Duration::from_secs(5))
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let base = serve(app(&guard)).await;
+    let url = format!("{base}/api/whoami");
+    let token = issuer.token(AUD, json!({"exp": now() + 100}));
+    for _ in 0..3 {
+        assert_eq!(get_with_token(&url, &token).await.status, 200);
+    }
+    clock.0.fetch_add(100 + 5, Ordering::SeqCst);
+    let reply = get_with_token(&url, &token).await;
+    reply.assert_error(401, "Bearer", "invalid_token");
+    assert!(reply.www_authenticate()[0].contains("token expired"));
+}
