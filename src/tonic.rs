@@ -1,18 +1,76 @@
-//! tonic integration (feature `tonic`): the identity from a `tonic::Request`, and the client
-//! certificate and address from tonic's own TLS connection info.
+//! tonic integration (feature `tonic`): the guard in front of gRPC services, the identity from
+//! a `tonic::Request`, and the client certificate and address from tonic's own TLS.
 //!
-//! The guard itself is a plain tower layer: `Server::builder().layer(guard.layer())` puts it in
-//! front of every service, and refusals of gRPC requests are already gRPC statuses
-//! (`UNAUTHENTICATED`, `PERMISSION_DENIED`) carrying `www-authenticate` (and `dpop-nonce`).
+//! The guard is a plain tower layer. Around every service of a server:
+//!
+//! ```no_run
+//! # async fn run(guard: tower_oauth_guard::OAuthGuard) -> Result<(), Box<dyn std::error::Error>> {
+//! # let (_, health) = tonic_health::server::health_reporter();
+//! tonic::transport::Server::builder()
+//!     .layer(guard.layer())
+//!     .add_service(health)
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! or around one service, with its own policy (a guarded service keeps its gRPC name):
+//!
+//! ```no_run
+//! # use tower_layer::Layer;
+//! # async fn run(guard: tower_oauth_guard::OAuthGuard) -> Result<(), Box<dyn std::error::Error>> {
+//! # let (_, health) = tonic_health::server::health_reporter();
+//! tonic::transport::Server::builder()
+//!     .add_service(guard.layer().require_scope("health").layer(health))
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! With tonic's own TLS (`Server::builder().tls_config(..)`), the client certificate tonic
+//! reports (`TlsConnectInfo`) is checked against `cnf.x5t#S256` tokens (RFC 8705); call
+//! [`install_tls_provider`] first when both crypto features are compiled in.
+//!
+//! Refusals of gRPC requests (`content-type: application/grpc…`) are gRPC statuses in a
+//! trailers-only response (HTTP 200): `UNAUTHENTICATED` for a missing or invalid token or proof,
+//! `PERMISSION_DENIED` for a missing scope, `UNAVAILABLE` when the replay store is down. The
+//! RFC 6750 / RFC 9449 challenge travels in the `www-authenticate` metadata, and a server nonce
+//! in `dpop-nonce`, as over HTTP. Handlers read the identity with [`access_token`] or
+//! [`require_access_token`].
+//!
+//! # DPoP over gRPC
+//!
+//! gRPC rides on HTTP/2 `POST`s to `/<package.Service>/<Method>`, so RFC 9449 applies unchanged:
+//!
+//! - the access token goes in the `authorization` metadata (`DPoP <token>`), the proof in the
+//!   `dpop` metadata: they are the HTTP headers of the same names;
+//! - the proof's `htm` is `POST`;
+//! - its `htu` is the public base URL of the server followed by the method path, e.g.
+//!   `https://api.example/grpc.health.v1.Health/Check` (with
+//!   [`PublicUri::Fixed`](crate::PublicUri::Fixed) the configured base, otherwise the
+//!   `:scheme` and `:authority` the client sent);
+//! - one proof per RPC: the guard checks the request head once, so a streaming call is
+//!   authorized when it starts and its messages carry no proofs. A new call needs a new proof
+//!   (the `jti` is single use).
+//! - when a nonce is required the call fails with `UNAUTHENTICATED`, `error="use_dpop_nonce"` in
+//!   `www-authenticate` and the nonce in `dpop-nonce`; the client retries with it.
 
 use std::net::SocketAddr;
 
 use http::request::Parts;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
 #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
 use tonic::transport::server::TlsConnectInfo;
 
+use crate::layer::GuardService;
 use crate::token::AccessToken;
+
+/// A guarded service answers to the gRPC name of the service it guards, so it can be given
+/// to `Server::add_service` directly.
+impl<S: NamedService> NamedService for GuardService<S> {
+    const NAME: &'static str = S::NAME;
+}
 
 /// The validated token of a gRPC request, put there by the guard layer.
 pub fn access_token<T>(request: &tonic::Request<T>) -> Option<&AccessToken> {
@@ -22,6 +80,21 @@ pub fn access_token<T>(request: &tonic::Request<T>) -> Option<&AccessToken> {
 /// Like [`access_token`], as a `Status` for handlers that use `?`.
 pub fn require_access_token<T>(request: &tonic::Request<T>) -> Result<&AccessToken, tonic::Status> {
     access_token(request).ok_or_else(|| tonic::Status::unauthenticated("no access token"))
+}
+
+/// Installs this crate's rustls provider (aws-lc-rs, else ring) as the process default, unless
+/// the application installed one. tonic's `ServerTlsConfig` takes rustls' process default, and
+/// rustls cannot pick one alone when several are compiled in. Returns false when this crate has
+/// no TLS backend (no crypto feature) and none is installed.
+pub fn install_tls_provider() -> bool {
+    match crate::crypto::tls_provider() {
+        Some(provider) => {
+            // Err only means another provider won the race: one is installed either way.
+            let _ = std::sync::Arc::unwrap_or_clone(provider).install_default();
+            true
+        }
+        None => false,
+    }
 }
 
 #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]

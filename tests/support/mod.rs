@@ -327,3 +327,75 @@ impl DpopKey {
         self.proof_with(self.claims(method, htu, token, nonce), |_| {})
     }
 }
+
+// --- grpc and hyper (issue 5): a test PKI for TLS servers and client certificates ---------
+
+/// A CA with a `localhost` server certificate; issues client certificates.
+pub struct TestPki {
+    pub ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    pub server: TestCert,
+}
+
+/// A certificate and its key, as PEM and DER.
+pub struct TestCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: pki_types::CertificateDer<'static>,
+    pub key_der: pki_types::PrivateKeyDer<'static>,
+}
+
+impl TestCert {
+    /// `cnf.x5t#S256` of this certificate (RFC 8705 §3.1).
+    pub fn x5t_s256(&self) -> String {
+        tower_oauth_guard::mtls::CertificateThumbprint::from_der(&self.der).to_base64url()
+    }
+}
+
+impl TestPki {
+    pub fn generate() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let server = Self::issue(&ca, vec!["localhost".into(), "127.0.0.1".into()]);
+        TestPki { ca, server }
+    }
+
+    fn issue(ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, names: Vec<String>) -> TestCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, ca)
+            .unwrap();
+        TestCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+            key_der: pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
+
+    /// A client certificate issued by this CA.
+    pub fn client(&self, name: &str) -> TestCert {
+        Self::issue(&self.ca, vec![name.to_owned()])
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    pub fn ca_der(&self) -> pki_types::CertificateDer<'static> {
+        self.ca.der().clone()
+    }
+}
+
+/// Installs a process-wide rustls provider for test clients (both may be compiled in).
+pub fn install_rustls_provider() {
+    #[cfg(feature = "aws-lc-rs")]
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

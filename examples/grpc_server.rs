@@ -1,0 +1,284 @@
+//! A gRPC service protected by tower-oauth-guard. Run with `--help` for the flags.
+//!
+//! ```text
+//! cargo run --features tonic,aws-lc-rs --example grpc_server -- --listen 127.0.0.1:50051 \
+//!     --issuer https://issuer.example --audience https://api.example --jwks jwks.json \
+//!     --public-url http://127.0.0.1:50051
+//! ```
+//!
+//! It serves the standard `grpc.health.v1.Health` service (tonic-health's pre-generated code, no
+//! protoc), implemented here so the handler can show who called: every answer carries the
+//! caller's identity in its response metadata (`x-subject`, `x-client-id`, `x-scope`,
+//! `x-binding`).
+//!
+//! Clients send the token in `authorization` metadata (`Bearer <token>` or `DPoP <token>`) and a
+//! DPoP proof in `dpop` metadata, one per call, with `htm` `POST` and `htu`
+//! `<public URL>/grpc.health.v1.Health/Check` (or `/Watch`).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
+use tower_oauth_guard::{AccessToken, DpopMode, DpopNonces, MtlsMode, OAuthGuard, PublicUri};
+
+const HELP: &str = "\
+grpc_server: grpc.health.v1.Health protected by tower-oauth-guard
+
+USAGE:
+    grpc_server --issuer ISS --audience AUD (--jwks PATH_OR_URL | --discover) [OPTIONS]
+
+TOKENS:
+    --issuer ISS              trusted issuer (exact `iss`)
+    --audience AUD            this API's audience (`aud` must contain it)
+    --jwks PATH_OR_URL        the issuer's JWK Set: a file, or an http(s) URL
+    --discover                find the JWK Set from the issuer's metadata instead
+    --realm REALM             realm of the www-authenticate challenges
+    --require-scope SCOPE     every call needs this scope (else PERMISSION_DENIED)
+
+DPOP (RFC 9449; htm POST, htu = public URL + /package.Service/Method):
+    --dpop off|allowed|required   DPoP mode (default: allowed)
+    --dpop-nonce              require server nonces in proofs
+    --public-url URL          the public base URL that `htu` must start with
+                              (default: the :scheme and :authority the client sent)
+
+TLS AND MTLS (RFC 8705), through tonic's own TLS:
+    --tls-cert PEM            serve gRPC over TLS with this certificate chain
+    --tls-key PEM             and this private key
+    --client-ca PEM           accept client certificates issued by these CAs
+    --mtls optional|required  required: only certificate-bound tokens (default: optional)
+
+OTHER:
+    --listen ADDR             address to listen on (default: 127.0.0.1:50051)
+    --help                    this text
+";
+
+/// `grpc.health.v1.Health`, answering with the caller's identity in the response metadata.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WhoAmIHealth;
+
+/// The health service, protected or not by the caller's layers.
+pub fn health_service() -> HealthServer<WhoAmIHealth> {
+    HealthServer::new(WhoAmIHealth)
+}
+
+/// The name this server answers `SERVING` for (besides `""`, the server as a whole).
+const SERVICE_NAME: &str = "grpc.health.v1.Health";
+
+fn status_of(service: &str) -> Result<ServingStatus, Status> {
+    match service {
+        "" | SERVICE_NAME => Ok(ServingStatus::Serving),
+        other => Err(Status::not_found(format!("unknown service {other}"))),
+    }
+}
+
+/// The identity the guard validated, as response metadata.
+fn identify<T>(token: &AccessToken, message: T) -> Response<T> {
+    let mut response = Response::new(message);
+    let metadata = response.metadata_mut();
+    let fields = [
+        ("x-subject", token.subject()),
+        ("x-client-id", token.client_id().unwrap_or("")),
+        ("x-binding", token.binding().kind()),
+    ];
+    for (name, value) in fields {
+        if let Ok(v) = MetadataValue::try_from(value) {
+            metadata.insert(name, v);
+        }
+    }
+    if let Ok(v) = MetadataValue::try_from(token.scopes().to_scope_string()) {
+        metadata.insert("x-scope", v);
+    }
+    response
+}
+
+type WatchStream = Pin<
+    Box<
+        dyn tonic::codegen::tokio_stream::Stream<Item = Result<HealthCheckResponse, Status>> + Send,
+    >,
+>;
+
+#[tonic::async_trait]
+impl Health for WhoAmIHealth {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let token = tower_oauth_guard::tonic::require_access_token(&request)?;
+        let status = status_of(&request.get_ref().service)?;
+        Ok(identify(
+            token,
+            HealthCheckResponse {
+                status: status as i32,
+            },
+        ))
+    }
+
+    type WatchStream = WatchStream;
+
+    /// A server stream: authorized once, when the call starts (one DPoP proof per RPC).
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let token = tower_oauth_guard::tonic::require_access_token(&request)?;
+        let status = status_of(&request.get_ref().service)?;
+        let updates = (0..2).map(move |_| {
+            Ok(HealthCheckResponse {
+                status: status as i32,
+            })
+        });
+        let stream: WatchStream = Box::pin(tonic::codegen::tokio_stream::iter(updates));
+        Ok(identify(token, stream))
+    }
+}
+
+#[derive(Default)]
+struct Args {
+    listen: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks: Option<String>,
+    discover: bool,
+    realm: Option<String>,
+    require_scope: Option<String>,
+    dpop: Option<String>,
+    dpop_nonce: bool,
+    public_url: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    client_ca: Option<String>,
+    mtls: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--help" | "-h" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "--listen" => args.listen = Some(value()?),
+            "--issuer" => args.issuer = Some(value()?),
+            "--audience" => args.audience = Some(value()?),
+            "--jwks" => args.jwks = Some(value()?),
+            "--discover" => args.discover = true,
+            "--realm" => args.realm = Some(value()?),
+            "--require-scope" => args.require_scope = Some(value()?),
+            "--dpop" => args.dpop = Some(value()?),
+            "--dpop-nonce" => args.dpop_nonce = true,
+            "--public-url" => args.public_url = Some(value()?),
+            "--tls-cert" => args.tls_cert = Some(value()?),
+            "--tls-key" => args.tls_key = Some(value()?),
+            "--client-ca" => args.client_ca = Some(value()?),
+            "--mtls" => args.mtls = Some(value()?),
+            other => return Err(format!("unknown flag {other}; see --help")),
+        }
+    }
+    Ok(args)
+}
+
+async fn build_guard(args: &Args) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
+    let issuer = args.issuer.as_deref().ok_or("--issuer is required")?;
+    let audience = args.audience.as_deref().ok_or("--audience is required")?;
+    let mut builder = OAuthGuard::builder().issuer(issuer).audience(audience);
+    builder = match (args.jwks.as_deref(), args.discover) {
+        (Some(j), false) if j.starts_with("http://") || j.starts_with("https://") => {
+            builder.jwks_url(j)
+        }
+        (Some(j), false) => builder.jwks_file(j),
+        (None, true) => builder.discover(),
+        _ => return Err("exactly one of --jwks and --discover is required".into()),
+    };
+    if let Some(realm) = &args.realm {
+        builder = builder.realm(realm);
+    }
+    builder = builder.dpop(match args.dpop.as_deref() {
+        None | Some("allowed") => DpopMode::Allowed,
+        Some("off") => DpopMode::Disabled,
+        Some("required") => DpopMode::Required,
+        Some(other) => return Err(format!("--dpop {other}: expected off|allowed|required").into()),
+    });
+    if args.dpop_nonce {
+        builder = builder.dpop_nonces(DpopNonces::new(NonceSecret::generate()?));
+    }
+    if let Some(url) = &args.public_url {
+        builder = builder.public_uri(PublicUri::Fixed(BaseUrl::parse(url)?));
+    }
+    builder = builder.mtls(match args.mtls.as_deref() {
+        None | Some("optional") => MtlsMode::Optional,
+        Some("required") => MtlsMode::Required,
+        Some(other) => return Err(format!("--mtls {other}: expected optional|required").into()),
+    });
+    Ok(builder.build().await?)
+}
+
+fn tls_config(
+    args: &Args,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, Box<dyn std::error::Error>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (std::fs::read(cert)?, std::fs::read(key)?),
+        (None, None) if args.client_ca.is_none() => return Ok(None),
+        _ => {
+            return Err("--tls-cert and --tls-key go together (and --client-ca needs them)".into());
+        }
+    };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &args.client_ca {
+        // Clients without a certificate may still come with bearer or DPoP tokens.
+        config = config
+            .client_ca_root(Certificate::from_pem(std::fs::read(ca)?))
+            .client_auth_optional(args.mtls.as_deref() != Some("required"));
+    }
+    Ok(Some(config))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
+        )
+        .init();
+    let args = parse_args()?;
+    let guard = build_guard(&args).await?;
+    let mut layer = guard.layer();
+    if let Some(scope) = &args.require_scope {
+        layer = layer.require_scope(scope);
+    }
+
+    let listen: SocketAddr = args
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:50051")
+        .parse()?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let mut server = tonic::transport::Server::builder();
+    let scheme = match tls_config(&args)? {
+        Some(tls) => {
+            // tonic's TLS takes rustls' process-wide provider.
+            tower_oauth_guard::tonic::install_tls_provider();
+            server = server.tls_config(tls)?;
+            "https"
+        }
+        None => "http",
+    };
+    println!("listening on {scheme}://{local}");
+    server
+        .layer(layer)
+        .add_service(health_service())
+        .serve_with_incoming(TcpIncoming::from(listener))
+        .await?;
+    Ok(())
+}

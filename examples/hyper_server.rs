@@ -1,0 +1,247 @@
+//! A plain hyper 1.x API (no framework) protected by tower-oauth-guard, over TLS with optional
+//! client certificates. Run with `--help` for the flags.
+//!
+//! ```text
+//! cargo run --features aws-lc-rs --example hyper_server -- --listen 127.0.0.1:8443 \
+//!     --issuer https://issuer.example --audience https://api.example --jwks jwks.json \
+//!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem
+//! ```
+//!
+//! The handler is a `tower::service_fn` over `http::Request<hyper::body::Incoming>`; the guard
+//! wraps it through `tower::ServiceBuilder`, and `tower_oauth_guard::mtls::serve_tls` serves it
+//! (with the client certificate in each request's extensions, for `cnf.x5t#S256` tokens).
+//! Routes: `GET /whoami` (any valid token) answers `{"sub","client_id","scope","binding"}`;
+//! `GET /admin` also needs scope `admin`. Without `--tls-cert`, plain HTTP through hyper-util.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_oauth_guard::dpop::BaseUrl;
+use tower_oauth_guard::mtls::serve::{
+    ClientAuth, load_certificates, load_private_key, serve_tls, server_config,
+};
+use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
+
+const HELP: &str = "\
+hyper_server: a plain hyper API protected by tower-oauth-guard
+
+USAGE:
+    hyper_server --issuer ISS --audience AUD --jwks PATH_OR_URL [OPTIONS]
+
+    --issuer ISS              trusted issuer (exact `iss`)
+    --audience AUD            this API's audience (`aud` must contain it)
+    --jwks PATH_OR_URL        the issuer's JWK Set: a file, or an http(s) URL
+    --dpop off|allowed|required   DPoP mode (default: allowed)
+    --public-url URL          the public base URL that DPoP `htu` must match
+    --tls-cert PEM            serve HTTPS with this certificate chain
+    --tls-key PEM             and this private key
+    --client-ca PEM           accept client certificates from these CAs (RFC 8705)
+    --listen ADDR             address to listen on (default: 127.0.0.1:8443)
+    --help                    this text
+";
+
+/// The response body: `Default` (the guard's refusals are empty) and a hyper body.
+pub type Body = Full<Bytes>;
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The handler: the guard has put the validated token into the request extensions.
+async fn whoami(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let Some(token) = request.extensions().get::<AccessToken>() else {
+        // Only reachable if the guard layer were missing: fail closed.
+        return Ok(json(StatusCode::UNAUTHORIZED, &serde_json::json!({})));
+    };
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "sub": token.subject(),
+            "client_id": token.client_id(),
+            "scope": token.scopes().to_scope_string(),
+            "binding": token.binding().kind(),
+        }),
+    ))
+}
+
+/// The whole API as one tower service, ready for `serve_tls` (or hyper-util through
+/// `TowerToHyperService`): the guard around a small router, and a second guard layer with a
+/// scope around `/admin` (it reuses the token the outer layer validated).
+pub fn app(
+    guard: &OAuthGuard,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let admin = ServiceBuilder::new()
+        .layer(guard.layer().require_scope("admin"))
+        .service_fn(whoami);
+    ServiceBuilder::new()
+        .layer(guard.layer())
+        .service_fn(move |request: Request<Incoming>| {
+            let admin = admin.clone();
+            async move {
+                match (request.method(), request.uri().path()) {
+                    (&Method::GET, "/whoami") => whoami(request).await,
+                    (&Method::GET, "/admin") => admin.oneshot(request).await,
+                    _ => Ok(json(
+                        StatusCode::NOT_FOUND,
+                        &serde_json::json!({"error": "not found"}),
+                    )),
+                }
+            }
+        })
+}
+
+/// Serves `app` over plain HTTP with hyper-util (a tower service adapted to hyper).
+pub async fn serve_plain<S>(listener: tokio::net::TcpListener, app: S)
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let Ok((stream, remote)) = listener.accept().await else {
+            // Out of file descriptors, typically: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: Request<Incoming>| {
+                // Lets the guard know the peer, e.g. for a trusted Client-Cert proxy.
+                request
+                    .extensions_mut()
+                    .insert(tower_oauth_guard::mtls::peer::RemoteAddr(remote));
+                request
+            },
+        ));
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+#[derive(Default)]
+struct Args {
+    listen: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks: Option<String>,
+    dpop: Option<String>,
+    public_url: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    client_ca: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--help" | "-h" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "--listen" => args.listen = Some(value()?),
+            "--issuer" => args.issuer = Some(value()?),
+            "--audience" => args.audience = Some(value()?),
+            "--jwks" => args.jwks = Some(value()?),
+            "--dpop" => args.dpop = Some(value()?),
+            "--public-url" => args.public_url = Some(value()?),
+            "--tls-cert" => args.tls_cert = Some(value()?),
+            "--tls-key" => args.tls_key = Some(value()?),
+            "--client-ca" => args.client_ca = Some(value()?),
+            other => return Err(format!("unknown flag {other}; see --help")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
+        )
+        .init();
+    let args = parse_args()?;
+    let issuer = args.issuer.ok_or("--issuer is required")?;
+    let audience = args.audience.ok_or("--audience is required")?;
+    let jwks = args.jwks.ok_or("--jwks is required")?;
+    let mut builder = OAuthGuard::builder().issuer(&issuer).audience(&audience);
+    builder = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+        builder.jwks_url(jwks)
+    } else {
+        builder.jwks_file(jwks)
+    };
+    builder = builder.dpop(match args.dpop.as_deref() {
+        None | Some("allowed") => DpopMode::Allowed,
+        Some("off") => DpopMode::Disabled,
+        Some("required") => DpopMode::Required,
+        Some(other) => return Err(format!("--dpop {other}: expected off|allowed|required").into()),
+    });
+    if let Some(url) = args.public_url {
+        builder = builder.public_uri(PublicUri::Fixed(BaseUrl::parse(&url)?));
+    }
+    let guard = builder.build().await?;
+
+    let listen: SocketAddr = args.listen.as_deref().unwrap_or("127.0.0.1:8443").parse()?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let client_auth = match args.client_ca {
+                None => ClientAuth::None,
+                Some(ca) => {
+                    let mut roots = rustls::RootCertStore::empty();
+                    for c in load_certificates(&ca)? {
+                        roots.add(c)?;
+                    }
+                    // Bearer and DPoP clients without a certificate share the port.
+                    ClientAuth::Optional(Arc::new(roots))
+                }
+            };
+            let config = server_config(
+                load_certificates(&cert)?,
+                load_private_key(&key)?,
+                client_auth,
+            )?;
+            println!("listening on https://{local}");
+            serve_tls(listener, Arc::new(config), app(&guard)).await;
+        }
+        (None, None) if args.client_ca.is_none() => {
+            println!("listening on http://{local}");
+            serve_plain(listener, app(&guard)).await;
+        }
+        _ => {
+            return Err("--tls-cert and --tls-key go together (and --client-ca needs them)".into());
+        }
+    }
+    Ok(())
+}
