@@ -158,3 +158,29 @@ async fn certificate_bound_token_needs_its_certificate() {
     let (status, _, _) = get(&pki, addr, "/whoami", Some(&token), None).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn plain_http_through_hyper_util() {
+    let issuer = TestIssuer::start().await;
+    let guard = OAuthGuard::builder()
+        .issuer(&issuer.issuer)
+        .audience(AUD)
+        .jwks_url(issuer.jwks_url())
+        .build()
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(example::serve_plain(listener, example::app(&guard)));
+
+    let reply = get_with_token(
+        &format!("http://{addr}/whoami"),
+        &issuer.token(AUD, json!({})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["sub"], "alice");
+    let reply = send("GET", &format!("http://{addr}/whoami"), &[]).await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.www_authenticate()[0].starts_with("Bearer"));
+}
