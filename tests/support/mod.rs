@@ -429,12 +429,13 @@ impl TestPki {
 /// The rustls provider of the test build (aws-lc-rs when compiled in, else ring).
 pub fn rustls_provider() -> Arc<rustls::crypto::CryptoProvider> {
     #[cfg(feature = "aws-lc-rs")]
-    let provider = Some(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = Some(rustls::crypto::ring::default_provider());
+    let provider = rustls::crypto::ring::default_provider();
     #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
-    let provider: Option<rustls::crypto::CryptoProvider> = None;
-    Arc::new(provider.expect("TLS tests need the aws-lc-rs or rust-crypto feature"))
+    let provider: rustls::crypto::CryptoProvider =
+        unimplemented!("TLS tests need the aws-lc-rs or rust-crypto feature");
+    Arc::new(provider)
 }
 
 /// Installs [`rustls_provider`] as the process default, for libraries (tonic) that build their
