@@ -361,7 +361,7 @@ async fn certificate_bound_token_over_tonic_tls() {
         .add_service(example::health_service());
     tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
 
-    let connect = |cert: Option<&TestCert>| {
+    let connect = |cert: Option<&support::Identity>| {
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(pki.ca_pem()))
             .domain_name("localhost");
@@ -375,17 +375,17 @@ async fn certificate_bound_token_over_tonic_tls() {
         async move { HealthClient::new(endpoint.connect().await.unwrap()) }
     };
 
-    let alice = pki.client("alice");
-    let mallory = pki.client("mallory");
+    let alice = &pki.client_a;
+    let mallory = &pki.client_b;
     let token = issuer.token(AUD, json!({"cnf": {"x5t#S256": alice.x5t_s256()}}));
 
-    let reply = connect(Some(&alice))
+    let reply = connect(Some(alice))
         .await
         .check(check_request(&[bearer(&token)]))
         .await;
     assert_ok(&reply, "mtls");
 
-    let reply = connect(Some(&mallory))
+    let reply = connect(Some(mallory))
         .await
         .check(check_request(&[bearer(&token)]))
         .await;

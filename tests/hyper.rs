@@ -35,10 +35,10 @@ async fn start(pki: &TestPki) -> (TestIssuer, SocketAddr) {
         .await
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der()).unwrap();
+    roots.add(pki.ca.cert.clone()).unwrap();
     let config = server_config(
-        vec![pki.server.der.clone()],
-        pki.server.key_der.clone_key(),
+        vec![pki.server.cert.clone()],
+        pki.server.key(),
         ClientAuth::Optional(Arc::new(roots)),
     )
     .unwrap();
@@ -54,14 +54,14 @@ async fn get(
     addr: SocketAddr,
     path: &str,
     token: Option<&str>,
-    cert: Option<&TestCert>,
+    cert: Option<&Identity>,
 ) -> (u16, http::HeaderMap, String) {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der()).unwrap();
+    roots.add(pki.ca.cert.clone()).unwrap();
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
     let tls = match cert {
         Some(c) => builder
-            .with_client_auth_cert(vec![c.der.clone()], c.key_der.clone_key())
+            .with_client_auth_cert(vec![c.cert.clone()], c.key())
             .unwrap(),
         None => builder.with_no_client_auth(),
     };
@@ -144,16 +144,16 @@ async fn admin_route_needs_its_scope() {
 async fn certificate_bound_token_needs_its_certificate() {
     let pki = TestPki::generate();
     let (issuer, addr) = start(&pki).await;
-    let alice = pki.client("alice");
-    let mallory = pki.client("mallory");
+    let alice = &pki.client_a;
+    let mallory = &pki.client_b;
     let token = issuer.token(AUD, json!({"cnf": {"x5t#S256": alice.x5t_s256()}}));
 
-    let (status, _, body) = get(&pki, addr, "/whoami", Some(&token), Some(&alice)).await;
+    let (status, _, body) = get(&pki, addr, "/whoami", Some(&token), Some(alice)).await;
     assert_eq!(status, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["binding"], "mtls");
 
-    let (status, _, _) = get(&pki, addr, "/whoami", Some(&token), Some(&mallory)).await;
+    let (status, _, _) = get(&pki, addr, "/whoami", Some(&token), Some(mallory)).await;
     assert_eq!(status, 401);
     let (status, _, _) = get(&pki, addr, "/whoami", Some(&token), None).await;
     assert_eq!(status, 401);

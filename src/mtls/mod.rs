@@ -10,7 +10,7 @@ pub mod serve;
 pub mod thumbprint;
 
 pub use peer::{ClientCertHeader, PeerCertificates, TlsConnection};
-pub use serve::{ServeTlsError, serve_tls, server_config};
+pub use serve::{ClientAuth, ServeTlsError, serve_tls, server_config};
 pub use thumbprint::CertificateThumbprint;
 
 /// Whether unbound tokens are accepted (RFC 8705 §3).

@@ -328,74 +328,196 @@ impl DpopKey {
     }
 }
 
-// --- grpc and hyper (issue 5): a test PKI for TLS servers and client certificates ---------
+// ---- mtls, grpc, hyper (issues 4, 5): a test PKI and HTTPS clients with client certificates ---
 
-/// A CA with a `localhost` server certificate; issues client certificates.
-pub struct TestPki {
-    pub ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    pub server: TestCert,
-}
-
-/// A certificate and its key, as PEM and DER.
-pub struct TestCert {
+/// A certificate and its PKCS#8 private key.
+pub struct Identity {
+    pub cert: pki_types::CertificateDer<'static>,
     pub cert_pem: String,
+    pub key_der: Vec<u8>,
     pub key_pem: String,
-    pub der: pki_types::CertificateDer<'static>,
-    pub key_der: pki_types::PrivateKeyDer<'static>,
 }
 
-impl TestCert {
-    /// `cnf.x5t#S256` of this certificate (RFC 8705 §3.1).
+impl Identity {
+    pub fn key(&self) -> pki_types::PrivateKeyDer<'static> {
+        pki_types::PrivateKeyDer::Pkcs8(self.key_der.clone().into())
+    }
+
+    /// `x5t#S256` computed here, independently of the crate: base64url(SHA-256(DER)).
     pub fn x5t_s256(&self) -> String {
-        tower_oauth_guard::mtls::CertificateThumbprint::from_der(&self.der).to_base64url()
+        use base64::Engine as _;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.cert.as_ref());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+    }
+
+    /// The certificate as an RFC 9440 `Client-Cert` value: `:base64(DER):`.
+    pub fn client_cert_header(&self) -> String {
+        use base64::Engine as _;
+        format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(self.cert.as_ref())
+        )
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost, and two client certificates (A and B),
+/// all generated fresh.
+pub struct TestPki {
+    pub ca: Identity,
+    pub server: Identity,
+    pub client_a: Identity,
+    pub client_b: Identity,
+}
+
+fn identity(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> Identity {
+    Identity {
+        cert: cert.der().clone(),
+        cert_pem: cert.pem(),
+        key_der: key.serialize_der(),
+        key_pem: key.serialize_pem(),
     }
 }
 
 impl TestPki {
     pub fn generate() -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-            .unwrap();
-        let server = Self::issue(&ca, vec!["localhost".into(), "127.0.0.1".into()]);
-        TestPki { ca, server }
-    }
+            .push(DnType::CommonName, "tower-oauth-guard test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca = identity(&ca_cert, &ca_key);
+        let issuer = Issuer::new(ca_params, ca_key);
 
-    fn issue(ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, names: Vec<String>) -> TestCert {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, ca)
-            .unwrap();
-        TestCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-            key_der: pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        let mut server =
+            CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_key = KeyPair::generate().unwrap();
+        let server = identity(
+            &server.signed_by(&server_key, &issuer).unwrap(),
+            &server_key,
+        );
+
+        let client = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().unwrap();
+            identity(&params.signed_by(&key, &issuer).unwrap(), &key)
+        };
+        TestPki {
+            ca,
+            server,
+            client_a: client("client A"),
+            client_b: client("client B"),
         }
     }
 
-    /// A client certificate issued by this CA.
-    pub fn client(&self, name: &str) -> TestCert {
-        Self::issue(&self.ca, vec![name.to_owned()])
-    }
-
     pub fn ca_pem(&self) -> String {
-        self.ca.pem()
+        self.ca.cert_pem.clone()
     }
 
-    pub fn ca_der(&self) -> pki_types::CertificateDer<'static> {
-        self.ca.der().clone()
+    pub fn roots(&self) -> Arc<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.cert.clone()).unwrap();
+        Arc::new(roots)
     }
 }
 
-/// Installs a process-wide rustls provider for test clients (both may be compiled in).
-pub fn install_rustls_provider() {
+/// The rustls provider of the test build (aws-lc-rs when compiled in, else ring).
+pub fn rustls_provider() -> Arc<rustls::crypto::CryptoProvider> {
     #[cfg(feature = "aws-lc-rs")]
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let provider = rustls::crypto::ring::default_provider();
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    let provider: rustls::crypto::CryptoProvider =
+        unimplemented!("TLS tests need the aws-lc-rs or rust-crypto feature");
+    Arc::new(provider)
+}
+
+/// Installs [`rustls_provider`] as the process default, for libraries (tonic) that build their
+/// own rustls configurations and cannot choose when both providers are compiled in.
+pub fn install_rustls_provider() {
+    let _ = Arc::unwrap_or_clone(rustls_provider()).install_default();
+}
+
+/// Which HTTP version the client offers by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    Http1,
+    Http2,
+}
+
+pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// An HTTPS client trusting the test CA, presenting `identity` when given.
+pub fn https_client(pki: &TestPki, identity: Option<&Identity>, alpn: Alpn) -> HttpsClient {
+    let builder = rustls::ClientConfig::builder_with_provider(rustls_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.roots());
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(vec![id.cert.clone()], id.key())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only();
+    let connector = match alpn {
+        Alpn::Http1 => connector.enable_http1().build(),
+        Alpn::Http2 => connector.enable_http2().build(),
+    };
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Sends a request with `client`; the error is the connection's (e.g. a refused handshake).
+pub async fn send_via<C>(
+    client: &Client<C, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Reply, http::Version), hyper_util::client::legacy::Error>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client
+        .request(builder.body(Full::new(Bytes::new())).unwrap())
+        .await?;
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        },
+        version,
+    ))
+}
+
+/// Serves `app` with [`tower_oauth_guard::mtls::serve_tls`] on 127.0.0.1; returns its address.
+pub async fn serve_https(app: Router, config: rustls::ServerConfig) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tower_oauth_guard::mtls::serve_tls(
+        listener,
+        Arc::new(config),
+        app,
+    ));
+    addr
 }
