@@ -563,9 +563,16 @@ async fn connects_over_tls_and_verifies_the_server() {
         .unwrap()
         .signed_by(&server_key, &ca)
         .unwrap();
-    let certs = std::env::temp_dir().join(format!("tog-redis-tls-{}", rand_u64()));
-    std::fs::create_dir_all(&certs).unwrap();
-    let path = |name: &str| certs.join(name).display().to_string();
+    /// Removed even when the test fails.
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let certs = TempDir(std::env::temp_dir().join(format!("tog-redis-tls-{}", rand_u64())));
+    std::fs::create_dir_all(&certs.0).unwrap();
+    let path = |name: &str| certs.0.join(name).display().to_string();
     std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
     std::fs::write(path("server.pem"), server_cert.pem()).unwrap();
     std::fs::write(path("server.key"), server_key.serialize_pem()).unwrap();
@@ -630,8 +637,6 @@ async fn connects_over_tls_and_verifies_the_server() {
         ),
         "{err}"
     );
-    drop(redis);
-    let _ = std::fs::remove_dir_all(&certs);
 }
 
 /// Three masters, slots split by `redis-cli --cluster create`.
