@@ -40,6 +40,9 @@ DPOP (RFC 9449):
                               the DPOP_NONCE_SECRET environment variable)
     --public-url URL          the public base URL that `htu` must match
     --trust-forwarded         take the public URL from Forwarded / X-Forwarded-* headers
+    --replay-redis URL        remember proofs in Redis (redis:// or rediss://), shared by
+                              every instance; fails closed (503) while Redis is away
+                              (build with --features redis)
 
 TLS AND MTLS (RFC 8705, RFC 9440):
     --tls-cert PEM            serve HTTPS with this certificate chain
@@ -67,6 +70,7 @@ struct Args {
     dpop_nonce_secret: Option<String>,
     public_url: Option<String>,
     trust_forwarded: bool,
+    replay_redis: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     client_ca: Option<String>,
@@ -95,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
             "--dpop-nonce-secret" => args.dpop_nonce_secret = Some(value()?),
             "--public-url" => args.public_url = Some(value()?),
             "--trust-forwarded" => args.trust_forwarded = true,
+            "--replay-redis" => args.replay_redis = Some(value()?),
             "--tls-cert" => args.tls_cert = Some(value()?),
             "--tls-key" => args.tls_key = Some(value()?),
             "--client-ca" => args.client_ca = Some(value()?),
@@ -168,6 +173,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.public_uri(PublicUri::Fixed(BaseUrl::parse(&url)?));
     } else if args.trust_forwarded {
         builder = builder.public_uri(PublicUri::TrustForwarded);
+    }
+    if let Some(url) = args.replay_redis {
+        #[cfg(feature = "redis")]
+        {
+            let store = tower_oauth_guard::redis::RedisReplayStore::connect(&url).await?;
+            builder = builder.replay_store(store);
+        }
+        #[cfg(not(feature = "redis"))]
+        return Err(format!("--replay-redis {url}: build with --features redis").into());
     }
     let mtls_required = match args.mtls.as_deref() {
         None | Some("optional") => false,

@@ -74,6 +74,8 @@ pub mod pkce;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 

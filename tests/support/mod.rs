@@ -521,3 +521,149 @@ pub async fn serve_https(app: Router, config: rustls::ServerConfig) -> SocketAdd
     ));
     addr
 }
+
+// --- redis (issue 6): redis-server processes for the distributed replay store -------------
+
+/// A `redis-server` child on its own free loopback port, with its own directory; killed (and
+/// the directory removed) on drop.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    args: Vec<String>,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// A plain server on a free port.
+    pub fn start() -> Self {
+        Self::start_with(free_port(), |port| vec!["--port".into(), port.to_string()])
+    }
+
+    /// A server whose listening arguments `args(port)` gives (TLS, cluster mode...).
+    pub fn start_with(port: u16, args: impl FnOnce(u16) -> Vec<String>) -> Self {
+        let dir = std::env::temp_dir().join(format!("tog-redis-{port}-{}", rand_u64()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut all = args(port);
+        all.extend(
+            [
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        all.push(dir.display().to_string());
+        let mut server = RedisServer {
+            port,
+            dir,
+            args: all,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("redis.log"))
+            .unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); install it (apt-get install redis-server)")
+            });
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "redis-server exited ({status}): {}",
+                    std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the server vanishes without a goodbye, its memory with it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// A new server process on the same port, with the same arguments.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The Redis a test uses: `TOG_REDIS_URL` (scripts/test starts one), or, on a developer
+/// machine outside CI, a private server that lives as long as the test.
+pub enum TestRedis {
+    Shared(String),
+    Owned(RedisServer),
+}
+
+impl TestRedis {
+    pub fn get() -> Self {
+        if let Ok(url) = std::env::var("TOG_REDIS_URL") {
+            return TestRedis::Shared(url);
+        }
+        let required = std::env::var("TOG_REQUIRE_REDIS").is_ok_and(|v| v == "1")
+            || std::env::var_os("CI").is_some();
+        assert!(
+            !required,
+            "TOG_REDIS_URL is not set but Redis is required here (TOG_REQUIRE_REDIS=1 or CI); \
+             run the tests through scripts/test, which starts redis-server"
+        );
+        TestRedis::Owned(RedisServer::start())
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestRedis::Shared(url) => url.clone(),
+            TestRedis::Owned(server) => server.url(),
+        }
+    }
+}
