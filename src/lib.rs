@@ -65,6 +65,7 @@ pub mod mtls;
 
 pub mod policy;
 
+pub mod builder;
 pub mod challenge;
 pub mod clock;
 mod crypto;
@@ -79,10 +80,11 @@ pub mod redis;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
+pub use builder::{BuildError, Issuer, OAuthGuardBuilder};
 pub use challenge::{Challenge, Rejection};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use dpop::{DpopMode, DpopNonces, PublicUri};
-pub use guard::{BuildError, Issuer, OAuthGuard, OAuthGuardBuilder};
+pub use guard::OAuthGuard;
 pub use layer::{GuardLayer, GuardService};
 pub use mtls::MtlsMode;
 pub use token::{AccessToken, Binding, Scopes};

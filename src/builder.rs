@@ -1,0 +1,492 @@
+//! Configuring a guard: trusted issuers, their keys, and the DPoP / mTLS / cache settings.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+
+use crate::challenge::ChallengeParams;
+use crate::clock::{Clock, SystemClock};
+use crate::dpop::{DpopConfig, DpopMode, DpopNonces, ProofPolicy, PublicUri, ReplayStore};
+use crate::guard::{DEFAULT_LEEWAY, Inner, OAuthGuard};
+use crate::mtls::{ClientCertHeader, MtlsConfig, MtlsMode};
+use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
+use crate::token::discovery::{DiscoveryError, discover_jwks_uri};
+use crate::token::fetch::{FetchError, HttpClient, parse_url};
+use crate::token::jwt::{DEFAULT_ALGORITHMS, JwtRules, TrustedIssuer};
+use crate::token::keys::{DEFAULT_UNKNOWN_KID_COOLDOWN, IssuerKeys, KeySet, KeysError, RemoteKeys};
+use crate::token::{JwksSource, TokenValidator};
+
+/// One trusted issuer (RFC 9068 §4 checks 3–5): its `iss`, our audience(s), and its keys.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    issuer: String,
+    audiences: Vec<String>,
+    keys: Option<JwksSource>,
+    dpop_mode: Option<DpopMode>,
+    mtls_mode: Option<MtlsMode>,
+}
+
+impl Issuer {
+    /// An issuer identified by its exact `iss` value.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Issuer {
+            issuer: issuer.into(),
+            audiences: Vec::new(),
+            keys: None,
+            dpop_mode: None,
+            mtls_mode: None,
+        }
+    }
+
+    /// An audience this resource server answers to; `aud` must contain one of them.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Keys from a fixed JWK Set.
+    pub fn jwks(mut self, set: JwkSet) -> Self {
+        self.keys = Some(JwksSource::Static(set));
+        self
+    }
+
+    /// Keys from a JWK Set file, read once at build.
+    pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.keys = Some(JwksSource::File(path.into()));
+        self
+    }
+
+    /// Keys from `jwks_uri`, fetched at build and refreshed.
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.keys = Some(JwksSource::Url(url.into()));
+        self
+    }
+
+    /// Keys from the `jwks_uri` of the issuer's metadata (OIDC Discovery / RFC 8414).
+    pub fn discover(mut self) -> Self {
+        self.keys = Some(JwksSource::Discover);
+        self
+    }
+
+    /// This issuer's tokens use another DPoP mode than the guard's.
+    pub fn dpop(mut self, mode: DpopMode) -> Self {
+        self.dpop_mode = Some(mode);
+        self
+    }
+
+    /// This issuer's tokens use another mTLS mode than the guard's.
+    pub fn mtls(mut self, mode: MtlsMode) -> Self {
+        self.mtls_mode = Some(mode);
+        self
+    }
+}
+
+/// Why a guard could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No crypto backend feature and no provider given ([`OAuthGuardBuilder::jwt_crypto_provider`]).
+    NoCryptoBackend,
+    /// No issuer configured.
+    NoIssuer,
+    /// A builder method that configures "the last issuer" was called before any issuer.
+    IssuerSettingWithoutIssuer,
+    /// The same issuer configured twice.
+    DuplicateIssuer(String),
+    /// An issuer has no audience (RFC 9068 §4 check 5 cannot be skipped).
+    MissingAudience(String),
+    /// An issuer has no key source.
+    MissingKeys(String),
+    /// HMAC algorithms cannot verify tokens here: a public JWK would become an HMAC secret.
+    SymmetricAlgorithm,
+    /// The HTTP client could not be set up.
+    HttpClient(FetchError),
+    /// A JWKS URL is unusable.
+    InvalidJwksUrl(String, FetchError),
+    /// Discovery failed.
+    Discovery(String, DiscoveryError),
+    /// The issuer's keys could not be loaded.
+    Keys(String, KeysError),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoCryptoBackend => f.write_str(
+                "no crypto backend: enable feature `aws-lc-rs` or `rust-crypto`, or pass a provider",
+            ),
+            Self::NoIssuer => f.write_str("no issuer configured"),
+            Self::IssuerSettingWithoutIssuer => {
+                f.write_str("audience/keys configured before any issuer")
+            }
+            Self::DuplicateIssuer(i) => write!(f, "issuer {i} configured twice"),
+            Self::MissingAudience(i) => write!(f, "issuer {i} has no audience"),
+            Self::MissingKeys(i) => write!(f, "issuer {i} has no key source"),
+            Self::SymmetricAlgorithm => f.write_str("HMAC algorithms are not allowed"),
+            Self::HttpClient(e) => write!(f, "HTTP client: {e}"),
+            Self::InvalidJwksUrl(i, e) => write!(f, "issuer {i}: JWKS URL: {e}"),
+            Self::Discovery(i, e) => write!(f, "issuer {i}: discovery: {e}"),
+            Self::Keys(i, e) => write!(f, "issuer {i}: keys: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Builder for [`OAuthGuard`]. Defaults are the safe ones: asymmetric algorithms only, 60 s
+/// leeway, verified-token cache on, DPoP allowed (bound tokens always checked), mTLS optional
+/// (bound tokens always checked), proxy headers ignored.
+pub struct OAuthGuardBuilder {
+    issuers: Vec<Issuer>,
+    misuse: bool,
+    rules: JwtRules,
+    cache_capacity: u64,
+    realm: Option<String>,
+    dpop: DpopConfig,
+    mtls: MtlsConfig,
+    clock: Arc<dyn Clock>,
+    http_tls: Option<rustls::ClientConfig>,
+    unknown_kid_cooldown: Duration,
+    jwt_provider: Option<&'static jsonwebtoken::crypto::CryptoProvider>,
+}
+
+impl Default for OAuthGuardBuilder {
+    fn default() -> Self {
+        OAuthGuardBuilder {
+            issuers: Vec::new(),
+            misuse: false,
+            rules: JwtRules {
+                algorithms: DEFAULT_ALGORITHMS.to_vec(),
+                leeway: DEFAULT_LEEWAY.as_secs() as i64,
+                require_at_jwt_typ: false,
+            },
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            realm: None,
+            dpop: DpopConfig::default(),
+            mtls: MtlsConfig::default(),
+            clock: Arc::new(SystemClock),
+            http_tls: None,
+            unknown_kid_cooldown: DEFAULT_UNKNOWN_KID_COOLDOWN,
+            jwt_provider: None,
+        }
+    }
+}
+
+impl OAuthGuardBuilder {
+    /// Trusts `issuer` (exact `iss` match). Following `audience`/`jwks*`/`discover` calls
+    /// configure this issuer; call again for more issuers.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(Issuer::new(issuer));
+        self
+    }
+
+    /// Trusts a fully configured [`Issuer`].
+    pub fn trust(mut self, issuer: Issuer) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+
+    fn last(mut self, f: impl FnOnce(Issuer) -> Issuer) -> Self {
+        match self.issuers.pop() {
+            Some(i) => self.issuers.push(f(i)),
+            None => self.misuse = true,
+        }
+        self
+    }
+
+    /// Audience of the last issuer.
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.last(|i| i.audience(audience))
+    }
+
+    /// Static JWK Set of the last issuer.
+    pub fn jwks(self, set: JwkSet) -> Self {
+        self.last(|i| i.jwks(set))
+    }
+
+    /// JWK Set file of the last issuer.
+    pub fn jwks_file(self, path: impl Into<PathBuf>) -> Self {
+        self.last(|i| i.jwks_file(path))
+    }
+
+    /// JWK Set URL of the last issuer.
+    pub fn jwks_url(self, url: impl Into<String>) -> Self {
+        self.last(|i| i.jwks_url(url))
+    }
+
+    /// Discover the last issuer's JWK Set URL from its metadata.
+    pub fn discover(self) -> Self {
+        self.last(Issuer::discover)
+    }
+
+    /// Signature algorithms accepted for access tokens. HMAC algorithms make `build` fail.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.rules.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf`, `iat` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.rules.leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Demand `typ: at+jwt` (RFC 9068 §4 check 2).
+    pub fn require_at_jwt_typ(mut self, require: bool) -> Self {
+        self.rules.require_at_jwt_typ = require;
+        self
+    }
+
+    /// Size of the verified-token cache; 0 turns it off.
+    pub fn token_cache(mut self, capacity: u64) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// `realm` of every challenge (RFC 6750 §3).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// The time source (tests, replayed vectors).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Minimum time between JWKS refreshes caused by unknown `kid`s (default 30 s).
+    pub fn jwks_refresh_cooldown(mut self, cooldown: Duration) -> Self {
+        self.unknown_kid_cooldown = cooldown;
+        self
+    }
+
+    /// TLS settings for fetching metadata and keys (default: platform roots).
+    pub fn http_tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.http_tls = Some(config);
+        self
+    }
+
+    /// The `jsonwebtoken` crypto provider, needed only when neither crypto feature is on.
+    pub fn jwt_crypto_provider(
+        mut self,
+        provider: &'static jsonwebtoken::crypto::CryptoProvider,
+    ) -> Self {
+        self.jwt_provider = Some(provider);
+        self
+    }
+
+    /// DPoP mode (default [`DpopMode::Allowed`]).
+    pub fn dpop(mut self, mode: DpopMode) -> Self {
+        self.dpop.mode = mode;
+        self
+    }
+
+    /// DPoP proof rules: algorithms and `iat` window (RFC 9449 §4.3, §11.1).
+    pub fn dpop_proof_policy(mut self, policy: ProofPolicy) -> Self {
+        self.dpop.policy = policy;
+        self
+    }
+
+    /// Require server-issued nonces in DPoP proofs (RFC 9449 §8).
+    pub fn dpop_nonces(mut self, nonces: DpopNonces) -> Self {
+        self.dpop.nonces = Some(nonces);
+        self
+    }
+
+    /// Where `jti`s are remembered (default: in process). Share one store between instances.
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.dpop.replay = Arc::new(store);
+        self
+    }
+
+    /// How long a replay check may take before the request fails closed (default 50 ms).
+    pub fn replay_timeout(mut self, timeout: Duration) -> Self {
+        self.dpop.replay_timeout = timeout;
+        self
+    }
+
+    /// How the guard learns the public URI that `htu` must match (default: as seen).
+    pub fn public_uri(mut self, public: PublicUri) -> Self {
+        self.dpop.public_uri = public;
+        self
+    }
+
+    /// mTLS mode (default [`MtlsMode::Optional`]).
+    pub fn mtls(mut self, mode: MtlsMode) -> Self {
+        self.mtls.mode = mode;
+        self
+    }
+
+    /// Trust a TLS-terminating proxy's `Client-Cert` header (RFC 9440).
+    pub fn trust_client_cert_header(mut self, trust: ClientCertHeader) -> Self {
+        self.mtls.client_cert_header = Some(trust);
+        self
+    }
+
+    /// Loads keys (fetching remote ones) and returns the guard.
+    pub async fn build(self) -> Result<OAuthGuard, BuildError> {
+        if !crate::crypto::install_jwt_provider(self.jwt_provider) {
+            return Err(BuildError::NoCryptoBackend);
+        }
+        if self.misuse {
+            return Err(BuildError::IssuerSettingWithoutIssuer);
+        }
+        if self.issuers.is_empty() {
+            return Err(BuildError::NoIssuer);
+        }
+        let symmetric = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+        if self.rules.algorithms.iter().any(|a| symmetric.contains(a))
+            || self
+                .dpop
+                .policy
+                .algorithms
+                .iter()
+                .any(|a| symmetric.contains(a))
+        {
+            return Err(BuildError::SymmetricAlgorithm);
+        }
+        let mut client = None;
+        let mut issuers = HashMap::new();
+        for issuer in self.issuers {
+            let name = issuer.issuer.clone();
+            if issuer.audiences.is_empty() {
+                return Err(BuildError::MissingAudience(name));
+            }
+            let source = issuer
+                .keys
+                .ok_or_else(|| BuildError::MissingKeys(name.clone()))?;
+            let keys = match source {
+                JwksSource::Static(set) => IssuerKeys::Static(KeySet::from_jwk_set(&set)),
+                JwksSource::File(path) => {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| BuildError::Keys(name.clone(), KeysError::Io(e)))?;
+                    let set =
+                        KeySet::from_json(&bytes).map_err(|e| BuildError::Keys(name.clone(), e))?;
+                    IssuerKeys::Static(set)
+                }
+                source => {
+                    if client.is_none() {
+                        client = Some(
+                            HttpClient::new(self.http_tls.clone())
+                                .map_err(BuildError::HttpClient)?,
+                        );
+                    }
+                    let Some(client) = client.clone() else {
+                        return Err(BuildError::HttpClient(FetchError::NoTlsProvider));
+                    };
+                    let url = match source {
+                        JwksSource::Url(url) => parse_url(&url)
+                            .map_err(|e| BuildError::InvalidJwksUrl(name.clone(), e))?,
+                        _ => discover_jwks_uri(&name, &client)
+                            .await
+                            .map_err(|e| BuildError::Discovery(name.clone(), e))?,
+                    };
+                    let (remote, refresh) =
+                        RemoteKeys::load(url, client, self.unknown_kid_cooldown)
+                            .await
+                            .map_err(|e| BuildError::Keys(name.clone(), e))?;
+                    remote.spawn_refresh(refresh);
+                    IssuerKeys::Remote(remote)
+                }
+            };
+            let trusted = TrustedIssuer {
+                issuer: name.clone(),
+                audiences: issuer.audiences,
+                keys,
+                dpop_mode: issuer.dpop_mode,
+                mtls_mode: issuer.mtls_mode,
+            };
+            if issuers.insert(name.clone(), trusted).is_some() {
+                return Err(BuildError::DuplicateIssuer(name));
+            }
+        }
+        let challenge = ChallengeParams {
+            realm: self.realm,
+            dpop_algs: self.dpop.algs(),
+        };
+        Ok(OAuthGuard {
+            inner: Arc::new(Inner {
+                validator: TokenValidator {
+                    issuers,
+                    rules: self.rules,
+                    cache: (self.cache_capacity > 0).then(|| TokenCache::new(self.cache_capacity)),
+                },
+                dpop: self.dpop,
+                mtls: self.mtls,
+                clock: self.clock,
+                challenge,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    #[tokio::test]
+    async fn build_without_crypto_backend_is_an_error_not_a_panic() {
+        let result = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .jwks(JwkSet { keys: vec![] })
+            .build()
+            .await;
+        assert!(matches!(result, Err(BuildError::NoCryptoBackend)));
+        // Standalone proof verification refuses instead of panicking too.
+        let expected = crate::dpop::ExpectedRequest {
+            method: "GET",
+            htu: "https://api.example/",
+            access_token: None,
+        };
+        let err =
+            crate::dpop::proof::verify_proof("a.b.c", &expected, &ProofPolicy::default(), 0, |s| {
+                Some(s.to_owned())
+            })
+            .unwrap_err();
+        assert_eq!(err, crate::dpop::ProofError::NoCryptoBackend);
+    }
+
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    #[tokio::test]
+    async fn build_installs_a_provider_whatever_the_feature_mix() {
+        // With both features on (CI's --all-features), jsonwebtoken alone would panic at
+        // first use; a built guard has installed aws-lc-rs explicitly.
+        let guard = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .jwks(JwkSet { keys: vec![] })
+            .build()
+            .await;
+        assert!(guard.is_ok());
+        assert!(crate::crypto::jwt_provider_ready());
+    }
+
+    #[tokio::test]
+    async fn refuses_hmac_algorithms_and_missing_audience() {
+        let hs = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .jwks(JwkSet { keys: vec![] })
+            .algorithms([Algorithm::HS256])
+            .build()
+            .await;
+        let no_aud = OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .jwks(JwkSet { keys: vec![] })
+            .build()
+            .await;
+        if cfg!(any(feature = "aws-lc-rs", feature = "rust-crypto")) {
+            assert!(matches!(hs, Err(BuildError::SymmetricAlgorithm)));
+            assert!(matches!(no_aud, Err(BuildError::MissingAudience(_))));
+        }
+        let orphan = OAuthGuard::builder().audience("api").build().await;
+        assert!(orphan.is_err());
+    }
+}
