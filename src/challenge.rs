@@ -154,7 +154,10 @@ impl Challenge {
             Rejection::Policy(_) => (StatusCode::FORBIDDEN, Some(ErrorCode::InsufficientScope)),
         };
         let schemes = match (rejection, used) {
-            (Rejection::Dpop(e), _) if e.is_proof_error() => vec![Scheme::Dpop],
+            // Where DPoP is off, a DPoP challenge would send the client somewhere it cannot go.
+            (Rejection::Dpop(e), _) if e.is_proof_error() && accepted.contains(&Scheme::Dpop) => {
+                vec![Scheme::Dpop]
+            }
             (_, Some(s)) if error.is_some() => vec![s],
             _ => accepted.to_vec(),
         };

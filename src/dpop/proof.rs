@@ -305,6 +305,11 @@ impl std::error::Error for ProofError {
 /// claims, `htm`, `htu`, `iat` window, then `ath` when an access token is
 /// given (otherwise `ath` is ignored). Unknown claims are tolerated (§4.2).
 ///
+/// Signatures are checked by `jsonwebtoken`'s crypto provider: the one of this crate's
+/// `aws-lc-rs` or `rust-crypto` feature, or, without either, one the application installed
+/// (building an [`OAuthGuard`](crate::OAuthGuard) installs it). Without any, `jsonwebtoken`
+/// panics.
+///
 /// # Errors
 ///
 /// The [`ProofError`] of the first check that failed.
@@ -681,6 +686,7 @@ fn canonical_json(members: &[(&str, &str)]) -> String {
     out
 }
 
-// Signing test proofs needs a crypto backend.
+// Every test signs or verifies, which needs a jsonwebtoken provider: these run in the builds
+// that have one (`aws-lc-rs`, `rust-crypto`), not in the backend-less build.
 #[cfg(all(test, any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 mod tests;

@@ -385,7 +385,7 @@ pub fn request_htu(
     public: &PublicUri,
     connection_is_tls: bool,
 ) -> Result<String, HtuError> {
-    let path = match parts.uri.path() {
+    let path = match request_path(parts) {
         "" => "/",
         p if p.starts_with('/') => p,
         _ => return Err(HtuError::InvalidRequestTarget),
@@ -404,6 +404,19 @@ pub fn request_htu(
         PublicUri::TrustForwarded => forwarded_view(parts, connection_is_tls)?,
     };
     normalize_htu(&format!("{scheme}://{authority}{prefix}{path}"))
+}
+
+/// The path the client asked for. axum's `Router::nest` strips its prefix from the URI that
+/// layers inside the nested router see; axum keeps the URI as received in [`OriginalUri`], and
+/// that is the one the client signed.
+///
+/// [`OriginalUri`]: axum::extract::OriginalUri
+fn request_path(parts: &http::request::Parts) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
+        return original.0.path();
+    }
+    parts.uri.path()
 }
 
 fn as_seen_scheme(uri: &Uri, connection_is_tls: bool) -> &str {
@@ -765,6 +778,20 @@ mod tests {
         assert_eq!(
             request_htu(&p, &PublicUri::AsSeen, false).as_deref(),
             Ok("https://h2.example:8443/r")
+        );
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn path_comes_from_axum_original_uri_inside_nested_routers() {
+        let mut p = parts("/inner", &[("host", "api.example.com")]);
+        p.extensions
+            .insert(axum::extract::OriginalUri(http::Uri::from_static(
+                "/v1/inner?q=1",
+            )));
+        assert_eq!(
+            request_htu(&p, &PublicUri::AsSeen, true).as_deref(),
+            Ok("https://api.example.com/v1/inner")
         );
     }
 

@@ -1,0 +1,1602 @@
+//! DPoP (RFC 9449) through a real axum server and a real JWKS issuer (issue 3).
+//!
+//! Every proof check of RFC 9449 §4.3 has a test where exactly that one thing is wrong, sent
+//! beside a valid request that is accepted; then the scheme rules (§7.2), the public URI behind
+//! proxies, `jti` replay (§11.1) and server nonces (§8, §9).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+    EcdsaSigningAlgorithm, Ed25519KeyPair, RsaKeyPair,
+};
+use axum::Router;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+use support::*;
+use tower_oauth_guard::dpop::proof::{ath_for, jwk_thumbprint};
+use tower_oauth_guard::dpop::{
+    BaseUrl, MemoryReplayStore, NonceSecret, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
+    ReplayStoreError,
+};
+use tower_oauth_guard::{
+    AccessToken, Binding, Claims, Clock, DpopMode, DpopNonces, Issuer, OAuthGuard,
+    OAuthGuardBuilder, PublicUri,
+};
+
+const AUD: &str = "https://api.example";
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// A clock the test moves by hand; the guard and the proofs read the same one.
+#[derive(Clone)]
+struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn at(now: i64) -> Self {
+        TestClock(Arc::new(AtomicI64::new(now)))
+    }
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn set(&self, now: i64) {
+        self.0.store(now, Ordering::SeqCst)
+    }
+}
+
+impl Clock for TestClock {
+    fn now_unix(&self) -> i64 {
+        self.now()
+    }
+}
+
+/// A DPoP client key that signs proofs with any header, so that malformed proofs can be built.
+struct ProofKey {
+    encoding: EncodingKey,
+    alg: Algorithm,
+    jwk: Value,
+    jkt: String,
+}
+
+impl ProofKey {
+    fn new(encoding: EncodingKey, alg: Algorithm) -> Self {
+        install_provider();
+        let mut model = Jwk::from_encoding_key(&encoding, alg).unwrap();
+        model.common = Default::default();
+        let jkt = jwk_thumbprint(&model).unwrap();
+        let jwk = serde_json::to_value(&model).unwrap();
+        ProofKey {
+            encoding,
+            alg,
+            jwk,
+            jkt,
+        }
+    }
+
+    fn ec(signing: &'static EcdsaSigningAlgorithm, alg: Algorithm) -> Self {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, &SystemRandom::new()).unwrap();
+        Self::new(EncodingKey::from_ec_der(pkcs8.as_ref()), alg)
+    }
+
+    fn es256() -> Self {
+        Self::ec(&ECDSA_P256_SHA256_FIXED_SIGNING, Algorithm::ES256)
+    }
+
+    fn es384() -> Self {
+        Self::ec(&ECDSA_P384_SHA384_FIXED_SIGNING, Algorithm::ES384)
+    }
+
+    fn ed25519() -> Self {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).unwrap();
+        Self::new(EncodingKey::from_ed_der(pkcs8.as_ref()), Algorithm::EdDSA)
+    }
+
+    fn rsa(alg: Algorithm) -> Self {
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let pkcs8 = pair.as_der().unwrap();
+        Self::new(
+            EncodingKey::from_rsa_der(&pkcs1_from_pkcs8(pkcs8.as_ref())),
+            alg,
+        )
+    }
+
+    /// The same key, signing with another (RSA) algorithm.
+    fn with_alg(&self, alg: Algorithm) -> Self {
+        ProofKey {
+            encoding: self.encoding.clone(),
+            alg,
+            jwk: self.jwk.clone(),
+            jkt: self.jkt.clone(),
+        }
+    }
+
+    fn header(&self) -> Value {
+        json!({"typ": "dpop+jwt", "alg": self.alg, "jwk": self.jwk})
+    }
+
+    /// A compact JWS of exactly this header and these claims, signed with this key.
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        install_provider();
+        let input = format!("{}.{}", b64_json(header), b64_json(claims));
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, self.alg).unwrap();
+        format!("{input}.{signature}")
+    }
+}
+
+fn b64_json(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// The content of a DER TLV at the start of `input`, and what follows it.
+fn der_content(input: &[u8]) -> (&[u8], &[u8]) {
+    let first = usize::from(input[1]);
+    let (len, header) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let count = first & 0x7f;
+        let len = input[2..2 + count]
+            .iter()
+            .fold(0, |len, byte| (len << 8) | usize::from(*byte));
+        (len, 2 + count)
+    };
+    (&input[header..header + len], &input[header + len..])
+}
+
+/// jsonwebtoken signs RSA with a PKCS#1 key; aws-lc exports PKCS#8.
+fn pkcs1_from_pkcs8(pkcs8: &[u8]) -> Vec<u8> {
+    let (info, _) = der_content(pkcs8);
+    let (_version, rest) = der_content(info);
+    let (_algorithm, rest) = der_content(rest);
+    let (private_key, _) = der_content(rest);
+    private_key.to_vec()
+}
+
+/// The handler: what the guard handed over.
+async fn whoami(token: AccessToken, Claims(claims): Claims<Value>) -> axum::Json<Value> {
+    let jkt = match token.binding() {
+        Binding::Dpop { jkt } => Some(jkt.clone()),
+        _ => None,
+    };
+    axum::Json(json!({
+        "sub": token.subject(),
+        "binding": token.binding().kind(),
+        "jkt": jkt,
+        "cnf": claims.get("cnf"),
+    }))
+}
+
+fn app(guard: &OAuthGuard) -> Router {
+    // Mounted under /v1 with the guard *inside* the nested router: axum strips the prefix from
+    // the URI the inner layers see, but the client signed the full path.
+    let nested = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(guard.layer());
+    Router::new()
+        .route("/", get(whoami))
+        .route("/api/whoami", get(whoami).post(whoami))
+        .layer(guard.layer())
+        .nest("/v1", nested)
+}
+
+/// One issuer, one API, one DPoP client with a token bound to its key.
+struct Env {
+    issuer: TestIssuer,
+    clock: TestClock,
+    base: String,
+    key: ProofKey,
+    token: String,
+}
+
+impl Env {
+    async fn start(configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder) -> Env {
+        Self::start_at(now(), configure).await
+    }
+
+    async fn start_at(
+        time: i64,
+        configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
+    ) -> Env {
+        let issuer = TestIssuer::start().await;
+        let clock = TestClock::at(time);
+        let key = ProofKey::es256();
+        let token = issuer.token(AUD, json!({"cnf": {"jkt": key.jkt}}));
+        let mut env = Env {
+            issuer,
+            clock,
+            base: String::new(),
+            key,
+            token,
+        };
+        env.base = env.serve(configure).await;
+        env
+    }
+
+    /// Another API instance trusting the same issuer and reading the same clock.
+    async fn serve(
+        &self,
+        configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
+    ) -> String {
+        let builder = OAuthGuard::builder()
+            .issuer(&self.issuer.issuer)
+            .audience(AUD)
+            .jwks_url(self.issuer.jwks_url())
+            .realm("api")
+            .clock(self.clock.clone());
+        let guard = configure(builder).build().await.unwrap();
+        serve(app(&guard)).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn bound_token(&self, key: &ProofKey) -> String {
+        self.issuer.token(AUD, json!({"cnf": {"jkt": key.jkt}}))
+    }
+
+    /// Valid proof claims for `method url` with this env's token, at the clock's time.
+    fn claims(&self, method: &str, url: &str) -> Value {
+        json!({
+            "jti": format!("{:016x}", rand_u64()),
+            "htm": method,
+            "htu": url,
+            "iat": self.clock.now(),
+            "ath": ath_for(&self.token),
+        })
+    }
+
+    fn proof(&self, method: &str, url: &str) -> String {
+        self.key.sign(&self.key.header(), &self.claims(method, url))
+    }
+
+    fn proof_with_nonce(&self, method: &str, url: &str, nonce: &str) -> String {
+        let mut claims = self.claims(method, url);
+        claims["nonce"] = json!(nonce);
+        self.key.sign(&self.key.header(), &claims)
+    }
+
+    /// A proof whose header and claims `edit` changes from the valid ones.
+    fn proof_edited(
+        &self,
+        method: &str,
+        url: &str,
+        edit: impl FnOnce(&mut Value, &mut Value),
+    ) -> String {
+        let (mut header, mut claims) = (self.key.header(), self.claims(method, url));
+        edit(&mut header, &mut claims);
+        self.key.sign(&header, &claims)
+    }
+
+    /// `Authorization: DPoP <token>` and `DPoP: <proof>`.
+    async fn dpop(&self, method: &str, url: &str, token: &str, proof: &str) -> Reply {
+        let authorization = format!("DPoP {token}");
+        send(
+            method,
+            url,
+            &[("authorization", &authorization), ("dpop", proof)],
+        )
+        .await
+    }
+
+    /// A request with this env's token and `proof`.
+    async fn with_proof(&self, method: &str, url: &str, proof: &str) -> Reply {
+        self.dpop(method, url, &self.token, proof).await
+    }
+
+    /// A fresh valid request, which must be accepted as DPoP-bound.
+    async fn assert_valid_accepted(&self, method: &str, path: &str) -> Reply {
+        let url = self.url(path);
+        let reply = self
+            .with_proof(method, &url, &self.proof(method, &url))
+            .await;
+        assert_dpop_ok(&reply, &self.key.jkt);
+        reply
+    }
+}
+
+#[track_caller]
+fn assert_dpop_ok(reply: &Reply, jkt: &str) {
+    assert_eq!(
+        reply.status,
+        200,
+        "body {:?}, challenges {:?}",
+        reply.body,
+        reply.www_authenticate()
+    );
+    let body = reply.json();
+    assert_eq!(body["binding"], "dpop");
+    assert_eq!(body["jkt"], jkt);
+}
+
+/// A refusal with exactly one challenge, of scheme DPoP, naming `error` and a description that
+/// contains `description` (which pins the check that failed).
+#[track_caller]
+fn assert_refused(reply: &Reply, status: u16, error: &str, description: &str) {
+    assert_eq!(reply.status.as_u16(), status, "body {:?}", reply.body);
+    let challenges = reply.www_authenticate();
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    let c = &challenges[0];
+    assert!(c.starts_with("DPoP realm=\"api\", "), "{c}");
+    assert!(c.contains(&format!("error=\"{error}\"")), "{c}");
+    assert!(
+        c.contains(&format!("error_description=\"{description}")),
+        "expected description starting {description:?}, got {c}"
+    );
+    assert!(c.contains("algs=\"ES256 ES384 PS256 RS256 EdDSA\""), "{c}");
+}
+
+#[track_caller]
+fn assert_bad_proof(reply: &Reply, description: &str) {
+    assert_refused(reply, 401, "invalid_dpop_proof", description);
+    assert!(reply.headers.get("dpop-nonce").is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The valid request and the hand-off (issue item 7)
+
+#[tokio::test]
+async fn valid_proof_reaches_the_handler_with_the_dpop_binding() {
+    let env = Env::start(|b| b).await;
+    for method in ["GET", "POST"] {
+        let reply = env.assert_valid_accepted(method, "/api/whoami").await;
+        let body = reply.json();
+        assert_eq!(body["sub"], "alice");
+        assert_eq!(body["cnf"]["jkt"], env.key.jkt);
+        // No nonces configured: no DPoP-Nonce on success.
+        assert!(reply.headers.get("dpop-nonce").is_none());
+    }
+}
+
+#[tokio::test]
+async fn every_default_algorithm_is_accepted_and_others_are_not() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let rsa = ProofKey::rsa(Algorithm::RS256);
+    let keys = [
+        ProofKey::es256(),
+        ProofKey::es384(),
+        rsa.with_alg(Algorithm::PS256),
+        rsa.with_alg(Algorithm::RS256),
+        ProofKey::ed25519(),
+    ];
+    for key in &keys {
+        let token = env.bound_token(key);
+        let mut claims = env.claims("GET", &url);
+        claims["ath"] = json!(ath_for(&token));
+        let reply = env
+            .dpop("GET", &url, &token, &key.sign(&key.header(), &claims))
+            .await;
+        assert_dpop_ok(&reply, &key.jkt);
+    }
+    // The same RSA key with RS384, a valid signature but not in the default allow-list.
+    let rs384 = rsa.with_alg(Algorithm::RS384);
+    let token = env.bound_token(&rs384);
+    let mut claims = env.claims("GET", &url);
+    claims["ath"] = json!(ath_for(&token));
+    let reply = env
+        .dpop("GET", &url, &token, &rs384.sign(&rs384.header(), &claims))
+        .await;
+    assert_bad_proof(&reply, "DPoP proof alg is not allowed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proof checks, RFC 9449 §4.3 (issue item 2): one thing wrong each
+
+#[tokio::test]
+async fn proof_without_exactly_three_parts_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let valid = env.proof("GET", &url);
+    let parts: Vec<&str> = valid.split('.').collect();
+    for bad in [
+        format!("{}.{}", parts[0], parts[1]),
+        format!("{valid}.{}", parts[2]),
+        format!("{}.{}..{}", parts[0], parts[1], parts[2]),
+    ] {
+        let reply = env.with_proof("GET", &url, &bad).await;
+        assert_bad_proof(
+            &reply,
+            "malformed DPoP proof: not three dot-separated parts",
+        );
+    }
+    let reply = env.with_proof("GET", &url, &valid).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+/// A valid proof of exactly `len` bytes, padded with an extra claim and `kid`.
+fn proof_of_len(env: &Env, url: &str, len: usize) -> String {
+    for kid_len in 0..4 {
+        for pad in 0..len {
+            let proof = env.proof_edited("GET", url, |header, claims| {
+                header["kid"] = json!("k".repeat(kid_len));
+                claims["pad"] = json!("p".repeat(pad));
+            });
+            if proof.len() == len {
+                return proof;
+            }
+            if proof.len() > len {
+                break;
+            }
+        }
+    }
+    panic!("no proof of length {len}");
+}
+
+#[tokio::test]
+async fn proof_over_4_kib_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let at_limit = proof_of_len(&env, &url, 4096);
+    let over = proof_of_len(&env, &url, 4097);
+    let reply = env.with_proof("GET", &url, &over).await;
+    assert_bad_proof(&reply, "malformed DPoP proof header");
+    let reply = env.with_proof("GET", &url, &at_limit).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn proof_not_typed_dpop_jwt_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    for typ in [
+        json!("JWT"),
+        json!("DPOP+JWT"),
+        json!("application/dpop+jwt"),
+        Value::Null,
+    ] {
+        let proof = env.proof_edited("GET", &url, |header, _| {
+            match &typ {
+                Value::Null => {
+                    header.as_object_mut().unwrap().remove("typ");
+                }
+                typ => header["typ"] = typ.clone(),
+            };
+        });
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, "DPoP proof typ is not dpop+jwt");
+    }
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_with_alg_none_or_hmac_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let claims = env.claims("GET", &url);
+    // alg none, with and without a signature part.
+    let mut header = env.key.header();
+    header["alg"] = json!("none");
+    let unsigned = format!("{}.{}", b64_json(&header), b64_json(&claims));
+    for proof in [format!("{unsigned}."), format!("{unsigned}.AAAA")] {
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_eq!(reply.status, 401);
+        assert!(reply.www_authenticate()[0].contains("error=\"invalid_dpop_proof\""));
+    }
+    let reply = env
+        .with_proof("GET", &url, &format!("{unsigned}.AAAA"))
+        .await;
+    assert_bad_proof(&reply, "DPoP proof alg is not allowed");
+    // HS256 keyed with the public JWK (the classic confusion), the jwk still in the header.
+    let secret = ProofKey {
+        encoding: EncodingKey::from_secret(env.key.jwk.to_string().as_bytes()),
+        alg: Algorithm::HS256,
+        jwk: env.key.jwk.clone(),
+        jkt: env.key.jkt.clone(),
+    };
+    let reply = env
+        .with_proof("GET", &url, &secret.sign(&secret.header(), &claims))
+        .await;
+    assert_bad_proof(&reply, "DPoP proof alg is not allowed");
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_alg_outside_the_configured_allow_list_is_refused() {
+    let policy = ProofPolicy {
+        algorithms: vec![Algorithm::ES384],
+        ..ProofPolicy::default()
+    };
+    let env = Env::start(|b| b.dpop_proof_policy(policy)).await;
+    let url = env.url("/api/whoami");
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
+    assert_eq!(reply.status, 401);
+    let challenge = &reply.www_authenticate()[0];
+    assert!(
+        challenge.contains("error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("DPoP proof alg is not allowed"),
+        "{challenge}"
+    );
+    assert!(challenge.contains("algs=\"ES384\""), "{challenge}");
+    // The allowed algorithm beside it.
+    let key = ProofKey::es384();
+    let token = env.bound_token(&key);
+    let mut claims = env.claims("GET", &url);
+    claims["ath"] = json!(ath_for(&token));
+    let reply = env
+        .dpop("GET", &url, &token, &key.sign(&key.header(), &claims))
+        .await;
+    assert_dpop_ok(&reply, &key.jkt);
+}
+
+#[tokio::test]
+async fn proof_without_jwk_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let proof = env.proof_edited("GET", &url, |header, _| {
+        header.as_object_mut().unwrap().remove("jwk");
+        header["kid"] = json!(env.key.jkt);
+    });
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_bad_proof(&reply, "DPoP proof has no jwk header");
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_jwk_with_a_private_member_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        let proof = env.proof_edited("GET", &url, |header, _| {
+            header["jwk"][member] = json!("AQAB");
+        });
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, "DPoP proof jwk contains a private key");
+    }
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_jwk_not_matching_alg_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let others = [ProofKey::es384(), ProofKey::ed25519()];
+    for other in &others {
+        // Signed with ES256 by the bound key, but the header carries another kind of key.
+        let proof = env.proof_edited("GET", &url, |header, _| {
+            header["jwk"] = other.jwk.clone();
+        });
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(
+            &reply,
+            "DPoP proof jwk key type or curve does not match alg",
+        );
+    }
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_with_a_bad_signature_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    // Signed by another key while the header names the bound key.
+    let thief = ProofKey::es256();
+    let forged = thief.sign(&env.key.header(), &env.claims("GET", &url));
+    let reply = env.with_proof("GET", &url, &forged).await;
+    assert_bad_proof(&reply, "DPoP proof signature is invalid");
+    // A valid proof with one claim changed after signing.
+    let valid = env.proof("GET", &url);
+    let parts: Vec<&str> = valid.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["htm"] = json!("POST");
+    let tampered = format!("{}.{}.{}", parts[0], b64_json(&claims), parts[2]);
+    let reply = env.with_proof("POST", &url, &tampered).await;
+    assert_bad_proof(&reply, "DPoP proof signature is invalid");
+    let reply = env.with_proof("GET", &url, &valid).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn proof_missing_a_required_claim_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    for claim in ["jti", "htm", "htu", "iat"] {
+        let proof = env.proof_edited("GET", &url, |_, claims| {
+            claims.as_object_mut().unwrap().remove(claim);
+        });
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, &format!("DPoP proof has no {claim} claim"));
+    }
+    // Present but of the wrong type.
+    for (claim, value) in [
+        ("jti", json!(1)),
+        ("iat", json!("now")),
+        ("htu", json!([url])),
+    ] {
+        let proof = env.proof_edited("GET", &url, |_, claims| {
+            claims[claim] = value.clone();
+        });
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, &format!("DPoP proof {claim} claim is invalid"));
+    }
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_jti_longer_than_256_characters_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let with_jti =
+        |jti: String| env.proof_edited("GET", &url, |_, claims| claims["jti"] = json!(jti));
+    let reply = env
+        .with_proof("GET", &url, &with_jti(format!("{:0>257}", rand_u64())))
+        .await;
+    assert_bad_proof(&reply, "DPoP proof jti claim is invalid");
+    let reply = env.with_proof("GET", &url, &with_jti(String::new())).await;
+    assert_bad_proof(&reply, "DPoP proof jti claim is invalid");
+    let reply = env
+        .with_proof("GET", &url, &with_jti(format!("{:0>256}", rand_u64())))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn proof_for_another_method_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    for htm in ["POST", "get", "HEAD"] {
+        let proof = env.proof_edited("GET", &url, |_, claims| claims["htm"] = json!(htm));
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, "DPoP proof htm does not match the request method");
+    }
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+    env.assert_valid_accepted("POST", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_for_another_uri_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let port = env.base.rsplit(':').next().unwrap();
+    for htu in [
+        env.url("/api/admin"),
+        env.url("/api/whoami/"),
+        env.url("/API/whoami"),
+        env.url("/api/who%61mi%2F"),
+        format!("https://127.0.0.1:{port}/api/whoami"),
+        format!("http://localhost:{port}/api/whoami"),
+        "http://127.0.0.1:1/api/whoami".to_owned(),
+        "http://127.0.0.1/api/whoami".to_owned(),
+        format!("ftp://127.0.0.1:{port}/api/whoami"),
+        "/api/whoami".to_owned(),
+        format!("http://user@127.0.0.1:{port}/api/whoami"),
+    ] {
+        let proof = env.proof_edited("GET", &url, |_, claims| claims["htu"] = json!(htu));
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
+    }
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+/// A request to `path` with `Host: api.example` and a proof for `htu`.
+async fn send_as_host(env: &Env, path: &str, htu: &str) -> Reply {
+    let url = env.url(path);
+    let mut claims = env.claims("GET", &url);
+    claims["htu"] = json!(htu);
+    let proof = env.key.sign(&env.key.header(), &claims);
+    let authorization = format!("DPoP {}", env.token);
+    send(
+        "GET",
+        &url,
+        &[
+            ("host", "api.example"),
+            ("authorization", authorization.as_str()),
+            ("dpop", proof.as_str()),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn htu_is_compared_after_normalization_and_without_query() {
+    let env = Env::start(|b| b).await;
+    // The Host header decides the authority as seen; `api.example` has the default port 80.
+    for (path, htu) in [
+        ("/api/whoami", "http://api.example/api/whoami"),
+        ("/api/whoami", "HTTP://API.Example/api/whoami"),
+        ("/api/whoami", "http://api.example:80/api/whoami"),
+        ("/api/whoami", "http://api.example/%61pi/who%61mi"),
+        (
+            "/api/whoami",
+            "http://api.example/api/whoami?other=query#frag",
+        ),
+        ("/api/whoami?a=b&c", "http://api.example/api/whoami"),
+        ("/", "http://api.example"),
+        ("/", "http://api.example:80/"),
+    ] {
+        let reply = send_as_host(&env, path, htu).await;
+        assert_dpop_ok(&reply, &env.key.jkt);
+    }
+    for (path, htu) in [
+        ("/api/whoami", "http://api.example:8080/api/whoami"),
+        ("/api/whoami", "https://api.example/api/whoami"),
+        ("/api/whoami", "http://api.example./api/whoami"),
+    ] {
+        let reply = send_as_host(&env, path, htu).await;
+        assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
+    }
+}
+
+#[tokio::test]
+async fn proof_iat_outside_the_window_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let now = env.clock.now();
+    let at = |iat: i64| env.proof_edited("GET", &url, |_, claims| claims["iat"] = json!(iat));
+    // Default window: 60 s in the past, 5 s in the future, no extra leeway.
+    let reply = env.with_proof("GET", &url, &at(now - 61)).await;
+    assert_bad_proof(&reply, "DPoP proof iat is too old");
+    let reply = env.with_proof("GET", &url, &at(now + 6)).await;
+    assert_bad_proof(&reply, "DPoP proof iat is too far in the future");
+    let reply = env.with_proof("GET", &url, &at(now - 60)).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    let reply = env.with_proof("GET", &url, &at(now + 5)).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    // Moving the server clock moves the window: the proof of `now` is now too old.
+    let proof = at(now);
+    env.clock.set(now + 61);
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_bad_proof(&reply, "DPoP proof iat is too old");
+}
+
+#[tokio::test]
+async fn configured_window_and_leeway_move_the_iat_bounds() {
+    let policy = ProofPolicy {
+        max_age: Duration::from_secs(10),
+        max_future: Duration::from_secs(0),
+        leeway: Duration::from_secs(2),
+        ..ProofPolicy::default()
+    };
+    let env = Env::start(|b| b.dpop_proof_policy(policy)).await;
+    let url = env.url("/api/whoami");
+    let now = env.clock.now();
+    let at = |iat: i64| env.proof_edited("GET", &url, |_, claims| claims["iat"] = json!(iat));
+    for (iat, accepted) in [
+        (now - 12, true),
+        (now - 13, false),
+        (now + 2, true),
+        (now + 3, false),
+    ] {
+        let reply = env.with_proof("GET", &url, &at(iat)).await;
+        if accepted {
+            assert_dpop_ok(&reply, &env.key.jkt);
+        } else {
+            assert_eq!(reply.status, 401, "iat {}", iat - now);
+            assert!(reply.www_authenticate()[0].contains("DPoP proof iat is too"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn proof_without_ath_or_for_another_token_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let proof = env.proof_edited("GET", &url, |_, claims| {
+        claims.as_object_mut().unwrap().remove("ath");
+    });
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_bad_proof(&reply, "DPoP proof has no ath claim for the access token");
+    // `ath` of another token bound to the same key.
+    let other_token = env.bound_token(&env.key);
+    let proof = env.proof_edited("GET", &url, |_, claims| {
+        claims["ath"] = json!(ath_for(&other_token));
+    });
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_bad_proof(&reply, "DPoP proof ath does not match the access token");
+    // `ath` padded, or in standard base64: not the exact encoding.
+    let ath = ath_for(&env.token);
+    for wrong in [format!("{ath}="), ath.replace('-', "+").replace('_', "/")] {
+        if wrong == ath {
+            continue;
+        }
+        let proof = env.proof_edited("GET", &url, |_, claims| claims["ath"] = json!(wrong));
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, "DPoP proof ath does not match the access token");
+    }
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn proof_key_other_than_cnf_jkt_is_refused_as_invalid_token() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    // A thief with the token and their own, perfectly valid, proof key.
+    let thief = ProofKey::es256();
+    let proof = thief.sign(&thief.header(), &env.claims("GET", &url));
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_refused(
+        &reply,
+        401,
+        "invalid_token",
+        "DPoP key does not match the token binding",
+    );
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn extra_proof_claims_and_headers_are_tolerated() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let now = env.clock.now();
+    let proof = env.proof_edited("GET", &url, |header, claims| {
+        header["kid"] = json!("client-key");
+        claims["nbf"] = json!(now + 3600);
+        claims["exp"] = json!(now - 3600);
+        claims["iss"] = json!("client-1");
+        claims["something"] = json!({"nested": [1, 2]});
+    });
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn proof_with_a_critical_header_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let proof = env.proof_edited("GET", &url, |header, _| {
+        header["crit"] = json!(["exp"]);
+        header["exp"] = json!(0);
+    });
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_bad_proof(&reply, "DPoP proof has a crit header");
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheme and headers (issue item 1), modes and challenges (items 1 and 6)
+
+#[tokio::test]
+async fn dpop_scheme_without_a_proof_header_is_refused() {
+    let env = Env::start(|b| b).await;
+    let authorization = format!("DPoP {}", env.token);
+    let reply = send(
+        "GET",
+        &env.url("/api/whoami"),
+        &[("authorization", &authorization)],
+    )
+    .await;
+    assert_bad_proof(&reply, "DPoP proof missing");
+}
+
+#[tokio::test]
+async fn two_dpop_headers_or_a_joined_value_are_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let (a, b) = (env.proof("GET", &url), env.proof("GET", &url));
+    let authorization = format!("DPoP {}", env.token);
+    let joined = format!("{a}, {b}");
+    for headers in [
+        vec![
+            ("authorization", authorization.as_str()),
+            ("dpop", &a),
+            ("dpop", &b),
+        ],
+        vec![
+            ("authorization", authorization.as_str()),
+            ("dpop", &a),
+            ("dpop", &a),
+        ],
+        vec![("authorization", authorization.as_str()), ("dpop", &joined)],
+    ] {
+        let reply = send("GET", &url, &headers).await;
+        assert_bad_proof(&reply, "more than one DPoP proof");
+    }
+    // Neither proof was consumed by the refused requests.
+    let reply = env.with_proof("GET", &url, &a).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn bound_token_presented_as_bearer_is_refused() {
+    for mode in [DpopMode::Allowed, DpopMode::Disabled, DpopMode::Required] {
+        let env = Env::start(|b| b.dpop(mode)).await;
+        let url = env.url("/api/whoami");
+        let bearer = format!("Bearer {}", env.token);
+        // Without a proof, and with a perfectly valid one: a downgrade either way (§7.2).
+        let proof = env.proof("GET", &url);
+        for headers in [
+            vec![("authorization", bearer.as_str())],
+            vec![("authorization", bearer.as_str()), ("dpop", proof.as_str())],
+        ] {
+            let reply = send("GET", &url, &headers).await;
+            if mode == DpopMode::Disabled {
+                // A server without DPoP does not send the client to a scheme it refuses.
+                assert_eq!(reply.status, 401);
+                assert_eq!(
+                    reply.www_authenticate(),
+                    ["Bearer realm=\"api\", error=\"invalid_token\", \
+                      error_description=\"DPoP-bound token used as a bearer token\""]
+                );
+            } else {
+                assert_refused(
+                    &reply,
+                    401,
+                    "invalid_token",
+                    "DPoP-bound token used as a bearer token",
+                );
+            }
+        }
+        if mode != DpopMode::Disabled {
+            env.assert_valid_accepted("GET", "/api/whoami").await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn dpop_scheme_with_an_unbound_token_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let unbound = env.issuer.token(AUD, json!({}));
+    let mut claims = env.claims("GET", &url);
+    claims["ath"] = json!(ath_for(&unbound));
+    let proof = env.key.sign(&env.key.header(), &claims);
+    let reply = env.dpop("GET", &url, &unbound, &proof).await;
+    assert_refused(&reply, 401, "invalid_token", "token is not DPoP-bound");
+    // A `cnf` with only a certificate thumbprint is not a DPoP binding either.
+    let mtls_bound = env.issuer.token(AUD, json!({"cnf": {"x5t#S256": "abc"}}));
+    let reply = env.dpop("GET", &url, &mtls_bound, &proof).await;
+    assert_refused(&reply, 401, "invalid_token", "token is not DPoP-bound");
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+/// RFC 9449 §7.2 leaves the choice open; this crate ignores the `DPoP` header of a request that
+/// uses the `Bearer` scheme with an unbound token, as a server that does not know DPoP would.
+#[tokio::test]
+async fn dpop_header_beside_an_unbound_bearer_token_is_ignored() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let unbound = env.issuer.token(AUD, json!({}));
+    let bearer = format!("Bearer {unbound}");
+    for proof in [env.proof("GET", &url), "not-even-a-jwt".to_owned()] {
+        let reply = send("GET", &url, &[("authorization", &bearer), ("dpop", &proof)]).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.www_authenticate());
+        assert_eq!(reply.json()["binding"], "bearer");
+        assert_eq!(reply.json()["jkt"], Value::Null);
+    }
+}
+
+#[tokio::test]
+async fn allowed_mode_challenges_with_both_schemes_and_lists_algs() {
+    let env = Env::start(|b| b.dpop(DpopMode::Allowed)).await;
+    let reply = send("GET", &env.url("/api/whoami"), &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.www_authenticate(),
+        [
+            "Bearer realm=\"api\"",
+            "DPoP realm=\"api\", algs=\"ES256 ES384 PS256 RS256 EdDSA\""
+        ]
+    );
+    // Both schemes are served.
+    let unbound = env.issuer.token(AUD, json!({}));
+    let reply = get_with_token(&env.url("/api/whoami"), &unbound).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["binding"], "bearer");
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn required_mode_refuses_bearer_and_challenges_with_dpop_only() {
+    let env = Env::start(|b| b.dpop(DpopMode::Required)).await;
+    let url = env.url("/api/whoami");
+    let reply = send("GET", &url, &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.www_authenticate(),
+        ["DPoP realm=\"api\", algs=\"ES256 ES384 PS256 RS256 EdDSA\""]
+    );
+    let unbound = env.issuer.token(AUD, json!({}));
+    let reply = get_with_token(&url, &unbound).await;
+    assert_refused(&reply, 401, "invalid_token", "DPoP-bound token required");
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test]
+async fn disabled_mode_does_not_speak_dpop() {
+    let env = Env::start(|b| b.dpop(DpopMode::Disabled)).await;
+    let url = env.url("/api/whoami");
+    let reply = send("GET", &url, &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.www_authenticate(), ["Bearer realm=\"api\""]);
+    // The DPoP scheme is unknown here: a bare Bearer challenge, as for no credentials.
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.www_authenticate(), ["Bearer realm=\"api\""]);
+    let unbound = env.issuer.token(AUD, json!({}));
+    let reply = get_with_token(&url, &unbound).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["binding"], "bearer");
+}
+
+#[tokio::test]
+async fn an_issuer_can_require_dpop_while_the_guard_allows_bearer() {
+    let env = Env::start(|b| b).await;
+    let strict = TestIssuer::start().await;
+    let base = env
+        .serve(|b| {
+            b.trust(
+                Issuer::new(&strict.issuer)
+                    .audience(AUD)
+                    .jwks_url(strict.jwks_url())
+                    .dpop(DpopMode::Required),
+            )
+        })
+        .await;
+    let url = format!("{base}/api/whoami");
+    // The lenient issuer's bearer tokens are served.
+    let reply = get_with_token(&url, &env.issuer.token(AUD, json!({}))).await;
+    assert_eq!(reply.status, 200);
+    // The strict issuer's are not.
+    let reply = get_with_token(&url, &strict.token(AUD, json!({}))).await;
+    assert_refused(&reply, 401, "invalid_token", "DPoP-bound token required");
+    // The strict issuer's DPoP-bound token with a proof is.
+    let token = strict.token(AUD, json!({"cnf": {"jkt": env.key.jkt}}));
+    let mut claims = env.claims("GET", &url);
+    claims["ath"] = json!(ath_for(&token));
+    let proof = env.key.sign(&env.key.header(), &claims);
+    let reply = env.dpop("GET", &url, &token, &proof).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request's public URI (issue item 3)
+
+#[tokio::test]
+async fn by_default_htu_is_the_host_as_seen_and_forwarded_headers_are_ignored() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let authorization = format!("DPoP {}", env.token);
+    let spoofed = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "bank.example"),
+        ("x-forwarded-prefix", "/v9"),
+        ("forwarded", "proto=https;host=bank.example"),
+    ];
+    let headers_with = |proof: &str| {
+        let mut headers: Vec<(&str, String)> =
+            spoofed.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
+        headers.push(("authorization", authorization.clone()));
+        headers.push(("dpop", proof.to_owned()));
+        headers
+    };
+    // A proof for the URI the spoofed headers claim is refused...
+    let proof = env.proof("GET", "https://bank.example/v9/api/whoami");
+    let headers = headers_with(&proof);
+    let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let reply = send("GET", &url, &refs).await;
+    assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
+    // ...and the proof for the URI actually used is accepted despite them.
+    let proof = env.proof("GET", &url);
+    let headers = headers_with(&proof);
+    let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let reply = send("GET", &url, &refs).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    // Without a public URL, the Host header is the authority (a proxy that keeps Host works).
+    let proof = env.proof("GET", "http://api.example/api/whoami");
+    let reply = send(
+        "GET",
+        &url,
+        &[
+            ("host", "api.example"),
+            ("authorization", &authorization),
+            ("dpop", &proof),
+        ],
+    )
+    .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn configured_public_url_sets_scheme_host_and_prefix() {
+    let public = BaseUrl::parse("https://API.example:443/gateway/").unwrap();
+    let env = Env::start(|b| b.public_uri(PublicUri::Fixed(public))).await;
+    let url = env.url("/api/whoami");
+    let authorization = format!("DPoP {}", env.token);
+    // The proxy terminated TLS, stripped /gateway and rewrote Host; forwarded headers lie.
+    let headers = |proof: &str| {
+        vec![
+            ("host", "backend.internal:8080".to_owned()),
+            ("x-forwarded-host", "bank.example".to_owned()),
+            ("authorization", authorization.clone()),
+            ("dpop", proof.to_owned()),
+        ]
+    };
+    for (htu, accepted) in [
+        ("https://api.example/gateway/api/whoami", true),
+        ("https://api.example:443/gateway/api/whoami", true),
+        (url.as_str(), false),
+        ("http://api.example/gateway/api/whoami", false),
+        ("https://api.example/api/whoami", false),
+        ("http://backend.internal:8080/api/whoami", false),
+        ("https://bank.example/gateway/api/whoami", false),
+    ] {
+        let proof = env.proof("GET", htu);
+        let h = headers(&proof);
+        let refs: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let reply = send("GET", &url, &refs).await;
+        if accepted {
+            assert_dpop_ok(&reply, &env.key.jkt);
+        } else {
+            assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
+        }
+    }
+}
+
+#[tokio::test]
+async fn trusted_forwarded_headers_set_the_public_uri() {
+    let env = Env::start(|b| b.public_uri(PublicUri::TrustForwarded)).await;
+    let url = env.url("/api/whoami");
+    let authorization = format!("DPoP {}", env.token);
+    let public = "https://api.example/gateway/api/whoami";
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![
+                ("host", "backend.internal"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "api.example"),
+                ("x-forwarded-prefix", "/gateway"),
+            ],
+            public,
+        ),
+        (
+            // RFC 7239 wins over X-Forwarded-*; the first (client-facing) element counts.
+            vec![
+                (
+                    "forwarded",
+                    "for=192.0.2.1;proto=https;host=\"api.example\", for=10.0.0.1;proto=http;host=internal",
+                ),
+                ("x-forwarded-host", "ignored.example"),
+                ("x-forwarded-prefix", "/gateway"),
+            ],
+            public,
+        ),
+        (
+            // The first value of a list is the client-facing proxy's.
+            vec![
+                ("x-forwarded-proto", "https, http"),
+                ("x-forwarded-host", "api.example, internal"),
+            ],
+            "https://api.example/api/whoami",
+        ),
+        // No forwarded headers: the request as seen.
+        (vec![], url.as_str()),
+    ];
+    for (forwarded, htu) in cases {
+        let proof = env.proof("GET", htu);
+        let mut headers = forwarded.clone();
+        headers.push(("authorization", &authorization));
+        headers.push(("dpop", &proof));
+        let reply = send("GET", &url, &headers).await;
+        assert_dpop_ok(&reply, &env.key.jkt);
+        // The same headers with a proof for the URI as seen by the backend: refused.
+        if !forwarded.is_empty() {
+            let proof = env.proof("GET", &url);
+            let mut headers = forwarded.clone();
+            headers.push(("authorization", &authorization));
+            headers.push(("dpop", &proof));
+            let reply = send("GET", &url, &headers).await;
+            assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
+        }
+    }
+    // Forwarded headers that cannot be a public URI are a bad request, not a guess.
+    let proof = env.proof("GET", &url);
+    let reply = send(
+        "GET",
+        &url,
+        &[
+            ("x-forwarded-proto", "gopher"),
+            ("authorization", &authorization),
+            ("dpop", &proof),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.www_authenticate()[0].contains("error=\"invalid_request\""));
+}
+
+#[tokio::test]
+async fn guard_inside_a_nested_router_checks_the_full_path() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/v1/whoami");
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    // A proof for the path the inner router sees is not a proof for this request.
+    let inner = env.url("/whoami");
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &inner)).await;
+    assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replay (issue item 4)
+
+#[tokio::test]
+async fn replayed_proof_is_refused() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let proof = env.proof("GET", &url);
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    for _ in 0..2 {
+        let reply = env.with_proof("GET", &url, &proof).await;
+        assert_bad_proof(&reply, "DPoP proof replayed");
+    }
+    // Another proof by the same client is fine.
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_requests_racing_one_proof_admit_exactly_one() {
+    let env = Arc::new(Env::start(|b| b).await);
+    for round in 0..5 {
+        let url = env.url("/api/whoami");
+        let proof = Arc::new(env.proof("GET", &url));
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (env, proof, barrier, url) =
+                    (env.clone(), proof.clone(), barrier.clone(), url.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    env.with_proof("GET", &url, &proof).await
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for task in tasks {
+            let reply = task.await.unwrap();
+            if reply.status == 200 {
+                accepted += 1;
+            } else {
+                assert_bad_proof(&reply, "DPoP proof replayed");
+            }
+        }
+        assert_eq!(accepted, 1, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn same_jti_from_another_key_is_not_a_replay() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let other = ProofKey::es256();
+    let other_token = env.bound_token(&other);
+    let jti = "shared-jti";
+    let mut claims = env.claims("GET", &url);
+    claims["jti"] = json!(jti);
+    let reply = env
+        .with_proof("GET", &url, &env.key.sign(&env.key.header(), &claims))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    claims["ath"] = json!(ath_for(&other_token));
+    let reply = env
+        .dpop(
+            "GET",
+            &url,
+            &other_token,
+            &other.sign(&other.header(), &claims),
+        )
+        .await;
+    assert_dpop_ok(&reply, &other.jkt);
+}
+
+#[tokio::test]
+async fn full_replay_store_fails_closed() {
+    let env = Env::start(|b| b.replay_store(MemoryReplayStore::new(2))).await;
+    let url = env.url("/api/whoami");
+    let first = env.proof("GET", &url);
+    let reply = env.with_proof("GET", &url, &first).await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    env.assert_valid_accepted("GET", "/api/whoami").await;
+    // Full: a new proof cannot be remembered, so it is not accepted.
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
+    assert_refused(
+        &reply,
+        503,
+        "invalid_dpop_proof",
+        "DPoP replay check unavailable",
+    );
+    assert_eq!(reply.headers["retry-after"], "1");
+    // And what it remembers is still refused.
+    let reply = env.with_proof("GET", &url, &first).await;
+    assert_bad_proof(&reply, "DPoP proof replayed");
+}
+
+/// A store that counts its calls and can be made slow.
+struct CountingStore {
+    inner: MemoryReplayStore,
+    calls: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+impl ReplayStore for CountingStore {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: &'a ReplayKey,
+        ttl: Duration,
+    ) -> tower_oauth_guard::dpop::replay::ReplayFuture<'a> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            // The guard asks to remember a jti for the whole iat window (60 + 5 s by default).
+            assert!(ttl >= Duration::from_secs(65), "ttl {ttl:?}");
+            tokio::time::sleep(self.delay).await;
+            let check: Result<ReplayCheck, ReplayStoreError> =
+                self.inner.check_and_insert(key, ttl).await;
+            check
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_custom_replay_store_is_consulted_only_for_valid_proofs() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = CountingStore {
+        inner: MemoryReplayStore::default(),
+        calls: calls.clone(),
+        delay: Duration::ZERO,
+    };
+    let env = Env::start(|b| b.replay_store(store)).await;
+    let url = env.url("/api/whoami");
+    let proof = env.proof("GET", &url);
+    env.with_proof("GET", &url, &proof).await;
+    let reply = env.with_proof("GET", &url, &proof).await;
+    assert_bad_proof(&reply, "DPoP proof replayed");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Invalid proofs never reach the store, so they cannot fill it.
+    let bad = env.proof_edited("GET", &url, |_, claims| claims["htm"] = json!("PUT"));
+    env.with_proof("GET", &url, &bad).await;
+    let thief = ProofKey::es256();
+    env.with_proof(
+        "GET",
+        &url,
+        &thief.sign(&thief.header(), &env.claims("GET", &url)),
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_replay_store_slower_than_the_timeout_fails_closed() {
+    let store = CountingStore {
+        inner: MemoryReplayStore::default(),
+        calls: Arc::new(AtomicUsize::new(0)),
+        delay: Duration::from_millis(300),
+    };
+    let env = Env::start(|b| {
+        b.replay_store(store)
+            .replay_timeout(Duration::from_millis(20))
+    })
+    .await;
+    let url = env.url("/api/whoami");
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
+    assert_refused(
+        &reply,
+        503,
+        "invalid_dpop_proof",
+        "DPoP replay check unavailable",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server nonces (issue item 5)
+
+const STEP: i64 = 60;
+
+fn secret(fill: u8) -> NonceSecret {
+    NonceSecret::from_bytes(&[fill; 32]).unwrap()
+}
+
+/// The start of the next nonce step: the tests move the clock within and across steps.
+fn next_step_start() -> i64 {
+    let now = now();
+    now - now.rem_euclid(STEP) + STEP
+}
+
+#[track_caller]
+fn assert_use_nonce(reply: &Reply, description: &str) -> String {
+    assert_refused(reply, 401, "use_dpop_nonce", description);
+    reply
+        .headers
+        .get("dpop-nonce")
+        .expect("a use_dpop_nonce answer carries a DPoP-Nonce")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn nonce_flow_first_challenge_then_retry_succeeds() {
+    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let url = env.url("/api/whoami");
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
+    let nonce = assert_use_nonce(&reply, "resource server requires nonce in DPoP proof");
+    assert!(!nonce.is_empty());
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &nonce))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    // The nonce is good for more than one proof while it is current.
+    let reply = env
+        .with_proof("POST", &url, &env.proof_with_nonce("POST", &url, &nonce))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn invalid_nonces_are_refused_with_a_fresh_one() {
+    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let url = env.url("/api/whoami");
+    let now = u64::try_from(env.clock.now()).unwrap();
+    let foreign = DpopNonces::new(secret(2)).issue(now);
+    let own = DpopNonces::new(secret(1)).issue(now);
+    for bad in [foreign.as_str(), "made-up", ""] {
+        let reply = env
+            .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, bad))
+            .await;
+        let fresh = assert_use_nonce(&reply, "DPoP nonce invalid or expired");
+        assert_eq!(fresh, own);
+    }
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &own))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn guards_sharing_a_secret_accept_each_others_nonces() {
+    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(7)))).await;
+    let peer = env
+        .serve(|b| b.dpop_nonces(DpopNonces::new(secret(7))))
+        .await;
+    let stranger = env
+        .serve(|b| b.dpop_nonces(DpopNonces::new(secret(8))))
+        .await;
+    let url = env.url("/api/whoami");
+    let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
+    let nonce = assert_use_nonce(&reply, "resource server requires nonce");
+    let peer_url = format!("{peer}/api/whoami");
+    let reply = env
+        .with_proof(
+            "GET",
+            &peer_url,
+            &env.proof_with_nonce("GET", &peer_url, &nonce),
+        )
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    let stranger_url = format!("{stranger}/api/whoami");
+    let reply = env
+        .with_proof(
+            "GET",
+            &stranger_url,
+            &env.proof_with_nonce("GET", &stranger_url, &nonce),
+        )
+        .await;
+    assert_use_nonce(&reply, "DPoP nonce invalid or expired");
+}
+
+#[tokio::test]
+async fn rotated_secret_still_accepts_nonces_of_the_previous_one() {
+    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let rotated = env
+        .serve(|b| b.dpop_nonces(DpopNonces::new(secret(2)).previous(secret(1))))
+        .await;
+    let url = env.url("/api/whoami");
+    let old = assert_use_nonce(
+        &env.with_proof("GET", &url, &env.proof("GET", &url)).await,
+        "resource server requires nonce",
+    );
+    let rotated_url = format!("{rotated}/api/whoami");
+    let reply = env
+        .with_proof(
+            "GET",
+            &rotated_url,
+            &env.proof_with_nonce("GET", &rotated_url, &old),
+        )
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    // The rotated instance issues nonces of the new secret, which the old instance refuses.
+    let new = assert_use_nonce(
+        &env.with_proof("GET", &rotated_url, &env.proof("GET", &rotated_url))
+            .await,
+        "resource server requires nonce",
+    );
+    assert_ne!(new, old);
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &new))
+        .await;
+    assert_use_nonce(&reply, "DPoP nonce invalid or expired");
+}
+
+#[tokio::test]
+async fn stale_iat_with_nonces_on_asks_for_a_nonce() {
+    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let url = env.url("/api/whoami");
+    let nonce = DpopNonces::new(secret(1)).issue(u64::try_from(env.clock.now()).unwrap());
+    let proof = env.proof_edited("GET", &url, |_, claims| {
+        claims["nonce"] = json!(nonce);
+        claims["iat"] = json!(env.clock.now() - 61);
+    });
+    let reply = env.with_proof("GET", &url, &proof).await;
+    let fresh = assert_use_nonce(&reply, "DPoP nonce invalid or expired");
+    assert_eq!(fresh, nonce);
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &fresh))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn success_carries_a_fresh_nonce_when_the_current_one_is_about_to_expire() {
+    let start = next_step_start();
+    let env = Env::start_at(start, |b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let url = env.url("/api/whoami");
+    let nonce = assert_use_nonce(
+        &env.with_proof("GET", &url, &env.proof("GET", &url)).await,
+        "resource server requires nonce",
+    );
+    // Same step: the nonce is current, no new one is sent.
+    env.clock.set(start + STEP - 1);
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &nonce))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    assert!(reply.headers.get("dpop-nonce").is_none());
+    // Next step: still accepted, and the answer carries the nonce of the new step.
+    env.clock.set(start + STEP);
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &nonce))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+    let fresh = reply.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    assert_ne!(fresh, nonce);
+    // Three steps on, the old nonce is stale and the client is told to use a new one.
+    env.clock.set(start + 3 * STEP);
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &nonce))
+        .await;
+    assert_use_nonce(&reply, "DPoP nonce invalid or expired");
+    // The fresh one, from the step before, still works.
+    let reply = env
+        .with_proof("GET", &url, &env.proof_with_nonce("GET", &url, &fresh))
+        .await;
+    assert_dpop_ok(&reply, &env.key.jkt);
+}
+
+#[tokio::test]
+async fn nonce_problems_do_not_mask_proof_problems() {
+    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let url = env.url("/api/whoami");
+    // A proof that is wrong in itself is invalid_dpop_proof even without a nonce...
+    let bad = env.proof_edited("GET", &url, |_, claims| claims["htm"] = json!("POST"));
+    let reply = env.with_proof("GET", &url, &bad).await;
+    assert_bad_proof(&reply, "DPoP proof htm does not match the request method");
+    // ...and a thief's proof with a valid nonce is still the wrong key.
+    let nonce = DpopNonces::new(secret(1)).issue(u64::try_from(env.clock.now()).unwrap());
+    let thief = ProofKey::es256();
+    let mut claims = env.claims("GET", &url);
+    claims["nonce"] = json!(nonce);
+    let reply = env
+        .with_proof("GET", &url, &thief.sign(&thief.header(), &claims))
+        .await;
+    assert_refused(
+        &reply,
+        401,
+        "invalid_token",
+        "DPoP key does not match the token binding",
+    );
+}
