@@ -4,9 +4,9 @@
 # the SHA-256 of client A's certificate, curl presents the certificates, and the
 # resource_server example checks the binding.
 #   client A + bound token -> 200 (binding "mtls"); client B or no certificate -> 401 invalid_token
-# Usage: scripts/interop-curl-mtls        (builds the example; needs openssl, curl, coreutils)
+# Usage: interop/mtls/curl.sh        (builds the example; needs openssl, curl, coreutils)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 dir=$(mktemp -d)
 server_pid=
@@ -15,7 +15,7 @@ cleanup() {
   if [ -n "${KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
-fail() { echo "interop-curl-mtls: FAIL: $*" >&2; exit 1; }
+fail() { echo "interop mtls curl: FAIL: $*" >&2; exit 1; }
 
 b64url() { basenc --base64url -w0 | tr -d '='; }
 
@@ -102,4 +102,4 @@ expect_ok "client-a-http2" --http2 --cert "$dir/client-a.pem" --key "$dir/client
 head -1 "$dir/client-a-http2.headers" | grep -q '^HTTP/2 ' || fail "curl --http2 did not get HTTP/2 by ALPN"
 expect_invalid_token "client-b" --cert "$dir/client-b.pem" --key "$dir/client-b.key"
 expect_invalid_token "no-certificate"
-echo "interop-curl-mtls: 4 passed, 0 failed"
+echo "interop mtls curl: 4 passed, 0 failed"
