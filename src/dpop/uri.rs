@@ -366,8 +366,9 @@ impl fmt::Display for BaseUrl {
 /// `htu` (RFC 9449 §4.3 check 9).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum PublicUri {
-    /// The request as received: URI scheme/authority if absolute (HTTP/2),
-    /// else the connection's TLS state and the `Host` header.
+    /// The request as received: `https` on a TLS connection this server terminates, else the
+    /// scheme of an absolute (HTTP/2) URI, else `http`; the URI's authority if absolute, else
+    /// the `Host` header.
     #[default]
     AsSeen,
     /// A configured origin and mount point; request headers are not consulted.
@@ -419,10 +420,12 @@ fn request_path(parts: &http::request::Parts) -> &str {
     parts.uri.path()
 }
 
+/// The connection's own TLS state, when the server knows it, outranks the `:scheme` an
+/// HTTP/2 client claims: a client on a TLS connection cannot make the guard expect `http`.
 fn as_seen_scheme(uri: &Uri, connection_is_tls: bool) -> &str {
     match uri.scheme_str() {
+        _ if connection_is_tls => "https",
         Some(s) => s,
-        None if connection_is_tls => "https",
         None => "http",
     }
 }
@@ -778,6 +781,15 @@ mod tests {
         assert_eq!(
             request_htu(&p, &PublicUri::AsSeen, false).as_deref(),
             Ok("https://h2.example:8443/r")
+        );
+    }
+
+    #[test]
+    fn as_seen_trusts_a_tls_connection_over_the_claimed_scheme() {
+        let p = parts("http://h2.example/r", &[]);
+        assert_eq!(
+            request_htu(&p, &PublicUri::AsSeen, true).as_deref(),
+            Ok("https://h2.example/r")
         );
     }
 
