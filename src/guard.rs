@@ -189,12 +189,9 @@ impl OAuthGuard {
                 Binding::Dpop { jkt }
             }
         };
-        let mtls = MtlsConfig {
-            mode: mtls_mode,
-            client_cert_header: inner.mtls.client_cert_header.clone(),
-        };
-        if let Some(x5t_s256) = mtls
-            .verify(parts, cnf.x5t_s256.as_deref())
+        if let Some(x5t_s256) = inner
+            .mtls
+            .verify(parts, cnf.x5t_s256.as_deref(), mtls_mode)
             .map_err(|e| refuse(e.into()))?
             && binding == Binding::Bearer
         {

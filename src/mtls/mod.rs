@@ -71,14 +71,16 @@ pub struct MtlsConfig {
 
 impl MtlsConfig {
     /// Checks `x5t#S256` (if the token has one, or if binding is required) against the
-    /// request's client certificate. Returns the thumbprint that matched.
+    /// request's client certificate. `mode` is the guard's, or the token issuer's override.
+    /// Returns the thumbprint that matched.
     pub(crate) fn verify(
         &self,
         parts: &http::request::Parts,
         x5t_s256: Option<&str>,
+        mode: MtlsMode,
     ) -> Result<Option<String>, MtlsError> {
         let Some(expected) = x5t_s256 else {
-            return match self.mode {
+            return match mode {
                 MtlsMode::Required => Err(MtlsError::TokenNotBound),
                 MtlsMode::Optional => Ok(None),
             };
