@@ -15,6 +15,10 @@
 //! 5. the inner service, with an [`AccessToken`] in its request extensions;
 //!    or [`challenge`]: the refusal, status and `WWW-Authenticate`.
 //!
+//! [`guard`] runs these steps in one function that reads top to bottom; [`builder`] configures
+//! it and [`layer`] makes it a tower `Layer`. Integrations are thin leaves, each behind its feature:
+//! axum extractors (`axum`), tonic helpers (`tonic`), a Redis replay store (`redis`).
+//!
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use tower_oauth_guard::{AccessToken, OAuthGuard};
@@ -56,21 +60,29 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The request's path through the crate, in order (blank lines keep rustfmt from sorting).
 pub mod extract;
 
 pub mod token;
 
 pub mod dpop;
+
 pub mod mtls;
 
 pub mod policy;
 
-pub mod builder;
 pub mod challenge;
+
+// The guard that runs those steps, how it is configured, and its tower face.
+pub mod guard;
+
+pub mod builder;
+
+pub mod layer;
+
+// Around it.
 pub mod clock;
 mod crypto;
-pub mod guard;
-pub mod layer;
 pub mod pkce;
 
 #[cfg(feature = "axum")]
@@ -92,8 +104,9 @@ pub use token::{AccessToken, Binding, Scopes};
 #[cfg(feature = "axum")]
 pub use crate::axum::Claims;
 
+pub use jsonwebtoken::Algorithm;
+
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-pub use jsonwebtoken::Algorithm;
