@@ -350,7 +350,7 @@ impl OAuthGuardBuilder {
         {
             return Err(BuildError::SymmetricAlgorithm);
         }
-        let mut client = None;
+        let mut client: Option<HttpClient> = None;
         let mut issuers = HashMap::new();
         for issuer in self.issuers {
             let name = issuer.issuer.clone();
@@ -363,21 +363,28 @@ impl OAuthGuardBuilder {
             let keys = match source {
                 JwksSource::Static(set) => IssuerKeys::Static(KeySet::from_jwk_set(&set)),
                 JwksSource::File(path) => {
-                    let bytes = std::fs::read(&path)
+                    let bytes = tokio::fs::read(&path)
+                        .await
                         .map_err(|e| BuildError::Keys(name.clone(), KeysError::Io(e)))?;
                     let set =
                         KeySet::from_json(&bytes).map_err(|e| BuildError::Keys(name.clone(), e))?;
                     IssuerKeys::Static(set)
                 }
                 source => {
-                    if client.is_none() {
-                        client = Some(
-                            HttpClient::new(self.http_tls.clone())
-                                .map_err(BuildError::HttpClient)?,
-                        );
-                    }
-                    let Some(client) = client.clone() else {
-                        return Err(BuildError::HttpClient(FetchError::NoTlsProvider));
+                    let client = match &client {
+                        Some(c) => c.clone(),
+                        None => {
+                            // Loading the platform's root certificates reads files: off the
+                            // async workers.
+                            let tls = self.http_tls.clone();
+                            let c = tokio::task::spawn_blocking(move || HttpClient::new(tls))
+                                .await
+                                .map_err(|e| {
+                                    BuildError::HttpClient(FetchError::Transport(Box::new(e)))
+                                })?
+                                .map_err(BuildError::HttpClient)?;
+                            client.insert(c).clone()
+                        }
                     };
                     let url = match source {
                         JwksSource::Url(url) => parse_url(&url)
