@@ -24,34 +24,31 @@ use tonic::{Request, Response, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
-use tower_oauth_guard::{AccessToken, DpopMode, DpopNonces, MtlsMode, OAuthGuard, PublicUri};
+use tower_oauth_guard::AccessToken;
 
-const HELP: &str = "\
+#[path = "common/guard_flags.rs"]
+mod guard_flags;
+
+use guard_flags::GuardFlags;
+
+const USAGE: &str = "\
 grpc_server: grpc.health.v1.Health protected by tower-oauth-guard
 
 USAGE:
     grpc_server --issuer ISS --audience AUD (--jwks PATH_OR_URL | --discover) [OPTIONS]
 
-TOKENS:
-    --issuer ISS              trusted issuer (exact `iss`)
-    --audience AUD            this API's audience (`aud` must contain it)
-    --jwks PATH_OR_URL        the issuer's JWK Set: a file, or an http(s) URL
-    --discover                find the JWK Set from the issuer's metadata instead
-    --realm REALM             realm of the www-authenticate challenges
+DPoP over gRPC: htm POST, htu = public URL + /package.Service/Method (default public URL:
+the :scheme and :authority the client sent).
+";
+
+const OWN_HELP: &str = "\
+POLICY:
     --require-scope SCOPE     every call needs this scope (else PERMISSION_DENIED)
 
-DPOP (RFC 9449; htm POST, htu = public URL + /package.Service/Method):
-    --dpop off|allowed|required   DPoP mode (default: allowed)
-    --dpop-nonce              require server nonces in proofs
-    --public-url URL          the public base URL that `htu` must start with
-                              (default: the :scheme and :authority the client sent)
-
-TLS AND MTLS (RFC 8705), through tonic's own TLS:
+TLS, through tonic's own TLS (client certificates for --mtls):
     --tls-cert PEM            serve gRPC over TLS with this certificate chain
     --tls-key PEM             and this private key
     --client-ca PEM           accept client certificates issued by these CAs
-    --mtls optional|required  required: only certificate-bound tokens (default: optional)
 
 OTHER:
     --listen ADDR             address to listen on (default: 127.0.0.1:50051)
@@ -140,85 +137,36 @@ impl Health for WhoAmIHealth {
 
 #[derive(Default)]
 struct Args {
+    guard: GuardFlags,
     listen: Option<String>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    jwks: Option<String>,
-    discover: bool,
-    realm: Option<String>,
     require_scope: Option<String>,
-    dpop: Option<String>,
-    dpop_nonce: bool,
-    public_url: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     client_ca: Option<String>,
-    mtls: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if args.guard.take(&flag, &mut it)? {
+            continue;
+        }
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--help" | "-h" => {
-                print!("{HELP}");
+                print!("{USAGE}\n{}\n{OWN_HELP}", guard_flags::HELP);
                 std::process::exit(0);
             }
             "--listen" => args.listen = Some(value()?),
-            "--issuer" => args.issuer = Some(value()?),
-            "--audience" => args.audience = Some(value()?),
-            "--jwks" => args.jwks = Some(value()?),
-            "--discover" => args.discover = true,
-            "--realm" => args.realm = Some(value()?),
             "--require-scope" => args.require_scope = Some(value()?),
-            "--dpop" => args.dpop = Some(value()?),
-            "--dpop-nonce" => args.dpop_nonce = true,
-            "--public-url" => args.public_url = Some(value()?),
             "--tls-cert" => args.tls_cert = Some(value()?),
             "--tls-key" => args.tls_key = Some(value()?),
             "--client-ca" => args.client_ca = Some(value()?),
-            "--mtls" => args.mtls = Some(value()?),
             other => return Err(format!("unknown flag {other}; see --help")),
         }
     }
     Ok(args)
-}
-
-async fn build_guard(args: &Args) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
-    let issuer = args.issuer.as_deref().ok_or("--issuer is required")?;
-    let audience = args.audience.as_deref().ok_or("--audience is required")?;
-    let mut builder = OAuthGuard::builder().issuer(issuer).audience(audience);
-    builder = match (args.jwks.as_deref(), args.discover) {
-        (Some(j), false) if j.starts_with("http://") || j.starts_with("https://") => {
-            builder.jwks_url(j)
-        }
-        (Some(j), false) => builder.jwks_file(j),
-        (None, true) => builder.discover(),
-        _ => return Err("exactly one of --jwks and --discover is required".into()),
-    };
-    if let Some(realm) = &args.realm {
-        builder = builder.realm(realm);
-    }
-    builder = builder.dpop(match args.dpop.as_deref() {
-        None | Some("allowed") => DpopMode::Allowed,
-        Some("off") => DpopMode::Disabled,
-        Some("required") => DpopMode::Required,
-        Some(other) => return Err(format!("--dpop {other}: expected off|allowed|required").into()),
-    });
-    if args.dpop_nonce {
-        builder = builder.dpop_nonces(DpopNonces::new(NonceSecret::generate()?));
-    }
-    if let Some(url) = &args.public_url {
-        builder = builder.public_uri(PublicUri::Fixed(BaseUrl::parse(url)?));
-    }
-    builder = builder.mtls(match args.mtls.as_deref() {
-        None | Some("optional") => MtlsMode::Optional,
-        Some("required") => MtlsMode::Required,
-        Some(other) => return Err(format!("--mtls {other}: expected optional|required").into()),
-    });
-    Ok(builder.build().await?)
 }
 
 fn tls_config(
@@ -237,7 +185,7 @@ fn tls_config(
         // Clients without a certificate may still come with bearer or DPoP tokens.
         config = config
             .client_ca_root(Certificate::from_pem(std::fs::read(ca)?))
-            .client_auth_optional(args.mtls.as_deref() != Some("required"));
+            .client_auth_optional(!args.guard.mtls_required()?);
     }
     Ok(Some(config))
 }
@@ -251,7 +199,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = parse_args()?;
-    let guard = build_guard(&args).await?;
+    let guard = args.guard.builder()?.build().await?;
     let mut layer = guard.layer();
     if let Some(scope) = &args.require_scope {
         layer = layer.require_scope(scope);

@@ -22,26 +22,30 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_oauth_guard::dpop::BaseUrl;
 use tower_oauth_guard::mtls::serve::{
     ClientAuth, load_certificates, load_private_key, serve_tls, server_config,
 };
-use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
+use tower_oauth_guard::{AccessToken, OAuthGuard};
 
-const HELP: &str = "\
+#[path = "common/guard_flags.rs"]
+mod guard_flags;
+
+use guard_flags::GuardFlags;
+
+const USAGE: &str = "\
 hyper_server: a plain hyper API protected by tower-oauth-guard
 
 USAGE:
-    hyper_server --issuer ISS --audience AUD --jwks PATH_OR_URL [OPTIONS]
+    hyper_server --issuer ISS --audience AUD (--jwks PATH_OR_URL | --discover) [OPTIONS]
+";
 
-    --issuer ISS              trusted issuer (exact `iss`)
-    --audience AUD            this API's audience (`aud` must contain it)
-    --jwks PATH_OR_URL        the issuer's JWK Set: a file, or an http(s) URL
-    --dpop off|allowed|required   DPoP mode (default: allowed)
-    --public-url URL          the public base URL that DPoP `htu` must match
+const OWN_HELP: &str = "\
+TLS:
     --tls-cert PEM            serve HTTPS with this certificate chain
     --tls-key PEM             and this private key
     --client-ca PEM           accept client certificates from these CAs (RFC 8705)
+
+OTHER:
     --listen ADDR             address to listen on (default: 127.0.0.1:8443)
     --help                    this text
 ";
@@ -146,12 +150,8 @@ where
 
 #[derive(Default)]
 struct Args {
+    guard: GuardFlags,
     listen: Option<String>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    jwks: Option<String>,
-    dpop: Option<String>,
-    public_url: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     client_ca: Option<String>,
@@ -161,18 +161,16 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if args.guard.take(&flag, &mut it)? {
+            continue;
+        }
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--help" | "-h" => {
-                print!("{HELP}");
+                print!("{USAGE}\n{}\n{OWN_HELP}", guard_flags::HELP);
                 std::process::exit(0);
             }
             "--listen" => args.listen = Some(value()?),
-            "--issuer" => args.issuer = Some(value()?),
-            "--audience" => args.audience = Some(value()?),
-            "--jwks" => args.jwks = Some(value()?),
-            "--dpop" => args.dpop = Some(value()?),
-            "--public-url" => args.public_url = Some(value()?),
             "--tls-cert" => args.tls_cert = Some(value()?),
             "--tls-key" => args.tls_key = Some(value()?),
             "--client-ca" => args.client_ca = Some(value()?),
@@ -191,25 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = parse_args()?;
-    let issuer = args.issuer.ok_or("--issuer is required")?;
-    let audience = args.audience.ok_or("--audience is required")?;
-    let jwks = args.jwks.ok_or("--jwks is required")?;
-    let mut builder = OAuthGuard::builder().issuer(&issuer).audience(&audience);
-    builder = if jwks.starts_with("http://") || jwks.starts_with("https://") {
-        builder.jwks_url(jwks)
-    } else {
-        builder.jwks_file(jwks)
-    };
-    builder = builder.dpop(match args.dpop.as_deref() {
-        None | Some("allowed") => DpopMode::Allowed,
-        Some("off") => DpopMode::Disabled,
-        Some("required") => DpopMode::Required,
-        Some(other) => return Err(format!("--dpop {other}: expected off|allowed|required").into()),
-    });
-    if let Some(url) = args.public_url {
-        builder = builder.public_uri(PublicUri::Fixed(BaseUrl::parse(&url)?));
-    }
-    let guard = builder.build().await?;
+    let guard = args.guard.builder()?.build().await?;
 
     let listen: SocketAddr = args.listen.as_deref().unwrap_or("127.0.0.1:8443").parse()?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -223,8 +203,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     for c in load_certificates(&ca)? {
                         roots.add(c)?;
                     }
-                    // Bearer and DPoP clients without a certificate share the port.
-                    ClientAuth::Optional(Arc::new(roots))
+                    if args.guard.mtls_required()? {
+                        ClientAuth::Required(Arc::new(roots))
+                    } else {
+                        // Bearer and DPoP clients without a certificate share the port.
+                        ClientAuth::Optional(Arc::new(roots))
+                    }
                 }
             };
             let config = server_config(
