@@ -26,10 +26,8 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_oauth_guard::AccessToken;
 
-#[path = "common/guard_flags.rs"]
-mod guard_flags;
-
-use guard_flags::GuardFlags;
+#[path = "common/flags.rs"]
+mod flags;
 
 const USAGE: &str = "\
 grpc_server: grpc.health.v1.Health protected by tower-oauth-guard
@@ -45,14 +43,8 @@ const OWN_HELP: &str = "\
 POLICY:
     --require-scope SCOPE     every call needs this scope (else PERMISSION_DENIED)
 
-TLS, through tonic's own TLS (client certificates for --mtls):
-    --tls-cert PEM            serve gRPC over TLS with this certificate chain
-    --tls-key PEM             and this private key
-    --client-ca PEM           accept client certificates issued by these CAs
-
-OTHER:
-    --listen ADDR             address to listen on (default: 127.0.0.1:50051)
-    --help                    this text
+TLS is tonic's own (client certificates for cnf.x5t#S256 tokens). The server listens on
+127.0.0.1:50051 unless --listen says otherwise.
 ";
 
 /// `grpc.health.v1.Health`, answering with the caller's identity in the response metadata.
@@ -135,42 +127,21 @@ impl Health for WhoAmIHealth {
     }
 }
 
-#[derive(Default)]
-struct Args {
-    guard: GuardFlags,
-    listen: Option<String>,
-    require_scope: Option<String>,
-    tls_cert: Option<String>,
-    tls_key: Option<String>,
-    client_ca: Option<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if args.guard.take(&flag, &mut it)? {
-            continue;
+/// The shared flags, and `--require-scope`.
+fn parse_args() -> Result<(flags::Flags, Option<String>), String> {
+    let mut require_scope = None;
+    let flags = flags::parse(USAGE, OWN_HELP, |flag, rest| match flag {
+        "--require-scope" => {
+            require_scope = Some(flags::value(flag, rest)?);
+            Ok(true)
         }
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--help" | "-h" => {
-                print!("{USAGE}\n{}\n{OWN_HELP}", guard_flags::HELP);
-                std::process::exit(0);
-            }
-            "--listen" => args.listen = Some(value()?),
-            "--require-scope" => args.require_scope = Some(value()?),
-            "--tls-cert" => args.tls_cert = Some(value()?),
-            "--tls-key" => args.tls_key = Some(value()?),
-            "--client-ca" => args.client_ca = Some(value()?),
-            other => return Err(format!("unknown flag {other}; see --help")),
-        }
-    }
-    Ok(args)
+        _ => Ok(false),
+    })?;
+    Ok((flags, require_scope))
 }
 
 fn tls_config(
-    args: &Args,
+    args: &flags::Flags,
 ) -> Result<Option<tonic::transport::ServerTlsConfig>, Box<dyn std::error::Error>> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
@@ -198,10 +169,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
         )
         .init();
-    let args = parse_args()?;
+    let (args, require_scope) = parse_args()?;
     let guard = args.guard.builder()?.build().await?;
     let mut layer = guard.layer();
-    if let Some(scope) = &args.require_scope {
+    if let Some(scope) = &require_scope {
         layer = layer.require_scope(scope);
     }
 

@@ -22,15 +22,11 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_oauth_guard::mtls::serve::{
-    ClientAuth, load_certificates, load_private_key, serve_tls, server_config,
-};
+use tower_oauth_guard::mtls::serve::serve_tls;
 use tower_oauth_guard::{AccessToken, OAuthGuard};
 
-#[path = "common/guard_flags.rs"]
-mod guard_flags;
-
-use guard_flags::GuardFlags;
+#[path = "common/flags.rs"]
+mod flags;
 
 const USAGE: &str = "\
 hyper_server: a plain hyper API protected by tower-oauth-guard
@@ -40,14 +36,7 @@ USAGE:
 ";
 
 const OWN_HELP: &str = "\
-TLS:
-    --tls-cert PEM            serve HTTPS with this certificate chain
-    --tls-key PEM             and this private key
-    --client-ca PEM           accept client certificates from these CAs (RFC 8705)
-
-OTHER:
-    --listen ADDR             address to listen on (default: 127.0.0.1:8443)
-    --help                    this text
+The server listens on 127.0.0.1:8443 unless --listen says otherwise.
 ";
 
 /// The response body: `Default` (the guard's refusals are empty) and a hyper body.
@@ -148,36 +137,8 @@ where
     }
 }
 
-#[derive(Default)]
-struct Args {
-    guard: GuardFlags,
-    listen: Option<String>,
-    tls_cert: Option<String>,
-    tls_key: Option<String>,
-    client_ca: Option<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if args.guard.take(&flag, &mut it)? {
-            continue;
-        }
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--help" | "-h" => {
-                print!("{USAGE}\n{}\n{OWN_HELP}", guard_flags::HELP);
-                std::process::exit(0);
-            }
-            "--listen" => args.listen = Some(value()?),
-            "--tls-cert" => args.tls_cert = Some(value()?),
-            "--tls-key" => args.tls_key = Some(value()?),
-            "--client-ca" => args.client_ca = Some(value()?),
-            other => return Err(format!("unknown flag {other}; see --help")),
-        }
-    }
-    Ok(args)
+fn parse_args() -> Result<flags::Flags, String> {
+    flags::parse(USAGE, OWN_HELP, |_, _| Ok(false))
 }
 
 #[tokio::main]
@@ -194,37 +155,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = args.listen.as_deref().unwrap_or("127.0.0.1:8443").parse()?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
-    match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let client_auth = match args.client_ca {
-                None => ClientAuth::None,
-                Some(ca) => {
-                    let mut roots = rustls::RootCertStore::empty();
-                    for c in load_certificates(&ca)? {
-                        roots.add(c)?;
-                    }
-                    if args.guard.mtls_required()? {
-                        ClientAuth::Required(Arc::new(roots))
-                    } else {
-                        // Bearer and DPoP clients without a certificate share the port.
-                        ClientAuth::Optional(Arc::new(roots))
-                    }
-                }
-            };
-            let config = server_config(
-                load_certificates(&cert)?,
-                load_private_key(&key)?,
-                client_auth,
-            )?;
+    match args.rustls_config()? {
+        Some(config) => {
             println!("listening on https://{local}");
             serve_tls(listener, Arc::new(config), app(&guard)).await;
         }
-        (None, None) if args.client_ca.is_none() => {
+        None => {
             println!("listening on http://{local}");
             serve_plain(listener, app(&guard)).await;
-        }
-        _ => {
-            return Err("--tls-cert and --tls-key go together (and --client-ca needs them)".into());
         }
     }
     Ok(())

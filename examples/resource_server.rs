@@ -16,12 +16,10 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_oauth_guard::AccessToken;
-use tower_oauth_guard::mtls::serve::{ClientAuth, serve_tls, server_config};
+use tower_oauth_guard::mtls::serve::serve_tls;
 
-#[path = "common/guard_flags.rs"]
-mod guard_flags;
-
-use guard_flags::GuardFlags;
+#[path = "common/flags.rs"]
+mod flags;
 
 const USAGE: &str = "\
 resource_server: an API protected by tower-oauth-guard
@@ -36,48 +34,20 @@ REPLAY STORE:
                               every instance; fails closed (503) while Redis is away
                               (build with --features redis)
 
-TLS:
-    --tls-cert PEM            serve HTTPS with this certificate chain
-    --tls-key PEM             and this private key
-    --client-ca PEM           request client certificates issued by these CAs
-
-OTHER:
-    --listen ADDR             address to listen on (default: 127.0.0.1:8080)
-    --help                    this text
+The server listens on 127.0.0.1:8080 unless --listen says otherwise.
 ";
 
-#[derive(Default)]
-struct Args {
-    guard: GuardFlags,
-    listen: Option<String>,
-    replay_redis: Option<String>,
-    tls_cert: Option<String>,
-    tls_key: Option<String>,
-    client_ca: Option<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if args.guard.take(&flag, &mut it)? {
-            continue;
+/// The shared flags, and `--replay-redis`.
+fn parse_args() -> Result<(flags::Flags, Option<String>), String> {
+    let mut replay_redis = None;
+    let flags = flags::parse(USAGE, OWN_HELP, |flag, rest| match flag {
+        "--replay-redis" => {
+            replay_redis = Some(flags::value(flag, rest)?);
+            Ok(true)
         }
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--help" | "-h" => {
-                print!("{USAGE}\n{}\n{OWN_HELP}", guard_flags::HELP);
-                std::process::exit(0);
-            }
-            "--listen" => args.listen = Some(value()?),
-            "--replay-redis" => args.replay_redis = Some(value()?),
-            "--tls-cert" => args.tls_cert = Some(value()?),
-            "--tls-key" => args.tls_key = Some(value()?),
-            "--client-ca" => args.client_ca = Some(value()?),
-            other => return Err(format!("unknown flag {other}; see --help")),
-        }
-    }
-    Ok(args)
+        _ => Ok(false),
+    })?;
+    Ok((flags, replay_redis))
 }
 
 async fn whoami(token: AccessToken) -> axum::Json<Value> {
@@ -97,8 +67,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
         )
         .init();
-    let args = parse_args()?;
-    let builder = match args.replay_redis {
+    let (args, replay_redis) = parse_args()?;
+    let builder = match replay_redis {
         None => args.guard.builder()?,
         #[cfg(feature = "redis")]
         Some(url) => {
@@ -110,7 +80,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("--replay-redis {url}: build with --features redis").into());
         }
     };
-    let mtls_required = args.guard.mtls_required()?;
     let guard = builder.build().await?;
 
     let app = Router::new()
@@ -124,32 +93,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = args.listen.as_deref().unwrap_or("127.0.0.1:8080").parse()?;
     let listener = TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
-    match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => {
-            use tower_oauth_guard::mtls::serve::{load_certificates, load_private_key};
-            let client_auth = match args.client_ca {
-                None => ClientAuth::None,
-                Some(ca) => {
-                    let mut roots = rustls::RootCertStore::empty();
-                    for c in load_certificates(&ca)? {
-                        roots.add(c)?;
-                    }
-                    if mtls_required {
-                        ClientAuth::Required(Arc::new(roots))
-                    } else {
-                        ClientAuth::Optional(Arc::new(roots))
-                    }
-                }
-            };
-            let config = server_config(
-                load_certificates(&cert)?,
-                load_private_key(&key)?,
-                client_auth,
-            )?;
+    match args.rustls_config()? {
+        Some(config) => {
             println!("listening on https://{local}");
             serve_tls(listener, Arc::new(config), app).await;
         }
-        (None, None) => {
+        None => {
             println!("listening on http://{local}");
             axum::serve(
                 listener,
@@ -157,7 +106,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
         }
-        _ => return Err("--tls-cert and --tls-key go together".into()),
     }
     Ok(())
 }

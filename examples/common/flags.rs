@@ -1,5 +1,5 @@
-//! The flags every example server shares: which tokens to trust, and how they must be bound.
-//! Each example adds its own (address, TLS, routes) around these; `take` consumes ours.
+//! The flags every example server shares: which tokens to trust, how they must be bound, and
+//! where and how to listen. Each example adds its own few through [`parse`].
 
 use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
 use tower_oauth_guard::mtls::ClientCertHeader;
@@ -26,7 +26,101 @@ MTLS (RFC 8705, RFC 9440):
     --mtls optional|required  required: only certificate-bound tokens, and a client
                               certificate on every connection (default: optional)
     --trust-client-cert-header  honour a TLS-terminating proxy's Client-Cert header
+
+SERVER:
+    --listen ADDR             address to listen on
+    --tls-cert PEM            serve over TLS with this certificate chain
+    --tls-key PEM             and this private key
+    --client-ca PEM           request client certificates issued by these CAs
+    --help                    this text
 ";
+
+/// Every shared flag, as given.
+#[derive(Debug, Default)]
+pub struct Flags {
+    pub guard: GuardFlags,
+    pub listen: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub client_ca: Option<String>,
+}
+
+impl Flags {
+    /// The rustls configuration for `serve_tls`: `None` for plain HTTP. Client certificates are
+    /// requested when `--client-ca` is given, and demanded with `--mtls required`.
+    #[allow(dead_code)] // grpc_server uses tonic's TLS instead
+    pub fn rustls_config(
+        &self,
+    ) -> Result<Option<rustls::ServerConfig>, Box<dyn std::error::Error>> {
+        use std::sync::Arc;
+        use tower_oauth_guard::mtls::serve::{
+            ClientAuth, load_certificates, load_private_key, server_config,
+        };
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) if self.client_ca.is_none() => return Ok(None),
+            _ => {
+                return Err(
+                    "--tls-cert and --tls-key go together (and --client-ca needs them)".into(),
+                );
+            }
+        };
+        let client_auth = match &self.client_ca {
+            None => ClientAuth::None,
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in load_certificates(ca)? {
+                    roots.add(c)?;
+                }
+                if self.guard.mtls_required()? {
+                    ClientAuth::Required(Arc::new(roots))
+                } else {
+                    // Bearer and DPoP clients without a certificate share the port.
+                    ClientAuth::Optional(Arc::new(roots))
+                }
+            }
+        };
+        let config = server_config(
+            load_certificates(cert)?,
+            load_private_key(key)?,
+            client_auth,
+        )?;
+        Ok(Some(config))
+    }
+}
+
+/// The value after `flag`.
+pub fn value(flag: &str, rest: &mut dyn Iterator<Item = String>) -> Result<String, String> {
+    rest.next().ok_or_else(|| format!("{flag} needs a value"))
+}
+
+/// Parses the command line: the shared flags, then those `own` takes (returning `true`).
+/// `--help` prints `usage`, the shared flags and `own_help`.
+pub fn parse(
+    usage: &str,
+    own_help: &str,
+    mut own: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> Result<bool, String>,
+) -> Result<Flags, String> {
+    let mut flags = Flags::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flags.guard.take(&flag, &mut it)? || own(&flag, &mut it)? {
+            continue;
+        }
+        match flag.as_str() {
+            "--help" | "-h" => {
+                print!("{usage}\n{HELP}\n{own_help}");
+                std::process::exit(0);
+            }
+            "--listen" => flags.listen = Some(value(&flag, &mut it)?),
+            "--tls-cert" => flags.tls_cert = Some(value(&flag, &mut it)?),
+            "--tls-key" => flags.tls_key = Some(value(&flag, &mut it)?),
+            "--client-ca" => flags.client_ca = Some(value(&flag, &mut it)?),
+            other => return Err(format!("unknown flag {other}; see --help")),
+        }
+    }
+    Ok(flags)
+}
 
 /// The shared flags, as given.
 #[derive(Debug, Default)]
@@ -47,12 +141,8 @@ pub struct GuardFlags {
 
 impl GuardFlags {
     /// Consumes `flag` (and its value from `rest`) if it is one of ours.
-    pub fn take(
-        &mut self,
-        flag: &str,
-        rest: &mut impl Iterator<Item = String>,
-    ) -> Result<bool, String> {
-        let mut value = || rest.next().ok_or_else(|| format!("{flag} needs a value"));
+    fn take(&mut self, flag: &str, rest: &mut dyn Iterator<Item = String>) -> Result<bool, String> {
+        let mut value = || value(flag, rest);
         match flag {
             "--issuer" => self.issuer = Some(value()?),
             "--audience" => self.audience = Some(value()?),
