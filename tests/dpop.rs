@@ -229,10 +229,9 @@ impl Env {
         &self,
         configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
     ) -> String {
-        let builder = OAuthGuard::builder()
-            .issuer(&self.issuer.issuer)
-            .audience(AUD)
-            .jwks_url(self.issuer.jwks_url())
+        let builder = self
+            .issuer
+            .guard(AUD)
             .realm("api")
             .clock(self.clock.clone());
         let guard = configure(builder).build().await.unwrap();

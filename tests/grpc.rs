@@ -29,11 +29,7 @@ const CHECK: &str = "/grpc.health.v1.Health/Check";
 const WATCH: &str = "/grpc.health.v1.Health/Watch";
 
 fn builder(issuer: &TestIssuer) -> OAuthGuardBuilder {
-    OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
-        .realm("grpc")
+    issuer.guard(AUD).realm("grpc")
 }
 
 /// Serves the example's health service behind `guard.layer()` for the whole server.

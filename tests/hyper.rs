@@ -19,7 +19,6 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use support::*;
 use tokio::net::TcpListener;
-use tower_oauth_guard::OAuthGuard;
 use tower_oauth_guard::mtls::serve::{ClientAuth, serve_tls, server_config};
 
 const AUD: &str = "https://hyper.example";
@@ -27,13 +26,7 @@ const AUD: &str = "https://hyper.example";
 async fn start(pki: &TestPki) -> (TestIssuer, SocketAddr) {
     install_rustls_provider();
     let issuer = TestIssuer::start().await;
-    let guard = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
-        .build()
-        .await
-        .unwrap();
+    let guard = issuer.guard(AUD).build().await.unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.cert.clone()).unwrap();
     let config = server_config(
@@ -162,13 +155,7 @@ async fn certificate_bound_token_needs_its_certificate() {
 #[tokio::test]
 async fn plain_http_through_hyper_util() {
     let issuer = TestIssuer::start().await;
-    let guard = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
-        .build()
-        .await
-        .unwrap();
+    let guard = issuer.guard(AUD).build().await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(example::serve_plain(listener, example::app(&guard)));

@@ -36,10 +36,8 @@ fn app(guard: &OAuthGuard) -> Router {
 
 async fn setup() -> (TestIssuer, String) {
     let issuer = TestIssuer::start().await;
-    let guard = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
+    let guard = issuer
+        .guard(AUD)
         .realm("api")
         .require_at_jwt_typ(true)
         .jwks_refresh_cooldown(Duration::from_secs(300))
@@ -322,10 +320,8 @@ async fn discovery_refuses_a_metadata_issuer_mismatch() {
 async fn several_issuers_each_with_their_audience() {
     let a = TestIssuer::start().await;
     let b = TestIssuer::start().await;
-    let guard = OAuthGuard::builder()
-        .issuer(&a.issuer)
-        .audience(AUD)
-        .jwks_url(a.jwks_url())
+    let guard = a
+        .guard(AUD)
         .trust(
             Issuer::new(&b.issuer)
                 .audience("urn:b")
@@ -381,13 +377,7 @@ async fn several_issuers_each_with_their_audience() {
 #[tokio::test]
 async fn optional_routes_serve_anonymous_requests() {
     let issuer = TestIssuer::start().await;
-    let guard = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
-        .build()
-        .await
-        .unwrap();
+    let guard = issuer.guard(AUD).build().await.unwrap();
     async fn hello(token: Option<AccessToken>) -> String {
         match token {
             Some(t) => format!("hello {}", t.subject()),
@@ -419,10 +409,8 @@ async fn typed_claims_and_custom_requirements() {
         tenant: String,
     }
     let issuer = TestIssuer::start().await;
-    let guard = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
+    let guard = issuer
+        .guard(AUD)
         .dpop(DpopMode::Disabled)
         .build()
         .await
@@ -463,10 +451,8 @@ async fn cached_tokens_still_expire() {
     let clock = ManualClock(std::sync::Arc::new(
         std::sync::atomic::AtomicI64::new(now()),
     ));
-    let guard = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
+    let guard = issuer
+        .guard(AUD)
         .leeway(Duration::from_secs(5))
         .clock(clock.clone())
         .build()

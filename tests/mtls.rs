@@ -39,11 +39,7 @@ async fn guard(
     mode: MtlsMode,
     header: Option<ClientCertHeader>,
 ) -> OAuthGuard {
-    let mut builder = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
-        .mtls(mode);
+    let mut builder = issuer.guard(AUD).mtls(mode);
     if let Some(header) = header {
         builder = builder.trust_client_cert_header(header);
     }

@@ -16,7 +16,7 @@ use tower_oauth_guard::dpop::{
     BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
 };
 use tower_oauth_guard::redis::{RedisReplayStore, RedisStoreError};
-use tower_oauth_guard::{AccessToken, Clock, DpopMode, OAuthGuard, PublicUri};
+use tower_oauth_guard::{AccessToken, Clock, DpopMode, PublicUri};
 
 const AUD: &str = "https://api.example";
 /// Every instance answers to the same public URL, so one proof's `htu` fits all of them.
@@ -59,10 +59,8 @@ impl Default for Options {
 
 /// One API instance: its own guard and store, served on its own port.
 async fn instance(issuer: &TestIssuer, store: impl ReplayStore, options: Options) -> String {
-    let mut builder = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks_url(issuer.jwks_url())
+    let mut builder = issuer
+        .guard(AUD)
         .dpop(DpopMode::Required)
         .dpop_proof_policy(options.policy)
         .public_uri(PublicUri::Fixed(BaseUrl::parse(PUBLIC_URL).unwrap()))

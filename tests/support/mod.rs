@@ -145,6 +145,14 @@ impl TestIssuer {
         format!("{}/jwks", self.issuer)
     }
 
+    /// A guard builder trusting this issuer for `aud`, keys from its JWKS URL.
+    pub fn guard(&self, aud: &str) -> tower_oauth_guard::OAuthGuardBuilder {
+        tower_oauth_guard::OAuthGuard::builder()
+            .issuer(&self.issuer)
+            .audience(aud)
+            .jwks_url(self.jwks_url())
+    }
+
     pub fn key(&self, index: usize) -> SigningKey {
         self.keys.lock().unwrap()[index].clone()
     }
