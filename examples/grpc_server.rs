@@ -163,12 +163,7 @@ fn tls_config(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
-        )
-        .init();
+    flags::init_tracing();
     let (args, require_scope) = parse_args()?;
     let guard = args.guard.builder()?.build().await?;
     let mut layer = guard.layer();

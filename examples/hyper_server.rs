@@ -143,12 +143,7 @@ fn parse_args() -> Result<flags::Flags, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
-        )
-        .init();
+    flags::init_tracing();
     let args = parse_args()?;
     let guard = args.guard.builder()?.build().await?;
 

@@ -61,12 +61,7 @@ async fn whoami(token: AccessToken) -> axum::Json<Value> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
-        )
-        .init();
+    flags::init_tracing();
     let (args, replay_redis) = parse_args()?;
     let builder = match replay_redis {
         None => args.guard.builder()?,

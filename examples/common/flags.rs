@@ -1,5 +1,5 @@
-//! The flags every example server shares: which tokens to trust, how they must be bound, and
-//! where and how to listen. Each example adds its own few through [`parse`].
+//! What every example server shares: the flags (which tokens to trust, how they must be bound,
+//! where and how to listen; each example adds its own few through [`parse`]) and logging.
 
 use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
 use tower_oauth_guard::mtls::ClientCertHeader;
@@ -87,6 +87,16 @@ impl Flags {
         )?;
         Ok(Some(config))
     }
+}
+
+/// Logs the guard's events at `info` (override with `RUST_LOG`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
+        )
+        .init();
 }
 
 /// The value after `flag`.
