@@ -175,6 +175,8 @@ impl Challenge {
             dpop_nonce: None,
             retry_after: match rejection {
                 Rejection::Dpop(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+                // Proofs of this key start leaving the store within seconds.
+                Rejection::Dpop(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Some(5),
                 _ => None,
             },
         }
@@ -247,10 +249,11 @@ impl Challenge {
     }
 
     /// gRPC status code (gRPC `statuscodes.md`): 16 UNAUTHENTICATED, 7 PERMISSION_DENIED,
-    /// 14 UNAVAILABLE, 3 INVALID_ARGUMENT.
+    /// 14 UNAVAILABLE, 8 RESOURCE_EXHAUSTED, 3 INVALID_ARGUMENT.
     pub fn grpc_code(&self) -> u16 {
         match self.status {
             StatusCode::FORBIDDEN => 7,
+            StatusCode::TOO_MANY_REQUESTS => 8,
             StatusCode::SERVICE_UNAVAILABLE => 14,
             StatusCode::BAD_REQUEST => 3,
             _ => 16,

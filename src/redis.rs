@@ -50,7 +50,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates, Val
 use crate::dpop::replay::ReplayFuture;
 use crate::dpop::{
     DEFAULT_REPLAY_TIMEOUT, MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore,
-    ReplayStoreError,
+    ReplayStoreError, ReplayWindow,
 };
 
 /// Namespace of the keys, so that the replay store can share a Redis with other data.
@@ -472,7 +472,8 @@ impl RedisReplayStore {
         };
         if let Some(local) = &inner.local {
             // Only a local "replayed" is final; "fresh" and "full" are Redis's to decide.
-            if let Ok(ReplayCheck::Replayed) = local.check_and_insert(key, ttl).await {
+            let window = ReplayWindow { now: 0, until: 0 }; // placeholder: see redis helper
+            if let Ok(ReplayCheck::Replayed) = local.check_and_insert(key, window).await {
                 in_flight.settled_locally();
                 return Ok(ReplayCheck::Replayed);
             }
@@ -506,8 +507,12 @@ impl RedisReplayStore {
 }
 
 impl ReplayStore for RedisReplayStore {
-    fn check_and_insert<'a>(&'a self, key: &'a ReplayKey, ttl: Duration) -> ReplayFuture<'a> {
-        Box::pin(self.check(key, ttl))
+    fn check_and_insert<'a>(
+        &'a self,
+        key: &'a ReplayKey,
+        window: ReplayWindow,
+    ) -> ReplayFuture<'a> {
+        Box::pin(self.check(key, window.ttl()))
     }
 }
 

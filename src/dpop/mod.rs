@@ -19,7 +19,9 @@ use http::request::Parts;
 use crate::challenge::ErrorCode;
 pub use nonce::{DpopNonces, NonceCheck, NonceSecret};
 pub use proof::{ExpectedRequest, ProofError, ProofPolicy, VerifiedProof};
-pub use replay::{MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError};
+pub use replay::{
+    MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError, ReplayWindow,
+};
 pub use uri::{BaseUrl, HtuError, PublicUri};
 
 /// `DPoP-Nonce` response header (RFC 9449 §8.1).
@@ -27,6 +29,9 @@ pub const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-non
 
 /// How long a replay-store check may take before the request fails closed.
 pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_millis(50);
+/// Default margin for clock skew between instances that share a replay store: a proof is
+/// remembered this much longer than the last instant this instance could accept it.
+pub const DEFAULT_REPLAY_SKEW_MARGIN: Duration = Duration::from_secs(5);
 
 /// Whether DPoP is off, accepted beside Bearer, or demanded (RFC 9449 §7.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +57,8 @@ pub enum DpopError {
     Replayed,
     /// The replay store could not answer in time; the request fails closed.
     ReplayStoreUnavailable(ReplayStoreError),
+    /// The proof's key holds its whole share of the replay store (too many live proofs).
+    ReplayQuotaExceeded,
     /// A nonce is required and the proof has none (RFC 9449 §8).
     NonceRequired,
     /// The nonce was not issued by this server (or its peers).
@@ -78,6 +85,7 @@ impl DpopError {
             DpopError::MissingProof => "dpop_proof_missing",
             DpopError::Replayed => "dpop_proof_replayed",
             DpopError::ReplayStoreUnavailable(_) => "dpop_replay_store_unavailable",
+            DpopError::ReplayQuotaExceeded => "dpop_replay_quota_exceeded",
             DpopError::NonceRequired => "dpop_nonce_required",
             DpopError::NonceInvalid => "dpop_nonce_invalid",
             DpopError::NonceStale => "dpop_nonce_stale",
@@ -92,6 +100,7 @@ impl DpopError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             DpopError::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DpopError::ReplayQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             DpopError::RequestUri(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -102,7 +111,8 @@ impl DpopError {
             DpopError::Proof(_)
             | DpopError::MissingProof
             | DpopError::Replayed
-            | DpopError::ReplayStoreUnavailable(_) => ErrorCode::InvalidDpopProof,
+            | DpopError::ReplayStoreUnavailable(_)
+            | DpopError::ReplayQuotaExceeded => ErrorCode::InvalidDpopProof,
             DpopError::NonceRequired | DpopError::NonceInvalid | DpopError::NonceStale => {
                 ErrorCode::UseDpopNonce
             }
@@ -132,6 +142,9 @@ impl std::fmt::Display for DpopError {
             DpopError::MissingProof => f.write_str("DPoP proof missing"),
             DpopError::Replayed => f.write_str("DPoP proof replayed"),
             DpopError::ReplayStoreUnavailable(_) => f.write_str("DPoP replay check unavailable"),
+            DpopError::ReplayQuotaExceeded => {
+                f.write_str("too many live DPoP proofs for this key; retry later")
+            }
             DpopError::NonceRequired => f.write_str("resource server requires nonce in DPoP proof"),
             DpopError::NonceInvalid | DpopError::NonceStale => {
                 f.write_str("DPoP nonce invalid or expired")
@@ -155,6 +168,7 @@ pub struct DpopConfig {
     pub(crate) nonces: Option<DpopNonces>,
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) replay_timeout: Duration,
+    pub(crate) replay_skew_margin: Duration,
     pub(crate) public_uri: PublicUri,
 }
 
@@ -176,6 +190,7 @@ impl Default for DpopConfig {
             nonces: None,
             replay: Arc::new(MemoryReplayStore::default()),
             replay_timeout: DEFAULT_REPLAY_TIMEOUT,
+            replay_skew_margin: DEFAULT_REPLAY_SKEW_MARGIN,
             public_uri: PublicUri::default(),
         }
     }
@@ -193,9 +208,17 @@ impl DpopConfig {
         names.join(" ")
     }
 
-    /// How long a `jti` must be remembered: every proof still inside the `iat` window.
-    pub(crate) fn replay_ttl(&self) -> Duration {
-        self.policy.max_age + self.policy.max_future + 2 * self.policy.leeway
+    /// How long a proof with this `iat` must be remembered (RFC 9449 §11.1): until the last
+    /// instant any instance could accept it, plus the skew margin. Acceptance compares whole
+    /// seconds (`now` ≤ `iat` + `max_age` + `leeway`), so the proof stays acceptable up to one
+    /// second after that sum: the window ends one second later.
+    pub(crate) fn replay_window(&self, iat: i64, now: i64) -> ReplayWindow {
+        let until = iat
+            .saturating_add(proof::whole_seconds(self.policy.max_age))
+            .saturating_add(proof::whole_seconds(self.policy.leeway))
+            .saturating_add(1)
+            .saturating_add(proof::whole_seconds(self.replay_skew_margin));
+        ReplayWindow { now, until }
     }
 
     /// A fresh nonce for a challenge or a success response.
@@ -247,7 +270,8 @@ impl DpopConfig {
         let key = ReplayKey::new(&verified.jkt, &verified.jti);
         let check = tokio::time::timeout(
             self.replay_timeout,
-            self.replay.check_and_insert(&key, self.replay_ttl()),
+            self.replay
+                .check_and_insert(&key, self.replay_window(verified.iat, now)),
         )
         .await
         .unwrap_or(Err(ReplayStoreError::Timeout))
@@ -255,6 +279,7 @@ impl DpopConfig {
         match check {
             ReplayCheck::Fresh => Ok((verified.jkt, refresh_nonce)),
             ReplayCheck::Replayed => Err(DpopError::Replayed),
+            ReplayCheck::OverQuota => Err(DpopError::ReplayQuotaExceeded),
         }
     }
 }

@@ -666,7 +666,7 @@ fn check_iat(iat: i64, now: i64, policy: &ProofPolicy) -> Result<(), ProofError>
 }
 
 /// Seconds in `duration`, saturating: a policy of centuries means "no limit".
-fn whole_seconds(duration: Duration) -> i64 {
+pub(crate) fn whole_seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
