@@ -28,7 +28,7 @@ use support::*;
 use tower_oauth_guard::dpop::proof::{ath_for, jwk_thumbprint};
 use tower_oauth_guard::dpop::{
     BaseUrl, MemoryReplayStore, NonceSecret, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
-    ReplayStoreError,
+    ReplayStoreError, ReplayWindow,
 };
 use tower_oauth_guard::{
     AccessToken, Binding, Claims, Clock, DpopMode, DpopNonces, Issuer, OAuthGuard,
@@ -224,18 +224,22 @@ impl Env {
         env
     }
 
-    /// Another API instance trusting the same issuer and reading the same clock.
+    /// Another API instance trusting the same issuer and reading the same clock; DPoP
+    /// allowed, with its own URL as the public origin unless `configure` says otherwise.
     async fn serve(
         &self,
         configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
     ) -> String {
+        let (listener, base) = bind().await;
         let builder = self
             .issuer
             .guard(AUD)
             .realm("api")
-            .clock(self.clock.clone());
+            .clock(self.clock.clone())
+            .dpop(DpopMode::Allowed)
+            .public_uri(PublicUri::fixed(BaseUrl::parse(&base).unwrap()));
         let guard = configure(builder).build().await.unwrap();
-        serve(app(&guard)).await
+        serve_on(listener, app(&guard))
     }
 
     fn url(&self, path: &str) -> String {
@@ -704,8 +708,9 @@ async fn send_as_host(env: &Env, path: &str, htu: &str) -> Reply {
 
 #[tokio::test]
 async fn htu_is_compared_after_normalization_and_without_query() {
-    let env = Env::start(|b| b).await;
-    // The Host header decides the authority as seen; `api.example` has the default port 80.
+    let public = BaseUrl::parse("http://api.example").unwrap();
+    let env = Env::start(|b| b.public_uri(PublicUri::fixed(public))).await;
+    // The public URL `http://api.example` has the default port 80.
     for (path, htu) in [
         ("/api/whoami", "http://api.example/api/whoami"),
         ("/api/whoami", "HTTP://API.Example/api/whoami"),
@@ -1057,11 +1062,12 @@ async fn an_issuer_can_require_dpop_while_the_guard_allows_bearer() {
 // The request's public URI (issue item 3)
 
 #[tokio::test]
-async fn by_default_htu_is_the_host_as_seen_and_forwarded_headers_are_ignored() {
+async fn the_configured_origin_holds_whatever_host_or_forwarded_headers_say() {
     let env = Env::start(|b| b).await;
     let url = env.url("/api/whoami");
     let authorization = format!("DPoP {}", env.token);
     let spoofed = [
+        ("host", "bank.example"),
         ("x-forwarded-proto", "https"),
         ("x-forwarded-host", "bank.example"),
         ("x-forwarded-prefix", "/v9"),
@@ -1074,27 +1080,104 @@ async fn by_default_htu_is_the_host_as_seen_and_forwarded_headers_are_ignored() 
         headers.push(("dpop", proof.to_owned()));
         headers
     };
-    // A proof for the URI the spoofed headers claim is refused...
-    let proof = env.proof("GET", "https://bank.example/v9/api/whoami");
-    let headers = headers_with(&proof);
-    let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let reply = send("GET", &url, &refs).await;
-    assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
-    // ...and the proof for the URI actually used is accepted despite them.
+    // A proof for the origin the spoofed headers claim (another API that accepts the same
+    // token) is refused...
+    for htu in [
+        "https://bank.example/v9/api/whoami",
+        "http://bank.example/api/whoami",
+    ] {
+        let proof = env.proof("GET", htu);
+        let headers = headers_with(&proof);
+        let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let reply = send("GET", &url, &refs).await;
+        assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
+    }
+    // ...and the proof for the configured URL is accepted despite them.
     let proof = env.proof("GET", &url);
     let headers = headers_with(&proof);
     let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let reply = send("GET", &url, &refs).await;
     assert_dpop_ok(&reply, &env.key.jkt);
-    // Without a public URL, the Host header is the authority (a proxy that keeps Host works).
-    let proof = env.proof("GET", "http://api.example/api/whoami");
+}
+
+/// Sends one raw HTTP/1.1 request and returns the status code.
+async fn raw_status(base: &str, request: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_never_chooses_the_origin() {
+    // A proof minted for API B, with a token whose audience covers A and B, sent to A with
+    // `GET http://api-b.example/... HTTP/1.1`.
+    for public in [None, Some(PublicUri::DangerousHostHeader)] {
+        let env = Env::start(|b| match public.clone() {
+            Some(p) => b.public_uri(p),
+            None => b,
+        })
+        .await;
+        let authority = env.base.trim_start_matches("http://").to_owned();
+        let other = "http://api-b.example/api/whoami";
+        let request = |target: &str, host: &str, htu: &str| {
+            format!(
+                "GET {target} HTTP/1.1\r\nhost: {host}\r\nauthorization: DPoP {}\r\ndpop: {}\r\nconnection: close\r\n\r\n",
+                env.token,
+                env.proof("GET", htu)
+            )
+        };
+        let status = raw_status(&env.base, request(other, &authority, other)).await;
+        assert_ne!(status, 200, "{public:?}: absolute-form target chose the origin");
+        // The same request in origin form, for the right origin, passes.
+        let own = env.url("/api/whoami");
+        let status = raw_status(&env.base, request("/api/whoami", &authority, &own)).await;
+        assert_eq!(status, 200, "{public:?}");
+        // Absolute form naming A itself is fine too.
+        let status = raw_status(&env.base, request(&own, &authority, &own)).await;
+        assert_eq!(status, 200, "{public:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_host_header_counts_only_when_dangerously_asked_for() {
+    let env = Env::start(|b| b).await;
+    let url = env.url("/api/whoami");
+    let authorization = format!("DPoP {}", env.token);
+    let send_as = |host: &'static str, proof: String| {
+        let authorization = authorization.clone();
+        let url = url.clone();
+        async move {
+            send(
+                "GET",
+                &url,
+                &[
+                    ("host", host),
+                    ("authorization", &authorization),
+                    ("dpop", &proof),
+                ],
+            )
+            .await
+        }
+    };
+    let b_proof = || env.proof("GET", "http://api-b.example/api/whoami");
+    assert_bad_proof(
+        &send_as("api-b.example", b_proof()).await,
+        "DPoP proof htu does not match the request URI",
+    );
+    let dangerous = env
+        .serve(|b| b.public_uri(PublicUri::DangerousHostHeader))
+        .await;
     let reply = send(
         "GET",
-        &url,
+        &format!("{dangerous}/api/whoami"),
         &[
-            ("host", "api.example"),
+            ("host", "api-b.example"),
             ("authorization", &authorization),
-            ("dpop", &proof),
+            ("dpop", &b_proof()),
         ],
     )
     .await;
@@ -1102,9 +1185,12 @@ async fn by_default_htu_is_the_host_as_seen_and_forwarded_headers_are_ignored() 
 }
 
 #[tokio::test]
-async fn configured_public_url_sets_scheme_host_and_prefix() {
-    let public = BaseUrl::parse("https://API.example:443/gateway/").unwrap();
-    let env = Env::start(|b| b.public_uri(PublicUri::Fixed(public))).await;
+async fn configured_public_urls_set_scheme_host_and_prefix() {
+    let public = PublicUri::Fixed(vec![
+        BaseUrl::parse("https://API.example:443/gateway/").unwrap(),
+        BaseUrl::parse("https://api2.example").unwrap(),
+    ]);
+    let env = Env::start(|b| b.public_uri(public)).await;
     let url = env.url("/api/whoami");
     let authorization = format!("DPoP {}", env.token);
     // The proxy terminated TLS, stripped /gateway and rewrote Host; forwarded headers lie.
@@ -1119,9 +1205,11 @@ async fn configured_public_url_sets_scheme_host_and_prefix() {
     for (htu, accepted) in [
         ("https://api.example/gateway/api/whoami", true),
         ("https://api.example:443/gateway/api/whoami", true),
+        ("https://API2.example/api/whoami", true),
         (url.as_str(), false),
         ("http://api.example/gateway/api/whoami", false),
         ("https://api.example/api/whoami", false),
+        ("https://api2.example/gateway/api/whoami", false),
         ("http://backend.internal:8080/api/whoami", false),
         ("https://bank.example/gateway/api/whoami", false),
     ] {
@@ -1138,8 +1226,9 @@ async fn configured_public_url_sets_scheme_host_and_prefix() {
 }
 
 #[tokio::test]
-async fn trusted_forwarded_headers_set_the_public_uri() {
-    let env = Env::start(|b| b.public_uri(PublicUri::TrustForwarded)).await;
+async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let env = Env::start(|b| b.public_uri(PublicUri::forwarded_by([loopback]))).await;
     let url = env.url("/api/whoami");
     let authorization = format!("DPoP {}", env.token);
     let public = "https://api.example/gateway/api/whoami";
@@ -1154,11 +1243,11 @@ async fn trusted_forwarded_headers_set_the_public_uri() {
             public,
         ),
         (
-            // RFC 7239 wins over X-Forwarded-*; the first (client-facing) element counts.
+            // RFC 7239 wins over X-Forwarded-*; the last element (the proxy's own) counts.
             vec![
                 (
                     "forwarded",
-                    "for=192.0.2.1;proto=https;host=\"api.example\", for=10.0.0.1;proto=http;host=internal",
+                    "for=192.0.2.1;proto=http;host=evil.example, for=10.0.0.1;proto=https;host=\"api.example\"",
                 ),
                 ("x-forwarded-host", "ignored.example"),
                 ("x-forwarded-prefix", "/gateway"),
@@ -1166,14 +1255,14 @@ async fn trusted_forwarded_headers_set_the_public_uri() {
             public,
         ),
         (
-            // The first value of a list is the client-facing proxy's.
+            // The last value of a list is the one the trusted proxy appended.
             vec![
-                ("x-forwarded-proto", "https, http"),
-                ("x-forwarded-host", "api.example, internal"),
+                ("x-forwarded-proto", "http, https"),
+                ("x-forwarded-host", "evil.example, api.example"),
             ],
             "https://api.example/api/whoami",
         ),
-        // No forwarded headers: the request as seen.
+        // No forwarded headers: the proxy's own request.
         (vec![], url.as_str()),
     ];
     for (forwarded, htu) in cases {
@@ -1207,6 +1296,30 @@ async fn trusted_forwarded_headers_set_the_public_uri() {
     .await;
     assert_eq!(reply.status, 400);
     assert!(reply.www_authenticate()[0].contains("error=\"invalid_request\""));
+
+    // The same headers from a peer that is not a listed proxy are not honoured.
+    let proxy: std::net::IpAddr = "192.0.2.9".parse().unwrap();
+    let other = env
+        .serve(|b| b.public_uri(PublicUri::forwarded_by([proxy])))
+        .await;
+    let proof = env.proof("GET", public);
+    let reply = send(
+        "GET",
+        &format!("{other}/api/whoami"),
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "api.example"),
+            ("x-forwarded-prefix", "/gateway"),
+            ("authorization", &authorization),
+            ("dpop", &proof),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.www_authenticate()[0]
+            .contains("request did not come through a trusted proxy")
+    );
 }
 
 #[tokio::test]
@@ -1320,6 +1433,7 @@ async fn full_replay_store_fails_closed() {
 struct CountingStore {
     inner: MemoryReplayStore,
     calls: Arc<AtomicUsize>,
+    windows: Arc<std::sync::Mutex<Vec<ReplayWindow>>>,
     delay: Duration,
 }
 
@@ -1327,15 +1441,14 @@ impl ReplayStore for CountingStore {
     fn check_and_insert<'a>(
         &'a self,
         key: &'a ReplayKey,
-        ttl: Duration,
+        window: ReplayWindow,
     ) -> tower_oauth_guard::dpop::replay::ReplayFuture<'a> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            // The guard asks to remember a jti for the whole iat window (60 + 5 s by default).
-            assert!(ttl >= Duration::from_secs(65), "ttl {ttl:?}");
+            self.windows.lock().unwrap().push(window);
             tokio::time::sleep(self.delay).await;
             let check: Result<ReplayCheck, ReplayStoreError> =
-                self.inner.check_and_insert(key, ttl).await;
+                self.inner.check_and_insert(key, window).await;
             check
         })
     }
@@ -1347,6 +1460,7 @@ async fn a_custom_replay_store_is_consulted_only_for_valid_proofs() {
     let store = CountingStore {
         inner: MemoryReplayStore::default(),
         calls: calls.clone(),
+        windows: Default::default(),
         delay: Duration::ZERO,
     };
     let env = Env::start(|b| b.replay_store(store)).await;
@@ -1374,6 +1488,7 @@ async fn a_replay_store_slower_than_the_timeout_fails_closed() {
     let store = CountingStore {
         inner: MemoryReplayStore::default(),
         calls: Arc::new(AtomicUsize::new(0)),
+        windows: Default::default(),
         delay: Duration::from_millis(300),
     };
     let env = Env::start(|b| {

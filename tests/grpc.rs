@@ -22,14 +22,20 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_layer::Layer;
 use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
-use tower_oauth_guard::{DpopNonces, OAuthGuard, OAuthGuardBuilder, PublicUri};
+use tower_oauth_guard::{DpopMode, DpopNonces, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
 const AUD: &str = "https://grpc.example";
 const CHECK: &str = "/grpc.health.v1.Health/Check";
 const WATCH: &str = "/grpc.health.v1.Health/Watch";
 
+/// DPoP allowed; `htu`'s origin is the `:authority` the client sent (HTTP/2), which these
+/// tests know only once the server is bound. Fixed public URLs have their own test.
 fn builder(issuer: &TestIssuer) -> OAuthGuardBuilder {
-    issuer.guard(AUD).realm("grpc")
+    issuer
+        .guard(AUD)
+        .realm("grpc")
+        .dpop(DpopMode::Allowed)
+        .public_uri(PublicUri::DangerousHostHeader)
 }
 
 /// Serves the example's health service behind `guard.layer()` for the whole server.
@@ -239,7 +245,7 @@ async fn dpop_bound_token_needs_a_fresh_proof_for_this_method() {
 async fn fixed_public_url_is_the_htu_base() {
     let issuer = TestIssuer::start().await;
     let guard = builder(&issuer)
-        .public_uri(PublicUri::Fixed(
+        .public_uri(PublicUri::fixed(
             BaseUrl::parse("https://GRPC.example:443/").unwrap(),
         ))
         .build()

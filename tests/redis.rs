@@ -63,7 +63,7 @@ async fn instance(issuer: &TestIssuer, store: impl ReplayStore, options: Options
         .guard(AUD)
         .dpop(DpopMode::Required)
         .dpop_proof_policy(options.policy)
-        .public_uri(PublicUri::Fixed(BaseUrl::parse(PUBLIC_URL).unwrap()))
+        .public_uri(PublicUri::fixed(BaseUrl::parse(PUBLIC_URL).unwrap()))
         .replay_store(store)
         .replay_timeout(options.replay_timeout);
     if let Some(clock) = options.clock {

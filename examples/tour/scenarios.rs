@@ -23,7 +23,8 @@ use tokio::net::TcpListener;
 use tower_oauth_guard::mtls::CertificateThumbprint;
 use tower_oauth_guard::mtls::serve::{ClientAuth, serve_tls, server_config};
 use tower_oauth_guard::pkce::{ChallengeMethod, CodeVerifier};
-use tower_oauth_guard::{AccessToken, OAuthGuard};
+use tower_oauth_guard::dpop::BaseUrl;
+use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
 
 use crate::actors::{
     AuthorizationServer, DpopKey, HttpsClient, ISSUER, Pki, SigningKey, install_jwt_provider,
@@ -214,10 +215,15 @@ pub async fn run() -> Result<Tour, Error> {
     install_jwt_provider();
     let pki = Pki::generate()?;
     let auth = AuthorizationServer::new()?;
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let base = format!("https://{}", listener.local_addr()?);
     let guard = OAuthGuard::builder()
         .issuer(ISSUER)
         .audience(API)
         .jwks(auth.jwks())
+        // DPoP proofs must name this server's own URL.
+        .dpop(DpopMode::Allowed)
+        .public_uri(PublicUri::fixed(BaseUrl::parse(&base)?))
         .build()
         .await?;
     let app = Router::new()
@@ -229,8 +235,6 @@ pub async fn run() -> Result<Tour, Error> {
         PrivateKeyDer::Pkcs8(pki.server.1.clone().into()),
         ClientAuth::Optional(pki.roots()?),
     )?;
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let base = format!("https://{}", listener.local_addr()?);
     let server = tokio::spawn(serve_tls(listener, Arc::new(config), app));
 
     let party = |name, (cert, key): &(CertificateDer<'static>, Vec<u8>)| -> Result<_, Error> {

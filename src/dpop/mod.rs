@@ -152,7 +152,7 @@ impl std::fmt::Display for DpopError {
             DpopError::NonceInvalid | DpopError::NonceStale => {
                 f.write_str("DPoP nonce invalid or expired")
             }
-            DpopError::RequestUri(_) => f.write_str("cannot determine the request URI"),
+            DpopError::RequestUri(e) => write!(f, "cannot determine the request URI: {e}"),
             DpopError::KeyMismatch => f.write_str("DPoP key does not match the token binding"),
             DpopError::BoundTokenAsBearer => f.write_str("DPoP-bound token used as a bearer token"),
             DpopError::TokenNotBound => f.write_str("token is not DPoP-bound"),
@@ -289,5 +289,100 @@ impl DpopConfig {
             ReplayCheck::Replayed => Err(DpopError::Replayed),
             ReplayCheck::OverQuota => Err(DpopError::ReplayQuotaExceeded),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config(max_age: u64, max_future: u64, leeway: u64, margin: u64) -> DpopConfig {
+        DpopConfig {
+            policy: ProofPolicy {
+                max_age: Duration::from_secs(max_age),
+                max_future: Duration::from_secs(max_future),
+                leeway: Duration::from_secs(leeway),
+                ..ProofPolicy::default()
+            },
+            replay_skew_margin: Duration::from_secs(margin),
+            ..DpopConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// RFC 9449 §11.1: for any `iat` and any two arrivals at which the proof is
+        /// acceptable, the window computed at the first still covers the second.
+        #[test]
+        fn the_window_covers_every_instant_the_proof_is_acceptable(
+            iat in -1_000_000_000i64..4_000_000_000,
+            first in -200i64..200,
+            later in 0i64..400,
+            max_age in 0u64..600,
+            max_future in 0u64..60,
+            leeway in 0u64..30,
+            margin in 0u64..30,
+        ) {
+            let dpop = config(max_age, max_future, leeway, margin);
+            let t1 = iat.saturating_add(first);
+            let t2 = t1.saturating_add(later);
+            prop_assume!(proof::check_iat(iat, t1, &dpop.policy).is_ok());
+            let window = dpop.replay_window(iat, t1);
+            prop_assert!(window.until > t1);
+            if proof::check_iat(iat, t2, &dpop.policy).is_ok() {
+                prop_assert!(window.until > t2, "acceptable at {t2}, forgotten at {}", window.until);
+                // Another instance whose clock is behind by up to the margin still finds it.
+                prop_assert!(window.until >= t2.saturating_add(1).saturating_add(margin as i64));
+            }
+        }
+
+        /// The in-process store, driven by a sequence of (proof, arrival) pairs in time order,
+        /// accepts each proof at most once while it can be accepted.
+        #[test]
+        fn the_memory_store_accepts_each_proof_at_most_once(
+            arrivals in proptest::collection::vec((0usize..6, -10i64..120), 1..60),
+            iats in proptest::collection::vec(-70i64..70, 6),
+        ) {
+            const T0: i64 = 1_700_000_000;
+            let dpop = config(60, 5, 0, 5);
+            let store = MemoryReplayStore::with_limits(1_000, 1_000);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut arrivals = arrivals;
+            arrivals.sort_by_key(|(_, t)| *t);
+            let mut fresh = [0u32; 6];
+            for (proof, offset) in arrivals {
+                let now = T0 + offset;
+                let iat = T0 + iats[proof];
+                if proof::check_iat(iat, now, &dpop.policy).is_err() {
+                    continue;
+                }
+                let key = ReplayKey::new("client", &proof.to_string());
+                let check = runtime
+                    .block_on(store.check_and_insert(&key, dpop.replay_window(iat, now)))
+                    .unwrap();
+                if check == ReplayCheck::Fresh {
+                    fresh[proof] += 1;
+                }
+            }
+            prop_assert!(fresh.iter().all(|n| *n <= 1), "{fresh:?}");
+        }
+    }
+
+    #[test]
+    fn the_window_saturates_instead_of_panicking() {
+        let dpop = DpopConfig {
+            policy: ProofPolicy {
+                max_age: Duration::MAX,
+                max_future: Duration::MAX,
+                leeway: Duration::MAX,
+                ..ProofPolicy::default()
+            },
+            replay_skew_margin: Duration::MAX,
+            ..DpopConfig::default()
+        };
+        assert_eq!(dpop.replay_window(i64::MAX, 0).until, i64::MAX);
+        assert_eq!(dpop.replay_window(0, 0).until, i64::MAX);
     }
 }

@@ -673,7 +673,7 @@ fn numeric_date(value: &Value) -> Option<i64> {
 }
 
 /// Whether `iat` is inside the policy's window around `now` (RFC 9449 §11.1).
-fn check_iat(iat: i64, now: i64, policy: &ProofPolicy) -> Result<(), ProofError> {
+pub(crate) fn check_iat(iat: i64, now: i64, policy: &ProofPolicy) -> Result<(), ProofError> {
     let leeway = whole_seconds(policy.leeway);
     let oldest = now.saturating_sub(whole_seconds(policy.max_age).saturating_add(leeway));
     let newest = now.saturating_add(whole_seconds(policy.max_future).saturating_add(leeway));

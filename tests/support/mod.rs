@@ -205,6 +205,19 @@ pub fn rand_u64() -> u64 {
 /// Serves `app` on 127.0.0.1 with connect info; returns its base URL.
 pub async fn serve(app: Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, app)
+}
+
+/// A listener on 127.0.0.1 and its base URL, for guards configured with their public URL
+/// before the app is served.
+pub async fn bind() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+/// Serves `app` on `listener` with connect info; returns its base URL.
+pub fn serve_on(listener: TcpListener, app: Router) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(

@@ -776,7 +776,8 @@ fn rejects_claims_of_the_wrong_json_type() {
         ("htm", json!(["POST"])),
         ("htu", json!({"href": HTU})),
         ("iat", json!("1700000000")),
-        ("iat", json!(1_700_000_000.5)),
+        ("iat", json!(true)),
+        ("iat", json!(null)),
         ("nonce", json!(7)),
     ] {
         let proof = proof_with(|_, claims| {
@@ -787,6 +788,33 @@ fn rejects_claims_of_the_wrong_json_type() {
             Err(ProofError::InvalidClaim(name)),
             "{value}"
         );
+    }
+}
+
+#[test]
+fn accepts_a_fractional_iat_as_rfc_7519_numeric_date() {
+    // Clients with floating-point clocks send `iat` with a fraction (RFC 7519 §2).
+    for (iat, floor) in [
+        (json!(NOW as f64 + 0.5), NOW),
+        (json!(NOW as f64 - 0.25), NOW - 1),
+        (json!(NOW as f64 + 4.999), NOW + 4),
+    ] {
+        let proof = proof_with(|_, claims| {
+            claims.insert("iat".into(), iat.clone());
+        });
+        assert_eq!(check(&proof).map(|v| v.iat), Ok(floor), "{iat}");
+    }
+    // Out of range either way: refused by the window, never a panic or a wrap-around.
+    for (iat, err) in [
+        (json!(1.0e300), ProofError::IatInFuture),
+        (json!(-1.0e300), ProofError::IatTooOld),
+        (json!(u64::MAX), ProofError::IatInFuture),
+        (json!(NOW as f64 + 5.5 + 1.0), ProofError::IatInFuture),
+    ] {
+        let proof = proof_with(|_, claims| {
+            claims.insert("iat".into(), iat.clone());
+        });
+        assert_eq!(check(&proof), Err(err), "{iat}");
     }
 }
 
