@@ -2,10 +2,10 @@
 //! (RFC 9449 §11.1).
 //!
 //! With an in-process store, a proof captured on its way to instance A can be replayed against
-//! instance B. [`RedisReplayStore`] remembers each proof in Redis with one atomic command per
-//! check, `SET <prefix><sha256(jkt, jti)> 1 NX PX <ttl>`: `OK` means first use, nil means replay.
-//! It talks to one server (through the `redis` crate's auto-reconnecting
-//! [`ConnectionManager`]) or to a Redis Cluster, over TCP or TLS (`rediss://`, rustls).
+//! instance B. [`RedisReplayStore`] remembers each proof in Redis, with one atomic Lua script
+//! per check (`EVALSHA`: one round trip). It talks to one server (through the `redis` crate's
+//! auto-reconnecting [`ConnectionManager`]) or to a Redis Cluster, over TCP or TLS (`rediss://`,
+//! rustls). It needs Redis 6.2 or later (`SET .. PXAT`), or a compatible server such as Valkey.
 //!
 //! ```no_run
 //! use tower_oauth_guard::OAuthGuard;
@@ -23,6 +23,85 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # What Redis holds
+//!
+//! For a proof with digest `<proof>` ([`ReplayKey::to_hex`]) whose client key (`jkt`) has
+//! digest `<client>` ([`ReplayKey::client_hex`]), under the key prefix `<prefix>`:
+//!
+//! - `<prefix>{<client>}:<proof>`: a string, the random value of the check that stored it
+//!   (see *Retries* below), expiring at the instant below; [`RedisReplayStore::redis_key`].
+//! - `<prefix>{<client>}:live`: a sorted set of the client key's remembered proofs, member
+//!   `<proof>`, score the proof's expiry in Unix milliseconds; it expires with its last member.
+//!
+//! The hash tag `{<client>}` puts both keys of one check in one Redis Cluster slot, so the
+//! script may touch both on any cluster. (Keep `{` out of the prefix: Cluster would hash on the
+//! prefix's tag instead, and put every key in one slot: still correct, but on one node.)
+//!
+//! The script, atomically:
+//! 1. If the proof's key exists, answers [`Replayed`](ReplayCheck::Replayed), or
+//!    [`Fresh`](ReplayCheck::Fresh) if it holds this very check's value (a resent command).
+//! 2. Drops the client's expired members; if `max_per_key` remain, answers
+//!    [`OverQuota`](ReplayCheck::OverQuota) and stores nothing.
+//! 3. Otherwise stores the key and the member, both until the expiry below, and answers
+//!    [`Fresh`](ReplayCheck::Fresh).
+//!
+//! # How long a proof is remembered
+//!
+//! Until the last instant at which any instance could still accept it (RFC 9449 §11.1): the
+//! guard computes that from the proof's `iat` plus a skew margin, as
+//! [`ReplayWindow::until`], never from the first use. Redis expires the key at an absolute
+//! instant (`PXAT`), by its own clock:
+//!
+//! ```text
+//! expiry = max(window.until, redis_now + window.ttl())      (window.ttl() = until - now, ≥ 1 s)
+//! ```
+//!
+//! Never earlier than `until` itself, so a guard whose clock runs ahead (and so thinks less
+//! time is left) cannot shorten the memory that the other instances rely on; and never
+//! earlier than the time left as the guard sees it, so a guard clock behind Redis's (or a
+//! test's fixed clock, far in the past) cannot make Redis forget a proof at once. The price of
+//! a guard clock ahead of Redis's is memory, not safety: its entries live that much longer
+//! (and hold their client key's share that much longer).
+//!
+//! # Per-key share
+//!
+//! One client key (`jkt`) signing unique proofs as fast as it can must not fill Redis and deny
+//! the others. A new proof is stored only while its client key has fewer than `max_per_key`
+//! live proofs (default [`DEFAULT_MAX_PROOFS_PER_KEY`], set with
+//! [`max_per_key`](RedisReplayStoreBuilder::max_per_key)); past that it gets
+//! [`OverQuota`](ReplayCheck::OverQuota) (the guard answers `429`), while its replays still get
+//! [`Replayed`](ReplayCheck::Replayed) and other keys are unaffected. The bound is exact, in
+//! Redis's clock: each set member expires at its proof key's own instant, expired members are
+//! dropped before counting, and a check adds at most one member; so at any instant a client
+//! key has at most `max_per_key` live proof keys, and at most `max_per_key` members plus those
+//! expired since its last check (which the next check drops; the set expires after its last).
+//!
+//! Memory, measured on Redis 7 with the default prefix (`used_memory` over 100,000 proofs):
+//! about 500 bytes per live proof, of which about 170 are its set member. So one client key at
+//! its share holds at most about `max_per_key` × 500 bytes, 5 MB at the default, and Redis as
+//! a whole at most that times the number of client keys with live proofs; each such key needs
+//! an access token bound to it (`cnf.jkt`) and a valid proof, since the guard checks for
+//! replays last. With the default 71 s window the default share lets one client key make
+//! about 140 DPoP requests per second, sustained, as with the in-process store.
+//!
+//! Run Redis with `maxmemory-policy noeviction` (the default), or give it to this store alone:
+//! every key here has an expiry, so a `volatile-*` or `allkeys-*` policy would evict proofs
+//! within their windows and let replays through. With `noeviction`, a full Redis refuses
+//! writes and the guard fails closed. Redis replicates asynchronously: a failover may lose the
+//! proofs stored in its last moments, which can then be replayed once within their windows.
+//!
+//! # Retries
+//!
+//! A reply lost on its way back (the connection dropped after Redis ran the script) may make a
+//! client resend the command: the cluster client does so on connection errors (an
+//! application's own connection may too), and a `SET NX` resent that way would find its own
+//! key and call a fresh proof a replay. So each check
+//! stores a fresh random 128-bit value, a resent command carries the same value, and the
+//! script answers `Fresh` when the key holds it: a check is never a replay of itself, and it
+//! counts once toward the share. Another check of the same proof, from any instance, carries
+//! another value and gets `Replayed`. This store does not resend anything itself: a failed
+//! check is refused (below).
+//!
 //! # Fails closed
 //!
 //! When Redis cannot answer (unreachable, erroring, or slower than the timeout, 50 ms by
@@ -35,9 +114,10 @@
 //! [`unavailable_count`](RedisReplayStore::unavailable_count); the first one of an outage logs a
 //! `warn` event and the first answer after it an `info` event (every refusal also gets the
 //! guard's own `warn` with reason `dpop_replay_store_unavailable`). The store reconnects by
-//! itself: once Redis answers again, so does the guard.
+//! itself: once Redis answers again, so does the guard. Any answer of the script other than
+//! the three above is an error too.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,9 +125,12 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates, Value};
+use redis::{
+    Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, ServerErrorKind,
+    TlsCertificates, Value,
+};
 
-use crate::dpop::replay::ReplayFuture;
+use crate::dpop::replay::{DEFAULT_MAX_PROOFS_PER_KEY, ReplayFuture};
 use crate::dpop::{
     DEFAULT_REPLAY_TIMEOUT, MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore,
     ReplayStoreError, ReplayWindow,
@@ -72,6 +155,49 @@ const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 /// Attempts per reconnection round; the next failed check starts a new round.
 const RECONNECT_ATTEMPTS: usize = 6;
+/// Largest expiry or time-to-live sent to the script, in milliseconds (about 35,000 years):
+/// far beyond any proof window, so never shortens one, yet exact as a Lua number (a double)
+/// and accepted by `PXAT`; a misconfigured window is clamped rather than refused forever.
+const MAX_MILLIS: u64 = 1 << 50;
+/// Suffix of a client key's set of live proofs; proof keys end in 64 hex digits instead.
+const LIVE_SET_SUFFIX: &str = ":live";
+
+/// The replay check, atomic in Redis (see the module documentation, RFC 9449 §11.1).
+///
+/// `KEYS[1]`: the proof; `KEYS[2]`: its client key's live proofs (one hash tag: one slot).
+/// `ARGV[1]`: this check's random value; `ARGV[2]`: `window.until` in Unix ms (guard clock);
+/// `ARGV[3]`: `window.ttl()` in ms; `ARGV[4]`: the per-key share; `ARGV[5]`: the set member.
+/// Answers 1 (fresh), 0 (replayed) or 2 (over quota): [`FRESH`], [`REPLAYED`], [`OVER_QUOTA`].
+/// Needs effects replication for `TIME` before writes: the default since Redis 5.
+const SCRIPT: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  -- Our own value: this very check, resent after its reply was lost. Not a replay.
+  if stored == ARGV[1] then return 1 end
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- A key lives while now <= its expiry: drop only the members strictly before now.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now))
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 2 end
+-- Never before the proof's absolute end, never before the time left as the guard sees it.
+local at = string.format('%d', math.max(tonumber(ARGV[2]), now + tonumber(ARGV[3])))
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', at)
+redis.call('ZADD', KEYS[2], at, ARGV[5])
+-- The set lives as long as its last member (a new set has no expiry: PTTL -1).
+local left = redis.call('PTTL', KEYS[2])
+if left < 0 or now + left < tonumber(at) then redis.call('PEXPIREAT', KEYS[2], at) end
+return 1
+";
+/// SHA-1 of [`SCRIPT`], its name for `EVALSHA` (checked by a unit test).
+const SCRIPT_SHA1: &str = "4d685c1851da72a47222294b7f35a60a22557b15";
+/// Answer of [`SCRIPT`]: first use.
+const FRESH: i64 = 1;
+/// Answer of [`SCRIPT`]: already remembered.
+const REPLAYED: i64 = 0;
+/// Answer of [`SCRIPT`]: new, but the client key holds its whole share.
+const OVER_QUOTA: i64 = 2;
 
 /// Why a [`RedisReplayStore`] could not be set up.
 #[derive(Debug)]
@@ -112,13 +238,14 @@ impl std::error::Error for RedisStoreError {
     }
 }
 
-/// Redis answered `SET .. NX` with neither `OK` nor nil (a proxy or a module in the way).
+/// The replay script answered something it never answers (a proxy or a module in the way,
+/// or another script under its name).
 #[derive(Debug)]
 struct UnexpectedReply;
 
 impl fmt::Display for UnexpectedReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Redis answered SET NX with neither OK nor nil")
+        f.write_str("the Redis replay script answered neither fresh, replayed nor over quota")
     }
 }
 
@@ -132,6 +259,7 @@ pub struct RedisReplayStoreBuilder {
     connection_timeout: Duration,
     root_certificates: Option<Vec<u8>>,
     local_cache: Option<u64>,
+    max_per_key: u64,
 }
 
 impl fmt::Debug for RedisReplayStoreBuilder {
@@ -142,6 +270,7 @@ impl fmt::Debug for RedisReplayStoreBuilder {
             .field("connection_timeout", &self.connection_timeout)
             .field("root_certificates", &self.root_certificates.is_some())
             .field("local_cache", &self.local_cache)
+            .field("max_per_key", &self.max_per_key)
             .finish()
     }
 }
@@ -154,6 +283,7 @@ impl Default for RedisReplayStoreBuilder {
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             root_certificates: None,
             local_cache: None,
+            max_per_key: DEFAULT_MAX_PROOFS_PER_KEY,
         }
     }
 }
@@ -189,9 +319,19 @@ impl RedisReplayStoreBuilder {
     /// Puts an in-process store of at most `max_entries` keys in front of Redis. A proof this
     /// instance has already seen is refused without a round trip (a flood of replays costs
     /// Redis nothing); a proof it has not seen is still accepted only if Redis says it is new,
-    /// so the guarantee is Redis's. A local store that is full defers to Redis.
+    /// so the guarantee is Redis's. A local store that is full defers to Redis; it has no
+    /// per-key share of its own, Redis's applies.
     pub fn local_cache(mut self, max_entries: u64) -> Self {
         self.local_cache = Some(max_entries);
+        self
+    }
+
+    /// How many live proofs one client key (`jkt`) may have in Redis (default
+    /// [`DEFAULT_MAX_PROOFS_PER_KEY`]); past that its new proofs get
+    /// [`ReplayCheck::OverQuota`]. Every instance sharing the prefix should use the same
+    /// value. See the [module](self) documentation for the memory this bounds.
+    pub fn max_per_key(mut self, max: u64) -> Self {
+        self.max_per_key = max;
         self
     }
 
@@ -243,6 +383,11 @@ impl RedisReplayStoreBuilder {
         {
             ensure_tls_provider()?;
         }
+        // The client's own retries stay on: they follow MOVED/ASK redirects and failovers,
+        // without which every resharding would refuse requests. They may also resend a
+        // script whose reply was lost; that is safe because a resent check carries its own
+        // random value and the script answers it `Fresh` (see "Retries" above). The check
+        // timeout bounds the time all of them take.
         let mut builder = ClusterClient::builder(infos)
             .connection_timeout(self.connection_timeout)
             .response_timeout(self.timeout);
@@ -264,7 +409,8 @@ impl RedisReplayStoreBuilder {
         Ok(self.finish(Connection::Single(manager)))
     }
 
-    /// Uses a cluster connection configured by the application.
+    /// Uses a cluster connection configured by the application. Its retries may stay on: a
+    /// resent check is answered as the original (see the [module](self) documentation).
     pub fn build_cluster(
         self,
         connection: ClusterConnection,
@@ -291,7 +437,12 @@ impl RedisReplayStoreBuilder {
                 },
                 key_prefix: self.key_prefix.into_boxed_str(),
                 timeout: self.timeout,
-                local: self.local_cache.map(MemoryReplayStore::new),
+                max_per_key: self.max_per_key,
+                // No local share: a local "over quota" would refuse proofs Redis accepts
+                // (and would defer to Redis anyway).
+                local: self
+                    .local_cache
+                    .map(|max| MemoryReplayStore::with_limits(max, u64::MAX)),
             }),
         }
     }
@@ -396,6 +547,7 @@ struct Inner {
     connection: Connection,
     key_prefix: Box<str>,
     timeout: Duration,
+    max_per_key: u64,
     local: Option<MemoryReplayStore>,
     health: Health,
 }
@@ -418,6 +570,7 @@ impl fmt::Debug for RedisReplayStore {
             .field("connection", &kind)
             .field("key_prefix", &self.inner.key_prefix)
             .field("timeout", &self.inner.timeout)
+            .field("max_per_key", &self.inner.max_per_key)
             .field("local_cache", &self.inner.local)
             .field("unavailable_count", &self.unavailable_count())
             .finish()
@@ -425,7 +578,7 @@ impl fmt::Debug for RedisReplayStore {
 }
 
 impl RedisReplayStore {
-    /// Settings: key prefix, timeouts, TLS roots, local cache.
+    /// Settings: key prefix, timeouts, TLS roots, local cache, per-key share.
     pub fn builder() -> RedisReplayStoreBuilder {
         RedisReplayStoreBuilder::default()
     }
@@ -456,49 +609,104 @@ impl RedisReplayStore {
         self.inner.health.refusals.load(Ordering::Relaxed)
     }
 
-    /// The Redis key that remembers `key`: the prefix, then the hash in hex.
+    /// The Redis key that remembers `key`: `<prefix>{<client digest>}:<proof digest>`, in hex
+    /// (see the [module](self) documentation). Its expiry is the proof's.
     pub fn redis_key(&self, key: &ReplayKey) -> String {
-        let mut out = String::with_capacity(self.inner.key_prefix.len() + 64);
-        out.push_str(&self.inner.key_prefix);
-        out.push_str(&key.to_hex());
+        let proof = key.to_hex();
+        let mut out = self.client_part(key, 1 + proof.len());
+        out.push(':');
+        out.push_str(&proof);
         out
     }
 
-    async fn check(&self, key: &ReplayKey, ttl: Duration) -> Result<ReplayCheck, ReplayStoreError> {
+    /// The sorted set of `key`'s client key's live proofs, for the per-key share.
+    fn live_set_key(&self, key: &ReplayKey) -> String {
+        let mut out = self.client_part(key, LIVE_SET_SUFFIX.len());
+        out.push_str(LIVE_SET_SUFFIX);
+        out
+    }
+
+    /// `<prefix>{<client digest>}`: the hash tag keeps a client's keys in one cluster slot.
+    fn client_part(&self, key: &ReplayKey, extra: usize) -> String {
+        let client = key.client_hex();
+        let prefix = &self.inner.key_prefix;
+        let mut out = String::with_capacity(prefix.len() + client.len() + 2 + extra);
+        out.push_str(prefix);
+        out.push('{');
+        out.push_str(&client);
+        out.push('}');
+        out
+    }
+
+    async fn check(
+        &self,
+        key: &ReplayKey,
+        window: ReplayWindow,
+    ) -> Result<ReplayCheck, ReplayStoreError> {
         let inner = &*self.inner;
         let in_flight = InFlight {
             health: &inner.health,
             settled: false,
         };
         if let Some(local) = &inner.local {
-            // Only a local "replayed" is final; "fresh" and "full" are Redis's to decide.
-            let window = ReplayWindow { now: 0, until: 0 }; // placeholder: see redis helper
+            // Only a local "replayed" is final. "Fresh" is Redis's to decide (another
+            // instance may have seen the proof), and a local "full" or "over quota" must not
+            // refuse what Redis would accept: all of them defer to Redis.
             if let Ok(ReplayCheck::Replayed) = local.check_and_insert(key, window).await {
                 in_flight.settled_locally();
                 return Ok(ReplayCheck::Replayed);
             }
         }
-        let outcome = match tokio::time::timeout(inner.timeout, self.set_nx(key, ttl)).await {
-            Err(_elapsed) => Err(ReplayStoreError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => Err(ReplayStoreError::Timeout),
-            Ok(Err(e)) => Err(ReplayStoreError::Unavailable(Box::new(e))),
-            Ok(Ok(Value::Okay)) => Ok(ReplayCheck::Fresh),
-            Ok(Ok(Value::Nil)) => Ok(ReplayCheck::Replayed),
-            Ok(Ok(_)) => Err(ReplayStoreError::Unavailable(Box::new(UnexpectedReply))),
+        let outcome = match new_attempt() {
+            Err(e) => Err(e),
+            Ok(attempt) => {
+                let run = self.run_script(key, window, &attempt);
+                match tokio::time::timeout(inner.timeout, run).await {
+                    Err(_elapsed) => Err(ReplayStoreError::Timeout),
+                    Ok(Err(e)) if e.is_timeout() => Err(ReplayStoreError::Timeout),
+                    Ok(Err(e)) => Err(ReplayStoreError::Unavailable(Box::new(e))),
+                    Ok(Ok(reply)) => decode(&reply),
+                }
+            }
         };
         in_flight.settle(&outcome);
         outcome
     }
 
-    /// `SET key 1 NX PX ttl`: one atomic round trip. Never retried here: a retry after a lost
-    /// reply would find our own key and call a fresh proof a replay.
-    async fn set_nx(&self, key: &ReplayKey, ttl: Duration) -> Result<Value, RedisError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.redis_key(key))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_millis(ttl));
+    /// One atomic round trip: `EVALSHA`, or `EVAL` where Redis does not know the script yet
+    /// (first use, restart, failover, `SCRIPT FLUSH`). An `EVALSHA` answered `NOSCRIPT` ran
+    /// nothing, so the `EVAL` after it is no second attempt. `attempt` is this check's random
+    /// value: the same value makes the same command, however often it is sent.
+    async fn run_script(
+        &self,
+        key: &ReplayKey,
+        window: ReplayWindow,
+        attempt: &str,
+    ) -> Result<Value, RedisError> {
+        let (until_ms, ttl_ms) = window_millis(window);
+        let command = |name: &str, script: &str| {
+            let mut cmd = redis::cmd(name);
+            cmd.arg(script)
+                .arg(2)
+                .arg(self.redis_key(key))
+                .arg(self.live_set_key(key))
+                .arg(attempt)
+                .arg(until_ms)
+                .arg(ttl_ms)
+                .arg(self.inner.max_per_key)
+                .arg(key.to_hex());
+            cmd
+        };
+        match self.query(&command("EVALSHA", SCRIPT_SHA1)).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.query(&command("EVAL", SCRIPT)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends `cmd` once; only a cluster client may resend it (see the module documentation).
+    async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         match &self.inner.connection {
             Connection::Single(manager) => cmd.query_async(&mut manager.clone()).await,
             Connection::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
@@ -512,12 +720,48 @@ impl ReplayStore for RedisReplayStore {
         key: &'a ReplayKey,
         window: ReplayWindow,
     ) -> ReplayFuture<'a> {
-        Box::pin(self.check(key, window.ttl()))
+        Box::pin(self.check(key, window))
     }
 }
 
-/// `PX` milliseconds, rounded up (forgetting a `jti` early would reopen its window) and at
-/// least 1 (Redis rejects `PX 0`). Out-of-range values make Redis answer an error: refused.
+/// A fresh random value per check, 128 bits in hex: two checks never share one, so a stored
+/// value names the check that stored it.
+fn new_attempt() -> Result<String, ReplayStoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        ReplayStoreError::Unavailable(Box::new(std::io::Error::other(format!(
+            "no randomness for the replay check: {e}"
+        ))))
+    })?;
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    Ok(hex)
+}
+
+/// The script's answer; anything else fails closed.
+fn decode(reply: &Value) -> Result<ReplayCheck, ReplayStoreError> {
+    match reply {
+        Value::Int(FRESH) => Ok(ReplayCheck::Fresh),
+        Value::Int(REPLAYED) => Ok(ReplayCheck::Replayed),
+        Value::Int(OVER_QUOTA) => Ok(ReplayCheck::OverQuota),
+        _ => Err(ReplayStoreError::Unavailable(Box::new(UnexpectedReply))),
+    }
+}
+
+/// `window.until` in Unix milliseconds and `window.ttl()` in milliseconds, within
+/// `0..=MAX_MILLIS` (a window ending before 1970 is simply over: the ttl then decides).
+fn window_millis(window: ReplayWindow) -> (u64, u64) {
+    let until = u64::try_from(window.until)
+        .unwrap_or(0)
+        .saturating_mul(1000)
+        .min(MAX_MILLIS);
+    (until, ttl_millis(window.ttl()).min(MAX_MILLIS))
+}
+
+/// Milliseconds, rounded up (forgetting a `jti` early would reopen its window) and at least 1.
 fn ttl_millis(ttl: Duration) -> u64 {
     let millis = ttl
         .as_millis()
@@ -583,5 +827,188 @@ mod tests {
         }
         .settle(&Err(ReplayStoreError::Timeout));
         assert_eq!(health.refusals.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn script_sha1_names_the_script() {
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            SCRIPT.as_bytes(),
+        );
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, SCRIPT_SHA1, "update SCRIPT_SHA1 after changing SCRIPT");
+    }
+
+    #[test]
+    fn only_the_three_answers_are_decoded() {
+        assert_eq!(decode(&Value::Int(1)).unwrap(), ReplayCheck::Fresh);
+        assert_eq!(decode(&Value::Int(0)).unwrap(), ReplayCheck::Replayed);
+        assert_eq!(decode(&Value::Int(2)).unwrap(), ReplayCheck::OverQuota);
+        for other in [Value::Int(3), Value::Int(-1), Value::Okay, Value::Nil] {
+            assert!(
+                matches!(decode(&other), Err(ReplayStoreError::Unavailable(_))),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn window_is_sent_in_milliseconds_within_range() {
+        let w = |now, until| ReplayWindow { now, until };
+        assert_eq!(
+            window_millis(w(1_700_000_000, 1_700_000_071)),
+            (1_700_000_071_000, 71_000)
+        );
+        // Over before 1970: the ttl (at least a second) decides.
+        assert_eq!(window_millis(w(-10, -5)), (0, 5_000));
+        assert_eq!(window_millis(w(0, 0)), (0, 1_000));
+        assert_eq!(
+            window_millis(w(i64::MIN, i64::MAX)),
+            (MAX_MILLIS, MAX_MILLIS)
+        );
+    }
+
+    #[test]
+    fn attempts_are_random_128_bit_hex() {
+        let a = new_attempt().unwrap();
+        let b = new_attempt().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    /// The Redis of `TOG_REDIS_URL`; `None` (skipped, with a notice) when it is not set,
+    /// unless Redis is required (`TOG_REQUIRE_REDIS=1` or CI), as in tests/support.
+    fn test_redis_url() -> Option<String> {
+        if let Ok(url) = std::env::var("TOG_REDIS_URL") {
+            return Some(url);
+        }
+        let required = std::env::var("TOG_REQUIRE_REDIS").is_ok_and(|v| v == "1")
+            || std::env::var_os("CI").is_some();
+        assert!(
+            !required,
+            "TOG_REDIS_URL is not set but Redis is required here (TOG_REQUIRE_REDIS=1 or CI); \
+             run the tests through scripts/test, which starts redis-server"
+        );
+        eprintln!("skipped: TOG_REDIS_URL is not set (scripts/test starts a redis-server)");
+        None
+    }
+
+    fn live_window() -> ReplayWindow {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let now = i64::try_from(now).unwrap();
+        ReplayWindow {
+            now,
+            until: now + 60,
+        }
+    }
+
+    async fn test_store(
+        url: &str,
+        configure: impl FnOnce(RedisReplayStoreBuilder) -> RedisReplayStoreBuilder,
+    ) -> RedisReplayStore {
+        let prefix = format!("tog:unit:{}:", new_attempt().unwrap());
+        configure(RedisReplayStore::builder().key_prefix(prefix))
+            .timeout(Duration::from_secs(2))
+            .connect(url)
+            .await
+            .unwrap()
+    }
+
+    async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// What a client resending a command after a lost reply does: the same script call,
+    /// with the same attempt value, twice.
+    #[tokio::test]
+    async fn a_resent_check_is_fresh_again_and_counts_once() {
+        let Some(url) = test_redis_url() else { return };
+        let store = test_store(&url, |b| b.max_per_key(2)).await;
+        let mut raw = raw(&url).await;
+        // The first call finds no cached script: EVALSHA answers NOSCRIPT, EVAL runs it.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let key = ReplayKey::new("client", "jti-1");
+        let window = live_window();
+        let attempt = new_attempt().unwrap();
+        for send in ["first", "resent"] {
+            let reply = store.run_script(&key, window, &attempt).await.unwrap();
+            assert_eq!(decode(&reply).unwrap(), ReplayCheck::Fresh, "{send}");
+        }
+        let live: u64 = redis::cmd("ZCARD")
+            .arg(store.live_set_key(&key))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(live, 1, "the resent check counted again");
+        // Another check of the same proof is a replay.
+        let other = new_attempt().unwrap();
+        let reply = store.run_script(&key, window, &other).await.unwrap();
+        assert_eq!(decode(&reply).unwrap(), ReplayCheck::Replayed);
+        assert_eq!(
+            store.check_and_insert(&key, window).await.unwrap(),
+            ReplayCheck::Replayed
+        );
+        // One slot of the two is left: the resend took none.
+        let second = ReplayKey::new("client", "jti-2");
+        let third = ReplayKey::new("client", "jti-3");
+        assert_eq!(
+            store.check_and_insert(&second, window).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            store.check_and_insert(&third, window).await.unwrap(),
+            ReplayCheck::OverQuota
+        );
+        // Over its share, a resent check of an admitted proof is still fresh.
+        let reply = store.run_script(&key, window, &attempt).await.unwrap();
+        assert_eq!(decode(&reply).unwrap(), ReplayCheck::Fresh);
+        assert_eq!(store.unavailable_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn local_cache_keeps_the_window_and_defers_to_redis_when_full() {
+        let Some(url) = test_redis_url() else { return };
+        let store = test_store(&url, |b| b.local_cache(1)).await;
+        let mut raw = raw(&url).await;
+        let window = live_window();
+        let seen = ReplayKey::new("client", "seen");
+        assert_eq!(
+            store.check_and_insert(&seen, window).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+        // Gone from Redis, still remembered locally until the window ends: the local store
+        // got the real window.
+        let _: () = redis::cmd("DEL")
+            .arg(store.redis_key(&seen))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.check_and_insert(&seen, window).await.unwrap(),
+            ReplayCheck::Replayed
+        );
+        // The local store is full: Redis decides, both ways.
+        let next = ReplayKey::new("client", "next");
+        assert_eq!(
+            store.check_and_insert(&next, window).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            store.check_and_insert(&next, window).await.unwrap(),
+            ReplayCheck::Replayed
+        );
+        assert_eq!(store.unavailable_count(), 0);
     }
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde_json::json;
 use support::*;
 use tower_oauth_guard::dpop::{
-    BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
+    BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow,
 };
 use tower_oauth_guard::redis::{RedisReplayStore, RedisStoreError};
 use tower_oauth_guard::{AccessToken, Clock, DpopMode, PublicUri};
@@ -132,6 +132,15 @@ fn assert_failed_closed(reply: &Reply) {
         "{:?}",
         reply.www_authenticate()
     );
+}
+
+/// A window in real time: the guard's clock reads now, the proof is remembered `secs` more.
+fn window_for(secs: i64) -> ReplayWindow {
+    let now = now();
+    ReplayWindow {
+        now,
+        until: now + secs,
+    }
 }
 
 async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
@@ -272,18 +281,25 @@ async fn two_level_store_keeps_the_guarantee() {
 
 // --- the window ----------------------------------------------------------------------------
 
+/// A guard clock far behind Redis's (here a fixed time in 2023, as a test clock may be):
+/// `until` is long past by Redis's clock, yet the proof is remembered for the time left as
+/// the guard sees it, not forgotten at once; and then forgotten.
 #[tokio::test]
-async fn store_entry_expires_after_its_ttl() {
+async fn store_entry_outlives_a_past_until_by_the_guards_ttl() {
     let redis = TestRedis::get();
     let store = store(&redis.url(), &prefix()).await;
     let key = ReplayKey::new("jkt", "jti-ttl");
-    let ttl = Duration::from_millis(300);
+    let t = 1_700_000_000;
+    let window = ReplayWindow {
+        now: t,
+        until: t + 1,
+    };
     assert_eq!(
-        store.check_and_insert(&key, ttl).await.unwrap(),
+        store.check_and_insert(&key, window).await.unwrap(),
         ReplayCheck::Fresh
     );
     assert_eq!(
-        store.check_and_insert(&key, ttl).await.unwrap(),
+        store.check_and_insert(&key, window).await.unwrap(),
         ReplayCheck::Replayed
     );
     let mut raw = raw_connection(&redis.url()).await;
@@ -292,19 +308,130 @@ async fn store_entry_expires_after_its_ttl() {
         .query_async(&mut raw)
         .await
         .unwrap();
-    assert!((1..=300).contains(&pttl), "PTTL {pttl}");
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!((500..=1000).contains(&pttl), "PTTL {pttl}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
-        store.check_and_insert(&key, ttl).await.unwrap(),
+        store.check_and_insert(&key, window).await.unwrap(),
         ReplayCheck::Fresh,
         "the entry outlived its ttl"
     );
 }
 
-/// The guard remembers a proof exactly as long as it would accept it by its `iat`: with a
-/// 1 s window, the Redis entry lives 1 s; a guard whose clock stands still (so the proof stays
-/// in its window) accepts the proof again once the entry expired, and the same guard with its
-/// clock moved on refuses it as too old, not as a replay.
+/// RFC 9449 §11.1: a proof is remembered until the absolute end of its window, `until`, not
+/// for a time-to-live from its first use: a guard whose clock runs ahead (and so sees less
+/// time left) cannot shorten it.
+#[tokio::test]
+async fn store_entry_expires_at_the_absolute_end_of_the_window() {
+    let redis = TestRedis::get();
+    let store = store(&redis.url(), &prefix()).await;
+    let mut raw = raw_connection(&redis.url()).await;
+    let expiry = |key: ReplayKey| {
+        let name = store.redis_key(&key);
+        let mut raw = raw.clone();
+        async move {
+            let ms: i64 = redis::cmd("PEXPIRETIME")
+                .arg(name)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            ms
+        }
+    };
+
+    // Clocks agree: the key expires at `until` (ms), or a little later: by the fraction of a
+    // second that `now` lost to truncation, plus the time the check took.
+    let window = window_for(30);
+    let key = ReplayKey::new("jkt", "agreeing-clocks");
+    assert_eq!(
+        store.check_and_insert(&key, window).await.unwrap(),
+        ReplayCheck::Fresh
+    );
+    let at = expiry(key).await;
+    let until_ms = window.until * 1000;
+    assert!(
+        (until_ms..until_ms + 2000).contains(&at),
+        "expires at {at}, window ends at {until_ms}"
+    );
+
+    // The guard's clock runs 20 s ahead, so it sees 10 s left: the key still lives until the
+    // absolute `until`, exactly, 30 s from now.
+    let real = now();
+    let window = ReplayWindow {
+        now: real + 20,
+        until: real + 30,
+    };
+    let key = ReplayKey::new("jkt", "guard-ahead");
+    assert_eq!(
+        store.check_and_insert(&key, window).await.unwrap(),
+        ReplayCheck::Fresh
+    );
+    assert_eq!(expiry(key.clone()).await, window.until * 1000);
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(store.redis_key(&key))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(pttl > 20_000, "PTTL {pttl}: a ttl from first use");
+}
+
+/// One client key signing new proofs as fast as it can fills its own share, nobody else's;
+/// its replays are still replays.
+#[tokio::test]
+async fn one_client_over_its_share_does_not_deny_the_others() {
+    let redis = TestRedis::get();
+    let store = RedisReplayStore::builder()
+        .key_prefix(prefix())
+        .timeout(RELAXED)
+        .max_per_key(5)
+        .connect(&redis.url())
+        .await
+        .unwrap();
+    let window = window_for(60);
+    let greedy = |i: u32| ReplayKey::new("greedy", &i.to_string());
+    for i in 0..5 {
+        assert_eq!(
+            store.check_and_insert(&greedy(i), window).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+    }
+    for i in 5..50 {
+        assert_eq!(
+            store.check_and_insert(&greedy(i), window).await.unwrap(),
+            ReplayCheck::OverQuota,
+            "proof {i}"
+        );
+    }
+    assert_eq!(
+        store.check_and_insert(&greedy(3), window).await.unwrap(),
+        ReplayCheck::Replayed,
+        "a replay over the share is a replay"
+    );
+    for client in 0..5 {
+        let honest = ReplayKey::new(&format!("honest-{client}"), "1");
+        assert_eq!(
+            store.check_and_insert(&honest, window).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+    }
+    // Refused proofs were not stored: only the admitted five are.
+    let mut raw = raw_connection(&redis.url()).await;
+    let stored: i64 = redis::cmd("EXISTS")
+        .arg(
+            (0..50)
+                .map(|i| store.redis_key(&greedy(i)))
+                .collect::<Vec<_>>(),
+        )
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(stored, 5);
+    assert_eq!(store.unavailable_count(), 0);
+}
+
+/// The guard remembers a proof as long as it would accept it by its `iat`, plus the skew
+/// margin: with a 1 s `max_age`, the Redis entry lives 7 s; a guard whose clock stands still
+/// (so the proof stays in its window) accepts the proof again once the entry expired, and the
+/// same guard with its clock moved on refuses it as too old, not as a replay.
 #[tokio::test]
 async fn guard_entry_lives_as_long_as_the_proof_window() {
     let redis = TestRedis::get();
@@ -343,10 +470,14 @@ async fn guard_entry_lives_as_long_as_the_proof_window() {
         .query_async(&mut raw)
         .await
         .unwrap();
-    assert!((500..=1000).contains(&pttl), "PTTL {pttl} for a 1 s window");
+    // iat + 1 s max_age + 1 s (whole-second acceptance) + the default 5 s skew margin.
+    assert!(
+        (6000..=7000).contains(&pttl),
+        "PTTL {pttl} for a 7 s window"
+    );
     assert_replay(&call(&base, &token, &proof).await);
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(7300)).await;
     assert_accepted(&call(&base, &token, &proof).await);
 
     clock.0.store(t0 + 2, Ordering::SeqCst);
@@ -604,13 +735,13 @@ async fn connects_over_tls_and_verifies_the_server() {
         .await
         .unwrap();
     let key = ReplayKey::new("jkt", "over-tls");
-    let ttl = Duration::from_secs(60);
+    let window = window_for(60);
     assert_eq!(
-        store.check_and_insert(&key, ttl).await.unwrap(),
+        store.check_and_insert(&key, window).await.unwrap(),
         ReplayCheck::Fresh
     );
     assert_eq!(
-        store.check_and_insert(&key, ttl).await.unwrap(),
+        store.check_and_insert(&key, window).await.unwrap(),
         ReplayCheck::Replayed
     );
 
@@ -706,17 +837,18 @@ async fn shares_the_window_through_a_redis_cluster() {
             .unwrap()
     };
 
-    // Keys spread over the nodes by slot; each is fresh once.
+    // Keys spread over the nodes by their client key's slot (the hash tag keeps one
+    // client's keys together); each proof is fresh once.
     let store = cluster_store().await;
-    let ttl = Duration::from_secs(60);
+    let window = window_for(60);
     for i in 0..64 {
-        let key = ReplayKey::new("jkt", &i.to_string());
+        let key = ReplayKey::new(&format!("jkt-{}", i % 16), &i.to_string());
         assert_eq!(
-            store.check_and_insert(&key, ttl).await.unwrap(),
+            store.check_and_insert(&key, window).await.unwrap(),
             ReplayCheck::Fresh
         );
         assert_eq!(
-            store.check_and_insert(&key, ttl).await.unwrap(),
+            store.check_and_insert(&key, window).await.unwrap(),
             ReplayCheck::Replayed
         );
     }
