@@ -15,7 +15,6 @@
 //! DPoP proof in `dpop` metadata, one per call, with `htm` `POST` and `htu`
 //! `<public URL>/grpc.health.v1.Health/Check` (or `/Watch`).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 
 use tonic::metadata::MetadataValue;
@@ -29,23 +28,19 @@ use tower_oauth_guard::AccessToken;
 #[path = "common/flags.rs"]
 mod flags;
 
-const USAGE: &str = "\
-grpc_server: grpc.health.v1.Health protected by tower-oauth-guard
-
-USAGE:
-    grpc_server --issuer ISS --audience AUD (--jwks PATH_OR_URL | --discover) [OPTIONS]
-
-DPoP over gRPC: htm POST, htu = public URL + /package.Service/Method (default public URL:
-the :scheme and :authority the client sent).
-";
-
-const OWN_HELP: &str = "\
-POLICY:
-    --require-scope SCOPE     every call needs this scope (else PERMISSION_DENIED)
-
-TLS is tonic's own (client certificates for cnf.x5t#S256 tokens). The server listens on
-127.0.0.1:50051 unless --listen says otherwise.
-";
+/// grpc.health.v1.Health protected by tower-oauth-guard. DPoP over gRPC: htm POST, htu = the
+/// public URL + /package.Service/Method. TLS is tonic's own (client certificates for
+/// cnf.x5t#S256 tokens). Listens on 127.0.0.1:50051 by default.
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    guard: flags::GuardFlags,
+    #[command(flatten)]
+    server: flags::ServerFlags,
+    /// Every call needs this scope (else PERMISSION_DENIED).
+    #[arg(long, value_name = "SCOPE")]
+    require_scope: Option<String>,
+}
 
 /// `grpc.health.v1.Health`, answering with the caller's identity in the response metadata.
 #[derive(Debug, Default, Clone, Copy)]
@@ -127,36 +122,20 @@ impl Health for WhoAmIHealth {
     }
 }
 
-/// The shared flags, and `--require-scope`.
-fn parse_args() -> Result<(flags::Flags, Option<String>), String> {
-    let mut require_scope = None;
-    let flags = flags::parse(USAGE, OWN_HELP, |flag, rest| match flag {
-        "--require-scope" => {
-            require_scope = Some(flags::value(flag, rest)?);
-            Ok(true)
-        }
-        _ => Ok(false),
-    })?;
-    Ok((flags, require_scope))
-}
-
 fn tls_config(
-    args: &flags::Flags,
+    args: &Cli,
 ) -> Result<Option<tonic::transport::ServerTlsConfig>, Box<dyn std::error::Error>> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => (std::fs::read(cert)?, std::fs::read(key)?),
-        (None, None) if args.client_ca.is_none() => return Ok(None),
-        _ => {
-            return Err("--tls-cert and --tls-key go together (and --client-ca needs them)".into());
-        }
+    let (Some(cert), Some(key)) = (&args.server.tls_cert, &args.server.tls_key) else {
+        return Ok(None);
     };
+    let (cert, key) = (std::fs::read(cert)?, std::fs::read(key)?);
     let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if let Some(ca) = &args.client_ca {
+    if let Some(ca) = &args.server.client_ca {
         // Clients without a certificate may still come with bearer or DPoP tokens.
         config = config
             .client_ca_root(Certificate::from_pem(std::fs::read(ca)?))
-            .client_auth_optional(!args.guard.mtls_required()?);
+            .client_auth_optional(!args.guard.mtls_required());
     }
     Ok(Some(config))
 }
@@ -164,20 +143,20 @@ fn tls_config(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     flags::init_tracing();
-    let (args, require_scope) = parse_args()?;
-    let guard = args.guard.builder()?.build().await?;
+    let args = <Cli as clap::Parser>::parse();
+    let listen = args.server.listen.unwrap_or(([127, 0, 0, 1], 50051).into());
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let guard = args
+        .guard
+        .builder(local, args.server.tls())?
+        .build()
+        .await?;
     let mut layer = guard.layer();
-    if let Some(scope) = &require_scope {
+    if let Some(scope) = &args.require_scope {
         layer = layer.require_scope(scope);
     }
 
-    let listen: SocketAddr = args
-        .listen
-        .as_deref()
-        .unwrap_or("127.0.0.1:50051")
-        .parse()?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
     let mut server = tonic::transport::Server::builder();
     let scheme = match tls_config(&args)? {
         Some(tls) => {

@@ -14,7 +14,6 @@
 //! `GET /admin` also needs scope `admin`. Without `--tls-cert`, plain HTTP through hyper-util.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,16 +27,14 @@ use tower_oauth_guard::{AccessToken, OAuthGuard};
 #[path = "common/flags.rs"]
 mod flags;
 
-const USAGE: &str = "\
-hyper_server: a plain hyper API protected by tower-oauth-guard
-
-USAGE:
-    hyper_server --issuer ISS --audience AUD (--jwks PATH_OR_URL | --discover) [OPTIONS]
-";
-
-const OWN_HELP: &str = "\
-The server listens on 127.0.0.1:8443 unless --listen says otherwise.
-";
+/// A plain hyper API protected by tower-oauth-guard (listens on 127.0.0.1:8443 by default).
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    guard: flags::GuardFlags,
+    #[command(flatten)]
+    server: flags::ServerFlags,
+}
 
 /// The response body: `Default` (the guard's refusals are empty) and a hyper body.
 pub type Body = Full<Bytes>;
@@ -137,20 +134,19 @@ where
     }
 }
 
-fn parse_args() -> Result<flags::Flags, String> {
-    flags::parse(USAGE, OWN_HELP, |_, _| Ok(false))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     flags::init_tracing();
-    let args = parse_args()?;
-    let guard = args.guard.builder()?.build().await?;
-
-    let listen: SocketAddr = args.listen.as_deref().unwrap_or("127.0.0.1:8443").parse()?;
+    let args = <Cli as clap::Parser>::parse();
+    let listen = args.server.listen.unwrap_or(([127, 0, 0, 1], 8443).into());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
-    match args.rustls_config()? {
+    let guard = args
+        .guard
+        .builder(local, args.server.tls())?
+        .build()
+        .await?;
+    match args.server.rustls_config(args.guard.mtls_required())? {
         Some(config) => {
             println!("listening on https://{local}");
             serve_tls(listener, Arc::new(config), app(&guard)).await;

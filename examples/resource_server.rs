@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use clap::Parser;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_oauth_guard::AccessToken;
@@ -21,33 +22,17 @@ use tower_oauth_guard::mtls::serve::serve_tls;
 #[path = "common/flags.rs"]
 mod flags;
 
-const USAGE: &str = "\
-resource_server: an API protected by tower-oauth-guard
-
-USAGE:
-    resource_server --issuer ISS --audience AUD (--jwks PATH_OR_URL | --discover) [OPTIONS]
-";
-
-const OWN_HELP: &str = "\
-REPLAY STORE:
-    --replay-redis URL        remember proofs in Redis (redis:// or rediss://), shared by
-                              every instance; fails closed (503) while Redis is away
-                              (build with --features redis)
-
-The server listens on 127.0.0.1:8080 unless --listen says otherwise.
-";
-
-/// The shared flags, and `--replay-redis`.
-fn parse_args() -> Result<(flags::Flags, Option<String>), String> {
-    let mut replay_redis = None;
-    let flags = flags::parse(USAGE, OWN_HELP, |flag, rest| match flag {
-        "--replay-redis" => {
-            replay_redis = Some(flags::value(flag, rest)?);
-            Ok(true)
-        }
-        _ => Ok(false),
-    })?;
-    Ok((flags, replay_redis))
+/// An API protected by tower-oauth-guard.
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    guard: flags::GuardFlags,
+    #[command(flatten)]
+    server: flags::ServerFlags,
+    /// Remember DPoP proofs in Redis (redis:// or rediss://), shared by every instance; fails
+    /// closed (503) while Redis is away (build with --features redis).
+    #[arg(long, value_name = "URL")]
+    replay_redis: Option<String>,
 }
 
 async fn whoami(token: AccessToken) -> axum::Json<Value> {
@@ -62,13 +47,16 @@ async fn whoami(token: AccessToken) -> axum::Json<Value> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     flags::init_tracing();
-    let (args, replay_redis) = parse_args()?;
-    let builder = match replay_redis {
-        None => args.guard.builder()?,
+    let args = Cli::parse();
+    let listen = args.server.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
+    let listener = TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let builder = args.guard.builder(local, args.server.tls())?;
+    let builder = match args.replay_redis {
+        None => builder,
         #[cfg(feature = "redis")]
         Some(url) => {
-            let store = tower_oauth_guard::redis::RedisReplayStore::connect(&url).await?;
-            args.guard.builder()?.replay_store(store)
+            builder.replay_store(tower_oauth_guard::redis::RedisReplayStore::connect(&url).await?)
         }
         #[cfg(not(feature = "redis"))]
         Some(url) => {
@@ -85,10 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .layer(guard.layer());
 
-    let listen: SocketAddr = args.listen.as_deref().unwrap_or("127.0.0.1:8080").parse()?;
-    let listener = TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
-    match args.rustls_config()? {
+    match args.server.rustls_config(args.guard.mtls_required())? {
         Some(config) => {
             println!("listening on https://{local}");
             serve_tls(listener, Arc::new(config), app).await;

@@ -109,9 +109,21 @@ pub enum BuildError {
     InvalidJwksUrl(String, FetchError),
     /// Discovery failed.
     Discovery(String, DiscoveryError),
-    /// The issuer's keys could not be loaded.
+    /// The issuer's keys could not be loaded, or hold no usable key.
     Keys(String, KeysError),
+    /// The guard accepts DPoP (its mode, or an issuer's, is `Allowed` or `Required`) but has
+    /// no public origin for `htu` (RFC 9449 §4.3 check 9): set
+    /// [`OAuthGuardBuilder::public_uri`], e.g. `PublicUri::fixed(BaseUrl::parse("https://api.example")?)`.
+    DpopWithoutPublicOrigin,
+    /// [`PublicUri::Fixed`] with no URL, or [`PublicUri::TrustForwarded`] with no proxy.
+    EmptyPublicOrigin,
+    /// The `realm` cannot be sent in a `WWW-Authenticate` header: it must be at most
+    /// [`MAX_REALM_LEN`] bytes of visible ASCII and spaces.
+    InvalidRealm,
 }
+
+/// Longest `realm` accepted: a name, not a document.
+pub const MAX_REALM_LEN: usize = 256;
 
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,6 +143,16 @@ impl std::fmt::Display for BuildError {
             Self::InvalidJwksUrl(i, e) => write!(f, "issuer {i}: JWKS URL: {e}"),
             Self::Discovery(i, e) => write!(f, "issuer {i}: discovery: {e}"),
             Self::Keys(i, e) => write!(f, "issuer {i}: keys: {e}"),
+            Self::DpopWithoutPublicOrigin => f.write_str(
+                "DPoP is accepted but no public origin is set: call .public_uri(PublicUri::fixed(BaseUrl::parse(\"https://your.api\")?)) (or PublicUri::forwarded_by(proxy addresses))",
+            ),
+            Self::EmptyPublicOrigin => {
+                f.write_str("public_uri names no URL (Fixed) or no proxy (TrustForwarded)")
+            }
+            Self::InvalidRealm => write!(
+                f,
+                "realm must be at most {MAX_REALM_LEN} bytes of visible ASCII and spaces"
+            ),
         }
     }
 }
@@ -138,8 +160,9 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Builder for [`OAuthGuard`]. Defaults are the safe ones: asymmetric algorithms only, 60 s
-/// leeway, verified-token cache on, DPoP allowed (bound tokens always checked), mTLS optional
-/// (bound tokens always checked), proxy headers ignored.
+/// leeway, verified-token cache on, DPoP off until enabled together with the public origin
+/// (DPoP-bound tokens are refused as Bearer in every mode), mTLS optional (bound tokens
+/// always checked), proxy headers ignored.
 pub struct OAuthGuardBuilder {
     issuers: Vec<Issuer>,
     misuse: bool,
@@ -280,7 +303,8 @@ impl OAuthGuardBuilder {
         self
     }
 
-    /// DPoP mode (default [`DpopMode::Allowed`]).
+    /// DPoP mode (default [`DpopMode::Disabled`]). Accepting DPoP needs
+    /// [`public_uri`](Self::public_uri) too; `build` says so otherwise.
     pub fn dpop(mut self, mode: DpopMode) -> Self {
         self.dpop.mode = mode;
         self
@@ -310,9 +334,17 @@ impl OAuthGuardBuilder {
         self
     }
 
-    /// How the guard learns the public URI that `htu` must match (default: as seen).
+    /// The public origin that a proof's `htu` must name (RFC 9449 §4.3 check 9): required
+    /// when DPoP is accepted.
     pub fn public_uri(mut self, public: PublicUri) -> Self {
-        self.dpop.public_uri = public;
+        self.dpop.public_uri = Some(public);
+        self
+    }
+
+    /// How much longer than this instance's own acceptance window a shared replay store
+    /// keeps each proof, for clock skew between instances (default 5 s; RFC 9449 §11.1).
+    pub fn replay_skew_margin(mut self, margin: Duration) -> Self {
+        self.dpop.replay_skew_margin = margin;
         self
     }
 
@@ -339,6 +371,22 @@ impl OAuthGuardBuilder {
         if self.issuers.is_empty() {
             return Err(BuildError::NoIssuer);
         }
+        if let Some(realm) = &self.realm
+            && (realm.len() > MAX_REALM_LEN
+                || !realm.bytes().all(|b| b == b' ' || b.is_ascii_graphic()))
+        {
+            return Err(BuildError::InvalidRealm);
+        }
+        let accepts_dpop = |mode: Option<DpopMode>| mode.is_some_and(|m| m != DpopMode::Disabled);
+        if accepts_dpop(Some(self.dpop.mode))
+            || self.issuers.iter().any(|i| accepts_dpop(i.dpop_mode))
+        {
+            match &self.dpop.public_uri {
+                None => return Err(BuildError::DpopWithoutPublicOrigin),
+                Some(public) if !public.is_usable() => return Err(BuildError::EmptyPublicOrigin),
+                Some(_) => {}
+            }
+        }
         let symmetric = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
         if self.rules.algorithms.iter().any(|a| symmetric.contains(a))
             || self
@@ -361,7 +409,13 @@ impl OAuthGuardBuilder {
                 .keys
                 .ok_or_else(|| BuildError::MissingKeys(name.clone()))?;
             let keys = match source {
-                JwksSource::Static(set) => IssuerKeys::Static(KeySet::from_jwk_set(&set)),
+                JwksSource::Static(set) => {
+                    let keys = KeySet::from_jwk_set(&set);
+                    if keys.is_empty() {
+                        return Err(BuildError::Keys(name.clone(), KeysError::NoUsableKey));
+                    }
+                    IssuerKeys::Static(keys)
+                }
                 JwksSource::File(path) => {
                     let bytes = tokio::fs::read(&path)
                         .await
@@ -418,6 +472,7 @@ impl OAuthGuardBuilder {
         };
         Ok(OAuthGuard {
             inner: Arc::new(Inner {
+                id: crate::guard::next_guard_id(),
                 validator: TokenValidator {
                     issuers,
                     rules: self.rules,
@@ -435,16 +490,29 @@ impl OAuthGuardBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dpop::BaseUrl;
+
+    /// The P-256 public key of RFC 7515 Appendix A.3.
+    fn one_key() -> JwkSet {
+        serde_json::from_value(serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "a3",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+        }]}))
+        .unwrap()
+    }
+
+    fn builder() -> OAuthGuardBuilder {
+        OAuthGuard::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .jwks(one_key())
+    }
 
     #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
     #[tokio::test]
     async fn build_without_crypto_backend_is_an_error_not_a_panic() {
-        let result = OAuthGuard::builder()
-            .issuer("https://issuer.example")
-            .audience("api")
-            .jwks(JwkSet { keys: vec![] })
-            .build()
-            .await;
+        let result = builder().build().await;
         assert!(matches!(result, Err(BuildError::NoCryptoBackend)));
         // Standalone proof verification refuses instead of panicking too.
         let expected = crate::dpop::ExpectedRequest {
@@ -465,35 +533,108 @@ mod tests {
     async fn build_installs_a_provider_whatever_the_feature_mix() {
         // With both features on (CI's --all-features), jsonwebtoken alone would panic at
         // first use; a built guard has installed aws-lc-rs explicitly.
-        let guard = OAuthGuard::builder()
-            .issuer("https://issuer.example")
-            .audience("api")
-            .jwks(JwkSet { keys: vec![] })
-            .build()
-            .await;
-        assert!(guard.is_ok());
+        let guard = builder().build().await;
+        assert!(guard.is_ok(), "{guard:?}");
         assert!(crate::crypto::jwt_provider_ready());
     }
 
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
     #[tokio::test]
     async fn refuses_hmac_algorithms_and_missing_audience() {
-        let hs = OAuthGuard::builder()
-            .issuer("https://issuer.example")
-            .audience("api")
-            .jwks(JwkSet { keys: vec![] })
-            .algorithms([Algorithm::HS256])
-            .build()
-            .await;
+        let hs = builder().algorithms([Algorithm::HS256]).build().await;
+        assert!(matches!(hs, Err(BuildError::SymmetricAlgorithm)));
         let no_aud = OAuthGuard::builder()
             .issuer("https://issuer.example")
-            .jwks(JwkSet { keys: vec![] })
+            .jwks(one_key())
             .build()
             .await;
-        if cfg!(any(feature = "aws-lc-rs", feature = "rust-crypto")) {
-            assert!(matches!(hs, Err(BuildError::SymmetricAlgorithm)));
-            assert!(matches!(no_aud, Err(BuildError::MissingAudience(_))));
-        }
+        assert!(matches!(no_aud, Err(BuildError::MissingAudience(_))));
         let orphan = OAuthGuard::builder().audience("api").build().await;
-        assert!(orphan.is_err());
+        assert!(matches!(
+            orphan,
+            Err(BuildError::IssuerSettingWithoutIssuer)
+        ));
+    }
+
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    #[tokio::test]
+    async fn refuses_a_static_key_set_without_usable_keys() {
+        let empty = builder().jwks(JwkSet { keys: vec![] }).build().await;
+        assert!(
+            matches!(empty, Err(BuildError::Keys(_, KeysError::NoUsableKey))),
+            "{empty:?}"
+        );
+        let secret_only: JwkSet = serde_json::from_value(serde_json::json!({"keys": [
+            {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}
+        ]}))
+        .unwrap();
+        let oct = builder().jwks(secret_only).build().await;
+        assert!(matches!(
+            oct,
+            Err(BuildError::Keys(_, KeysError::NoUsableKey))
+        ));
+    }
+
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    #[tokio::test]
+    async fn refuses_a_realm_that_cannot_be_sent() {
+        for realm in [
+            "a\"b\nc",
+            "caf\u{e9}",
+            "tab\there",
+            &"r".repeat(MAX_REALM_LEN + 1),
+        ] {
+            let r = builder().realm(realm).build().await;
+            assert!(matches!(r, Err(BuildError::InvalidRealm)), "{realm:?}");
+        }
+        assert!(builder().realm("api \"v1\"").build().await.is_ok());
+    }
+
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    #[tokio::test]
+    async fn accepting_dpop_needs_a_public_origin() {
+        // Off by default, so the minimal bearer guard builds without one.
+        assert!(builder().build().await.is_ok());
+        for mode in [DpopMode::Allowed, DpopMode::Required] {
+            let r = builder().dpop(mode).build().await;
+            assert!(
+                matches!(r, Err(BuildError::DpopWithoutPublicOrigin)),
+                "{mode:?}"
+            );
+            assert!(r.unwrap_err().to_string().contains(".public_uri("));
+        }
+        let per_issuer = builder()
+            .trust(
+                Issuer::new("https://other.example")
+                    .audience("api")
+                    .jwks(one_key())
+                    .dpop(DpopMode::Allowed),
+            )
+            .build()
+            .await;
+        assert!(matches!(
+            per_issuer,
+            Err(BuildError::DpopWithoutPublicOrigin)
+        ));
+        let empty = builder()
+            .dpop(DpopMode::Allowed)
+            .public_uri(PublicUri::Fixed(vec![]))
+            .build()
+            .await;
+        assert!(matches!(empty, Err(BuildError::EmptyPublicOrigin)));
+        let no_proxy = builder()
+            .dpop(DpopMode::Allowed)
+            .public_uri(PublicUri::forwarded_by([]))
+            .build()
+            .await;
+        assert!(matches!(no_proxy, Err(BuildError::EmptyPublicOrigin)));
+        let ok = builder()
+            .dpop(DpopMode::Required)
+            .public_uri(PublicUri::fixed(
+                BaseUrl::parse("https://api.example").unwrap(),
+            ))
+            .build()
+            .await;
+        assert!(ok.is_ok());
     }
 }

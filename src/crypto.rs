@@ -8,6 +8,24 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Smallest RSA modulus accepted for any signature, in bits (RFC 7518 §3.3 requires 2048).
+/// aws-lc refuses smaller keys itself; the pure-Rust backend would not, so this crate checks
+/// before any key reaches a backend.
+pub(crate) const MIN_RSA_MODULUS_BITS: usize = 2048;
+
+/// Largest RSA modulus accepted, in bits: aws-lc's own limit; verification cost grows with it.
+pub(crate) const MAX_RSA_MODULUS_BITS: usize = 8192;
+
+/// The size in bits of a big-endian RSA modulus, if it is minimally encoded (RFC 7518
+/// §6.3.1.1: no leading zero octet) and within [`MIN_RSA_MODULUS_BITS`]..=[`MAX_RSA_MODULUS_BITS`].
+pub(crate) fn acceptable_rsa_modulus(n: &[u8]) -> bool {
+    let Some(first) = n.first().copied().filter(|b| *b != 0) else {
+        return false;
+    };
+    let bits = n.len() * 8 - first.leading_zeros() as usize;
+    (MIN_RSA_MODULUS_BITS..=MAX_RSA_MODULUS_BITS).contains(&bits)
+}
+
 /// The `jsonwebtoken` provider chosen by this crate's features, if any.
 pub(crate) fn jwt_provider() -> Option<&'static jsonwebtoken::crypto::CryptoProvider> {
     #[cfg(feature = "aws-lc-rs")]

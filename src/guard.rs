@@ -6,6 +6,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::Response;
@@ -17,9 +18,10 @@ use crate::clock::Clock;
 use crate::dpop::{DpopConfig, DpopError, DpopMode};
 use crate::extract::{self, CredentialsError, Scheme};
 use crate::layer::GuardLayer;
-use crate::mtls::{MtlsConfig, peer};
+use crate::mtls::{MtlsConfig, MtlsMode, peer};
 use crate::policy::Policy;
-use crate::token::{AccessToken, Binding, TokenValidator};
+use crate::token::jwt::audience_matches;
+use crate::token::{AccessToken, Binding, TokenError, TokenValidator};
 
 /// Default clock skew tolerated on `exp`, `nbf` and `iat` of access tokens.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -33,6 +35,8 @@ pub struct OAuthGuard {
 }
 
 pub(crate) struct Inner {
+    /// Unique per built guard: tells a nested guard whether an admitted token is its own.
+    pub(crate) id: u64,
     pub(crate) validator: TokenValidator,
     pub(crate) dpop: DpopConfig,
     pub(crate) mtls: MtlsConfig,
@@ -51,6 +55,14 @@ impl std::fmt::Debug for OAuthGuard {
             .field("mtls", &self.inner.mtls)
             .finish_non_exhaustive()
     }
+}
+
+/// Hands out [`Inner::id`]s.
+static NEXT_GUARD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh guard identity.
+pub(crate) fn next_guard_id() -> u64 {
+    NEXT_GUARD_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What the guard lets through.
@@ -113,6 +125,16 @@ impl OAuthGuard {
         }
     }
 
+    /// The DPoP and mTLS modes that apply to one issuer's tokens.
+    fn modes(&self, issuer: &str) -> (DpopMode, MtlsMode) {
+        let inner = &*self.inner;
+        let issuer = inner.validator.issuers.get(issuer);
+        (
+            issuer.and_then(|i| i.dpop_mode).unwrap_or(inner.dpop.mode),
+            issuer.and_then(|i| i.mtls_mode).unwrap_or(inner.mtls.mode),
+        )
+    }
+
     /// Runs the pipeline on a request head. On success the caller inserts the token into the
     /// request extensions (the layer does).
     pub async fn check(
@@ -123,19 +145,24 @@ impl OAuthGuard {
     ) -> Result<Admission, Refusal> {
         let inner = &*self.inner;
         peer::strip_untrusted_client_cert(parts, inner.mtls.client_cert_header.as_ref());
+        let now = inner.clock.now_unix();
 
-        // An outer guard layer already validated this request (and consumed its DPoP proof).
-        if let Some(token) = parts.extensions.get::<AccessToken>() {
-            return match policy.check(token) {
-                Ok(()) => Ok(Admission {
-                    token: Some(token.clone()),
-                    dpop_nonce: None,
-                }),
-                Err(e) => Err(self.refuse(e.into(), None, inner.dpop.mode, 0)),
+        // An outer guard layer already admitted this request (and consumed its DPoP proof).
+        if let Some(token) = parts.extensions.get::<AccessToken>().cloned() {
+            let refuse = |r: Rejection| {
+                let scheme = extract::presented_scheme(&parts.headers);
+                self.refuse(r, scheme, self.modes(token.issuer()).0, now)
             };
+            if token.admitted_by != inner.id {
+                self.admit_nested(parts, &token, now).map_err(refuse)?;
+            }
+            policy.check(&token).map_err(|e| refuse(e.into()))?;
+            return Ok(Admission {
+                token: Some(token),
+                dpop_nonce: None,
+            });
         }
 
-        let now = inner.clock.now_unix();
         let credentials = match extract::credentials(&parts.headers) {
             Ok(c) => c,
             Err(e) if e.is_absent() && optional => {
@@ -155,9 +182,7 @@ impl OAuthGuard {
             .validate(credentials.token, now)
             .await
             .map_err(|e| self.refuse(e.into(), scheme, inner.dpop.mode, now))?;
-        let issuer = inner.validator.issuers.get(&validated.issuer);
-        let dpop_mode = issuer.and_then(|i| i.dpop_mode).unwrap_or(inner.dpop.mode);
-        let mtls_mode = issuer.and_then(|i| i.mtls_mode).unwrap_or(inner.mtls.mode);
+        let (dpop_mode, mtls_mode) = self.modes(&validated.issuer);
         let refuse = |r: Rejection| self.refuse(r, scheme, dpop_mode, now);
 
         let mut dpop_nonce = None;
@@ -167,20 +192,20 @@ impl OAuthGuard {
                 return Err(refuse(CredentialsError::UnsupportedScheme.into()));
             }
             (Scheme::Bearer, Some(_)) => return Err(refuse(DpopError::BoundTokenAsBearer.into())),
-            // RFC 9449 §7.2: a DPoP header beside an unbound Bearer token is ignored.
             (Scheme::Bearer, None) if dpop_mode == DpopMode::Required => {
                 return Err(refuse(DpopError::DpopRequired.into()));
             }
+            // RFC 9449 §7.2: a DPoP header beside an unbound Bearer token is ignored, whatever
+            // it holds; it is not even read.
             (Scheme::Bearer, None) => Binding::Bearer,
             (Scheme::Dpop, None) => return Err(refuse(DpopError::TokenNotBound.into())),
             (Scheme::Dpop, Some(jkt)) => {
-                let proof = credentials
-                    .dpop_proof
+                let proof = extract::dpop_proof(&parts.headers)
+                    .map_err(|e| refuse(e.into()))?
                     .ok_or_else(|| refuse(DpopError::MissingProof.into()))?;
-                let tls = peer::is_tls(parts);
                 let (jkt, refresh) = inner
                     .dpop
-                    .verify(parts, proof, credentials.token, jkt, now, tls)
+                    .verify(parts, proof, credentials.token, jkt, now)
                     .await
                     .map_err(|e| refuse(e.into()))?;
                 if refresh {
@@ -198,12 +223,50 @@ impl OAuthGuard {
             binding = Binding::Mtls { x5t_s256 };
         }
 
-        let token = AccessToken { validated, binding };
+        let token = AccessToken {
+            validated,
+            binding,
+            admitted_by: inner.id,
+        };
         policy.check(&token).map_err(|e| refuse(e.into()))?;
         Ok(Admission {
             token: Some(token),
             dpop_nonce,
         })
+    }
+
+    /// A token another (outer) guard admitted: this guard takes it only if it would have
+    /// admitted it too, as far as can be checked without the consumed DPoP proof: a trusted
+    /// issuer, one of this guard's audiences, not expired by this guard's clock, the binding
+    /// this guard demands, and the certificate binding checked again on this connection.
+    fn admit_nested(&self, parts: &Parts, token: &AccessToken, now: i64) -> Result<(), Rejection> {
+        let inner = &*self.inner;
+        let validated = &token.validated;
+        let issuer = inner
+            .validator
+            .issuers
+            .get(&validated.issuer)
+            .ok_or(TokenError::UnknownIssuer)?;
+        if !audience_matches(validated.claims.get("aud"), &issuer.audiences) {
+            return Err(TokenError::InvalidAudience.into());
+        }
+        if now.saturating_sub(inner.validator.rules.leeway) >= validated.expires_at {
+            return Err(TokenError::Expired.into());
+        }
+        let (dpop_mode, mtls_mode) = self.modes(&validated.issuer);
+        match (&token.binding, dpop_mode) {
+            (Binding::Dpop { .. }, DpopMode::Disabled) => {
+                return Err(CredentialsError::UnsupportedScheme.into());
+            }
+            (Binding::Bearer | Binding::Mtls { .. }, DpopMode::Required) => {
+                return Err(DpopError::DpopRequired.into());
+            }
+            _ => {}
+        }
+        inner
+            .mtls
+            .verify(parts, validated.confirmation.x5t_s256.as_deref(), mtls_mode)?;
+        Ok(())
     }
 
     fn refuse(

@@ -97,12 +97,23 @@ pub struct GuardService<S> {
     layer: GuardLayer,
 }
 
-/// gRPC requests get gRPC status answers.
-fn is_grpc<B>(request: &Request<B>) -> bool {
+/// gRPC requests get gRPC status answers. gRPC runs over HTTP/2 with `application/grpc`,
+/// optionally `+format` or parameters (gRPC `PROTOCOL-HTTP2.md`); anything else, such as an
+/// HTTP/1.1 request that claims the content type or gRPC-Web, gets an HTTP answer.
+pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
+    if request.version() != http::Version::HTTP_2 {
+        return false;
+    }
     request
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            v.strip_prefix(b"application/grpc".as_slice())
+                .is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(b"+") || rest.starts_with(b";")
+                })
+        })
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GuardService<S>
@@ -149,5 +160,45 @@ where
                 Err(refusal) => Ok(layer.guard.refusal_response(&refusal, grpc)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: http::Version, content_type: &str) -> Request<()> {
+        Request::builder()
+            .version(version)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn grpc_is_http2_with_the_grpc_content_type() {
+        use http::Version;
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc;charset=utf-8",
+        ] {
+            assert!(is_grpc(&request(Version::HTTP_2, ct)), "{ct}");
+            assert!(
+                !is_grpc(&request(Version::HTTP_11, ct)),
+                "{ct} over HTTP/1.1"
+            );
+            assert!(
+                !is_grpc(&request(Version::HTTP_10, ct)),
+                "{ct} over HTTP/1.0"
+            );
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert!(!is_grpc(&request(Version::HTTP_2, ct)), "{ct}");
+        }
     }
 }

@@ -61,6 +61,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The request's path through the crate, in order (blank lines keep rustfmt from sorting).
+mod transport;
+
 pub mod extract;
 
 pub mod token;

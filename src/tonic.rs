@@ -55,13 +55,7 @@
 //! - when a nonce is required the call fails with `UNAUTHENTICATED`, `error="use_dpop_nonce"` in
 //!   `www-authenticate` and the nonce in `dpop-nonce`; the client retries with it.
 
-use std::net::SocketAddr;
-
-use http::request::Parts;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpConnectInfo;
-#[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
-use tonic::transport::server::TlsConnectInfo;
 
 use crate::layer::GuardService;
 use crate::token::AccessToken;
@@ -95,40 +89,4 @@ pub fn install_tls_provider() -> bool {
         }
         None => false,
     }
-}
-
-#[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
-pub(crate) fn peer_leaf(parts: &Parts) -> Option<Vec<u8>> {
-    let certs = parts
-        .extensions
-        .get::<TlsConnectInfo<TcpConnectInfo>>()?
-        .peer_certs()?;
-    certs.first().map(|c| c.to_vec())
-}
-
-#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
-pub(crate) fn peer_leaf(_: &Parts) -> Option<Vec<u8>> {
-    None
-}
-
-/// tonic's TLS info needs tonic's TLS, which comes with a crypto feature.
-#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
-pub(crate) fn is_tls(_: &Parts) -> bool {
-    false
-}
-
-#[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
-pub(crate) fn is_tls(parts: &Parts) -> bool {
-    parts
-        .extensions
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .is_some()
-}
-
-pub(crate) fn remote_addr(parts: &Parts) -> Option<SocketAddr> {
-    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
-    if let Some(tls) = parts.extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
-        return tls.get_ref().remote_addr();
-    }
-    parts.extensions.get::<TcpConnectInfo>()?.remote_addr()
 }

@@ -1,69 +1,174 @@
 //! What every example server shares: the flags (which tokens to trust, how they must be bound,
-//! where and how to listen; each example adds its own few through [`parse`]) and logging.
+//! where and how to listen; each example adds its own few) and logging.
 
+use std::net::{IpAddr, SocketAddr};
+
+use clap::{Args, ValueEnum};
 use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
 use tower_oauth_guard::mtls::ClientCertHeader;
 use tower_oauth_guard::{DpopMode, DpopNonces, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
-/// `--help` text of the shared flags.
-pub const HELP: &str = "\
-TOKENS:
-    --issuer ISS              trusted issuer (exact `iss`)
-    --audience AUD            this API's audience (`aud` must contain it)
-    --jwks PATH_OR_URL        the issuer's JWK Set: a file, or an http(s) URL
-    --discover                find the JWK Set from the issuer's metadata instead
-    --realm REALM             realm of the WWW-Authenticate challenges
+/// Which tokens to trust and how they must be bound.
+#[derive(Debug, Args)]
+pub struct GuardFlags {
+    /// Trusted issuer (exact `iss`).
+    #[arg(long)]
+    issuer: String,
+    /// This API's audience (`aud` must contain it).
+    #[arg(long)]
+    audience: String,
+    /// The issuer's JWK Set: a file, or an http(s) URL.
+    #[arg(long, value_name = "PATH_OR_URL", required_unless_present = "discover")]
+    jwks: Option<String>,
+    /// Find the JWK Set from the issuer's metadata instead.
+    #[arg(long, conflicts_with = "jwks")]
+    discover: bool,
+    /// Realm of the WWW-Authenticate challenges.
+    #[arg(long)]
+    realm: Option<String>,
 
-DPOP (RFC 9449):
-    --dpop off|allowed|required   DPoP mode (default: allowed)
-    --dpop-nonce              require server nonces in proofs
-    --dpop-nonce-secret HEX   shared nonce secret (>= 32 bytes; default: random, or
-                              the DPOP_NONCE_SECRET environment variable)
-    --public-url URL          the public base URL that `htu` must match
-    --trust-forwarded         take the public URL from Forwarded / X-Forwarded-* headers
+    /// DPoP mode (RFC 9449).
+    #[arg(long, value_enum, default_value_t = Dpop::Allowed)]
+    dpop: Dpop,
+    /// Require server nonces in DPoP proofs.
+    #[arg(long)]
+    dpop_nonce: bool,
+    /// Shared nonce secret, hex, at least 32 bytes (default: random).
+    #[arg(
+        long,
+        value_name = "HEX",
+        env = "DPOP_NONCE_SECRET",
+        hide_env_values = true
+    )]
+    dpop_nonce_secret: Option<String>,
+    /// A public base URL of this API, which a proof's `htu` must name (repeatable; default:
+    /// the listen address, with https when serving TLS).
+    #[arg(long, value_name = "URL")]
+    public_url: Vec<String>,
+    /// Take the public URL from Forwarded / X-Forwarded-* headers, but only on connections
+    /// from this proxy address (repeatable).
+    #[arg(long, value_name = "PROXY_IP", conflicts_with = "public_url")]
+    trust_forwarded: Vec<IpAddr>,
 
-MTLS (RFC 8705, RFC 9440):
-    --mtls optional|required  required: only certificate-bound tokens, and a client
-                              certificate on every connection (default: optional)
-    --trust-client-cert-header  honour a TLS-terminating proxy's Client-Cert header
+    /// mTLS mode (RFC 8705): required = only certificate-bound tokens, and a client
+    /// certificate on every connection.
+    #[arg(long, value_enum, default_value_t = Mtls::Optional)]
+    mtls: Mtls,
+    /// Honour a TLS-terminating proxy's Client-Cert header (RFC 9440) on connections from
+    /// this proxy address (repeatable).
+    #[arg(long, value_name = "PROXY_IP")]
+    trust_client_cert_header: Vec<IpAddr>,
+}
 
-SERVER:
-    --listen ADDR             address to listen on
-    --tls-cert PEM            serve over TLS with this certificate chain
-    --tls-key PEM             and this private key
-    --client-ca PEM           request client certificates issued by these CAs
-    --help                    this text
-";
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Dpop {
+    Off,
+    Allowed,
+    Required,
+}
 
-/// Every shared flag, as given.
-#[derive(Debug, Default)]
-pub struct Flags {
-    pub guard: GuardFlags,
-    pub listen: Option<String>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mtls {
+    Optional,
+    Required,
+}
+
+/// Where and how to listen.
+#[derive(Debug, Args)]
+pub struct ServerFlags {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Serve over TLS with this certificate chain (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<String>,
+    /// ... and this private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<String>,
+    /// Request client certificates issued by these CAs (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub client_ca: Option<String>,
 }
 
-impl Flags {
+impl ServerFlags {
+    /// Whether the server speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+}
+
+impl GuardFlags {
+    /// `--mtls required`.
+    pub fn mtls_required(&self) -> bool {
+        self.mtls == Mtls::Required
+    }
+
+    /// A guard builder configured by the flags. `local` is the address the server listens
+    /// on: without `--public-url` or `--trust-forwarded`, it is the public URL.
+    pub fn builder(
+        &self,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Result<OAuthGuardBuilder, Box<dyn std::error::Error>> {
+        let mut builder = OAuthGuard::builder()
+            .issuer(&self.issuer)
+            .audience(&self.audience);
+        builder = match self.jwks.as_deref() {
+            Some(j) if j.starts_with("http://") || j.starts_with("https://") => builder.jwks_url(j),
+            Some(j) => builder.jwks_file(j),
+            None => builder.discover(),
+        };
+        if let Some(realm) = &self.realm {
+            builder = builder.realm(realm);
+        }
+        builder = builder.dpop(match self.dpop {
+            Dpop::Off => DpopMode::Disabled,
+            Dpop::Allowed => DpopMode::Allowed,
+            Dpop::Required => DpopMode::Required,
+        });
+        if self.dpop_nonce {
+            let secret = match &self.dpop_nonce_secret {
+                Some(h) => NonceSecret::from_bytes(&hex::decode(h)?)?,
+                None => NonceSecret::generate()?,
+            };
+            builder = builder.dpop_nonces(DpopNonces::new(secret));
+        }
+        let public = if !self.trust_forwarded.is_empty() {
+            PublicUri::forwarded_by(self.trust_forwarded.iter().copied())
+        } else if !self.public_url.is_empty() {
+            let bases = self.public_url.iter().map(|u| BaseUrl::parse(u));
+            PublicUri::Fixed(bases.collect::<Result<_, _>>()?)
+        } else {
+            let scheme = if tls { "https" } else { "http" };
+            PublicUri::fixed(BaseUrl::parse(&format!("{scheme}://{local}"))?)
+        };
+        builder = builder.public_uri(public);
+        if self.mtls_required() {
+            builder = builder.mtls(MtlsMode::Required);
+        }
+        if !self.trust_client_cert_header.is_empty() {
+            builder = builder.trust_client_cert_header(ClientCertHeader::from_proxies(
+                self.trust_client_cert_header.iter().copied(),
+            ));
+        }
+        Ok(builder)
+    }
+}
+
+impl ServerFlags {
     /// The rustls configuration for `serve_tls`: `None` for plain HTTP. Client certificates are
-    /// requested when `--client-ca` is given, and demanded with `--mtls required`.
+    /// requested when `--client-ca` is given, and demanded when `mtls_required`.
     #[allow(dead_code)] // grpc_server uses tonic's TLS instead
     pub fn rustls_config(
         &self,
+        mtls_required: bool,
     ) -> Result<Option<rustls::ServerConfig>, Box<dyn std::error::Error>> {
         use std::sync::Arc;
         use tower_oauth_guard::mtls::serve::{
             ClientAuth, load_certificates, load_private_key, server_config,
         };
-        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => (cert, key),
-            (None, None) if self.client_ca.is_none() => return Ok(None),
-            _ => {
-                return Err(
-                    "--tls-cert and --tls-key go together (and --client-ca needs them)".into(),
-                );
-            }
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
         };
         let client_auth = match &self.client_ca {
             None => ClientAuth::None,
@@ -72,7 +177,7 @@ impl Flags {
                 for c in load_certificates(ca)? {
                     roots.add(c)?;
                 }
-                if self.guard.mtls_required()? {
+                if mtls_required {
                     ClientAuth::Required(Arc::new(roots))
                 } else {
                     // Bearer and DPoP clients without a certificate share the port.
@@ -97,145 +202,4 @@ pub fn init_tracing() {
                 .unwrap_or_else(|_| "tower_oauth_guard=info".into()),
         )
         .init();
-}
-
-/// The value after `flag`.
-pub fn value(flag: &str, rest: &mut dyn Iterator<Item = String>) -> Result<String, String> {
-    rest.next().ok_or_else(|| format!("{flag} needs a value"))
-}
-
-/// Parses the command line: the shared flags, then those `own` takes (returning `true`).
-/// `--help` prints `usage`, the shared flags and `own_help`.
-pub fn parse(
-    usage: &str,
-    own_help: &str,
-    mut own: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> Result<bool, String>,
-) -> Result<Flags, String> {
-    let mut flags = Flags::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flags.guard.take(&flag, &mut it)? || own(&flag, &mut it)? {
-            continue;
-        }
-        match flag.as_str() {
-            "--help" | "-h" => {
-                print!("{usage}\n{HELP}\n{own_help}");
-                std::process::exit(0);
-            }
-            "--listen" => flags.listen = Some(value(&flag, &mut it)?),
-            "--tls-cert" => flags.tls_cert = Some(value(&flag, &mut it)?),
-            "--tls-key" => flags.tls_key = Some(value(&flag, &mut it)?),
-            "--client-ca" => flags.client_ca = Some(value(&flag, &mut it)?),
-            other => return Err(format!("unknown flag {other}; see --help")),
-        }
-    }
-    Ok(flags)
-}
-
-/// The shared flags, as given.
-#[derive(Debug, Default)]
-pub struct GuardFlags {
-    issuer: Option<String>,
-    audience: Option<String>,
-    jwks: Option<String>,
-    discover: bool,
-    realm: Option<String>,
-    dpop: Option<String>,
-    dpop_nonce: bool,
-    dpop_nonce_secret: Option<String>,
-    public_url: Option<String>,
-    trust_forwarded: bool,
-    mtls: Option<String>,
-    trust_client_cert_header: bool,
-}
-
-impl GuardFlags {
-    /// Consumes `flag` (and its value from `rest`) if it is one of ours.
-    fn take(&mut self, flag: &str, rest: &mut dyn Iterator<Item = String>) -> Result<bool, String> {
-        let mut value = || value(flag, rest);
-        match flag {
-            "--issuer" => self.issuer = Some(value()?),
-            "--audience" => self.audience = Some(value()?),
-            "--jwks" => self.jwks = Some(value()?),
-            "--discover" => self.discover = true,
-            "--realm" => self.realm = Some(value()?),
-            "--dpop" => self.dpop = Some(value()?),
-            "--dpop-nonce" => self.dpop_nonce = true,
-            "--dpop-nonce-secret" => self.dpop_nonce_secret = Some(value()?),
-            "--public-url" => self.public_url = Some(value()?),
-            "--trust-forwarded" => self.trust_forwarded = true,
-            "--mtls" => self.mtls = Some(value()?),
-            "--trust-client-cert-header" => self.trust_client_cert_header = true,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
-    /// `--mtls required`.
-    pub fn mtls_required(&self) -> Result<bool, String> {
-        match self.mtls.as_deref() {
-            None | Some("optional") => Ok(false),
-            Some("required") => Ok(true),
-            Some(other) => Err(format!("--mtls {other}: expected optional|required")),
-        }
-    }
-
-    /// A guard builder configured by the shared flags.
-    pub fn builder(&self) -> Result<OAuthGuardBuilder, Box<dyn std::error::Error>> {
-        let issuer = self.issuer.as_deref().ok_or("--issuer is required")?;
-        let audience = self.audience.as_deref().ok_or("--audience is required")?;
-        let mut builder = OAuthGuard::builder().issuer(issuer).audience(audience);
-        builder = match (self.jwks.as_deref(), self.discover) {
-            (Some(j), false) if j.starts_with("http://") || j.starts_with("https://") => {
-                builder.jwks_url(j)
-            }
-            (Some(j), false) => builder.jwks_file(j),
-            (None, true) => builder.discover(),
-            _ => return Err("exactly one of --jwks and --discover is required".into()),
-        };
-        if let Some(realm) = &self.realm {
-            builder = builder.realm(realm);
-        }
-        builder = builder.dpop(match self.dpop.as_deref() {
-            None | Some("allowed") => DpopMode::Allowed,
-            Some("off") => DpopMode::Disabled,
-            Some("required") => DpopMode::Required,
-            Some(other) => {
-                return Err(format!("--dpop {other}: expected off|allowed|required").into());
-            }
-        });
-        if self.dpop_nonce {
-            let secret = match self
-                .dpop_nonce_secret
-                .clone()
-                .or_else(|| std::env::var("DPOP_NONCE_SECRET").ok())
-            {
-                Some(h) => NonceSecret::from_bytes(&hex(&h)?)?,
-                None => NonceSecret::generate()?,
-            };
-            builder = builder.dpop_nonces(DpopNonces::new(secret));
-        }
-        if let Some(url) = &self.public_url {
-            builder = builder.public_uri(PublicUri::Fixed(BaseUrl::parse(url)?));
-        } else if self.trust_forwarded {
-            builder = builder.public_uri(PublicUri::TrustForwarded);
-        }
-        if self.mtls_required()? {
-            builder = builder.mtls(MtlsMode::Required);
-        }
-        if self.trust_client_cert_header {
-            builder = builder.trust_client_cert_header(ClientCertHeader::from_any_peer());
-        }
-        Ok(builder)
-    }
-}
-
-fn hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
-        return Err("the nonce secret must be hex".into());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
-        .collect()
 }

@@ -34,12 +34,15 @@ pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_REPLAY_SKEW_MARGIN: Duration = Duration::from_secs(5);
 
 /// Whether DPoP is off, accepted beside Bearer, or demanded (RFC 9449 §7.2).
+///
+/// Off unless configured: accepting DPoP needs the API's public origin
+/// ([`PublicUri`]), which only the deployment knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DpopMode {
     /// Only `Bearer`. Tokens bound with `cnf.jkt` are still refused when presented as Bearer.
+    #[default]
     Disabled,
     /// `Bearer` and `DPoP` both accepted; DPoP-bound tokens must come with a proof.
-    #[default]
     Allowed,
     /// Only DPoP-bound tokens with a valid proof.
     Required,
@@ -169,7 +172,8 @@ pub struct DpopConfig {
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) replay_timeout: Duration,
     pub(crate) replay_skew_margin: Duration,
-    pub(crate) public_uri: PublicUri,
+    /// Where `htu`'s origin comes from; a guard that accepts DPoP is built only with one.
+    pub(crate) public_uri: Option<PublicUri>,
 }
 
 impl std::fmt::Debug for DpopConfig {
@@ -185,13 +189,13 @@ impl std::fmt::Debug for DpopConfig {
 impl Default for DpopConfig {
     fn default() -> Self {
         DpopConfig {
-            mode: DpopMode::default(),
+            mode: DpopMode::Disabled,
             policy: ProofPolicy::default(),
             nonces: None,
             replay: Arc::new(MemoryReplayStore::default()),
             replay_timeout: DEFAULT_REPLAY_TIMEOUT,
             replay_skew_margin: DEFAULT_REPLAY_SKEW_MARGIN,
-            public_uri: PublicUri::default(),
+            public_uri: None,
         }
     }
 }
@@ -237,18 +241,22 @@ impl DpopConfig {
         token: &str,
         jkt: &str,
         now: i64,
-        connection_is_tls: bool,
     ) -> Result<(String, bool), DpopError> {
-        let htu = uri::request_htu(parts, &self.public_uri, connection_is_tls)
-            .map_err(DpopError::RequestUri)?;
-        let expected = ExpectedRequest {
-            method: parts.method.as_str(),
-            htu: &htu,
-            access_token: Some(token),
-        };
-        let verified = proof::verify_proof(proof, &expected, &self.policy, now, |claimed| {
-            uri::normalize_htu(claimed).ok()
-        })
+        let public = self
+            .public_uri
+            .as_ref()
+            .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
+        let htus = uri::request_htus(parts, public).map_err(DpopError::RequestUri)?;
+        let htu_matches =
+            |claimed: &str| uri::normalize_htu(claimed).is_ok_and(|c| htus.iter().any(|h| *h == c));
+        let verified = proof::verify_proof_matching(
+            proof,
+            parts.method.as_str(),
+            htu_matches,
+            Some(token),
+            &self.policy,
+            now,
+        )
         .map_err(|e| match e {
             // With nonces on, a stale proof is answered with a nonce to use (RFC 9449 §9).
             ProofError::IatTooOld if self.nonces.is_some() => DpopError::NonceStale,

@@ -49,15 +49,6 @@ const DPOP_TYP: &str = "dpop+jwt";
 /// key (RFC 9449 §4.2).
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// Smallest RSA modulus accepted, in bits. RFC 7518 §3.3 requires 2048, and
-/// aws-lc refuses smaller keys only inside verification, where the failure
-/// would be reported as a bad signature instead of a bad key.
-const MIN_RSA_MODULUS_BITS: usize = 2048;
-
-/// Largest RSA modulus accepted, in bits: aws-lc's own limit, and RSA
-/// verification cost grows with the modulus.
-const MAX_RSA_MODULUS_BITS: usize = 8192;
-
 /// Longest RSA public exponent accepted, in bytes: aws-lc takes at most
 /// 33-bit exponents, and real keys use 65537 (3 bytes).
 const MAX_RSA_EXPONENT_BYTES: usize = 5;
@@ -323,6 +314,26 @@ pub fn verify_proof<N>(
 where
     N: Fn(&str) -> Option<String>,
 {
+    verify_proof_matching(
+        proof,
+        expected.method,
+        |claimed| normalize_htu(claimed).as_deref() == Some(expected.htu),
+        expected.access_token,
+        policy,
+        now_unix,
+    )
+}
+
+/// [`verify_proof`] with the `htu` check left to `htu_matches`, which receives the claim as
+/// sent (for a server with several public URLs).
+pub(crate) fn verify_proof_matching(
+    proof: &str,
+    method: &str,
+    htu_matches: impl Fn(&str) -> bool,
+    access_token: Option<&str>,
+    policy: &ProofPolicy,
+    now_unix: i64,
+) -> Result<VerifiedProof, ProofError> {
     if !crate::crypto::jwt_provider_ready() {
         return Err(ProofError::NoCryptoBackend);
     }
@@ -374,7 +385,7 @@ where
     let htu = take_string(&mut claims, "htu")?;
     let iat = match claims.get("iat") {
         None => return Err(ProofError::MissingClaim("iat")),
-        Some(value) => value.as_i64().ok_or(ProofError::InvalidClaim("iat"))?,
+        Some(value) => numeric_date(value).ok_or(ProofError::InvalidClaim("iat"))?,
     };
     let nonce = match claims.remove("nonce") {
         None => None,
@@ -383,14 +394,14 @@ where
     };
 
     // Exact: RFC 9110 §9.1 makes methods case-sensitive.
-    if htm != expected.method {
+    if htm != method {
         return Err(ProofError::HtmMismatch);
     }
-    if normalize_htu(&htu).as_deref() != Some(expected.htu) {
+    if !htu_matches(&htu) {
         return Err(ProofError::HtuMismatch);
     }
     check_iat(iat, now_unix, policy)?;
-    if let Some(token) = expected.access_token {
+    if let Some(token) = access_token {
         let ath = match claims.get("ath") {
             None => return Err(ProofError::MissingAth),
             Some(Value::String(ath)) => ath,
@@ -618,13 +629,9 @@ fn fixed_len_member(
 /// `n`, minimally encoded (RFC 7518 §6.3.1.1) and within the size limits.
 fn rsa_modulus(members: &Map<String, Value>) -> Result<String, ProofError> {
     let (text, bytes) = decoded_member(members, "n")?;
-    let first = bytes
-        .first()
-        .copied()
-        .filter(|byte| *byte != 0)
-        .ok_or(ProofError::InvalidJwk)?;
-    let bits = bytes.len() * 8 - first.leading_zeros() as usize;
-    if !(MIN_RSA_MODULUS_BITS..=MAX_RSA_MODULUS_BITS).contains(&bits) {
+    // Checked here rather than left to the backend, which would report a bad signature
+    // instead of a bad key (aws-lc) or accept a weak key (the pure-Rust backend).
+    if !crate::crypto::acceptable_rsa_modulus(&bytes) {
         return Err(ProofError::InvalidJwk);
     }
     Ok(text)
@@ -649,6 +656,20 @@ fn take_string(claims: &mut Map<String, Value>, name: &'static str) -> Result<St
         Some(Value::String(value)) => Ok(value),
         Some(_) => Err(ProofError::InvalidClaim(name)),
     }
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly fractional, as clients
+/// with floating-point clocks send them. Fractions are dropped toward the past (floor), and
+/// values beyond `i64` saturate; the window check then decides.
+fn numeric_date(value: &Value) -> Option<i64> {
+    if let Some(whole) = value.as_i64() {
+        return Some(whole);
+    }
+    // `as` saturates at the i64 bounds; JSON numbers are always finite.
+    value
+        .as_f64()
+        .filter(|f| f.is_finite())
+        .map(|f| f.floor() as i64)
 }
 
 /// Whether `iat` is inside the policy's window around `now` (RFC 9449 §11.1).

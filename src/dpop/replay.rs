@@ -253,7 +253,9 @@ impl Counters {
         let Some(shard) = self.shard(client) else {
             return false;
         };
-        let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = map.entry(*client).or_insert(0);
         if *count >= self.max_per_client {
             return false;
@@ -266,7 +268,9 @@ impl Counters {
         let Some(shard) = self.shard(client) else {
             return;
         };
-        let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(count) = map.get_mut(client) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -277,7 +281,9 @@ impl Counters {
 
     fn client_count(&self, client: &[u8; 32]) -> u64 {
         self.shard(client).map_or(0, |shard| {
-            let map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let map = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             map.get(client).copied().unwrap_or(0)
         })
     }
@@ -495,7 +501,10 @@ mod tests {
         let store = MemoryReplayStore::default();
         let k = key(1);
         assert_eq!(store.check(&k, live()).await.unwrap(), ReplayCheck::Fresh);
-        assert_eq!(store.check(&k, live()).await.unwrap(), ReplayCheck::Replayed);
+        assert_eq!(
+            store.check(&k, live()).await.unwrap(),
+            ReplayCheck::Replayed
+        );
         assert_eq!(store.len(), 1);
     }
 
@@ -703,7 +712,10 @@ mod tests {
     #[test]
     fn hex_encodes_all_digest_bytes() {
         let k = ReplayKey::new("jkt", "jti");
-        for (hex, bytes) in [(k.to_hex(), k.as_bytes()), (k.client_hex(), k.client_bytes())] {
+        for (hex, bytes) in [
+            (k.to_hex(), k.as_bytes()),
+            (k.client_hex(), k.client_bytes()),
+        ] {
             assert_eq!(hex.len(), 64);
             let decoded: Vec<u8> = (0..32)
                 .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())

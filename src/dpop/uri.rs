@@ -12,10 +12,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
+use http::HeaderMap;
 use http::header::{AsHeaderName, FORWARDED, HOST};
-use http::{HeaderMap, Uri};
+
+use crate::transport;
 
 /// Longest `htu` accepted; real endpoint URIs are far shorter and this bounds work on attacker input.
 pub const MAX_HTU_LEN: usize = 2048;
@@ -40,7 +42,8 @@ pub enum HtuError {
     UnsupportedScheme,
     /// There is no authority, or its host is empty (RFC 9110 §4.2.1 forbids an empty host).
     MissingHost,
-    /// The request carries more than one `Host` header (RFC 9112 §3.2).
+    /// The request names more than one authority: several `Host` headers (RFC 9112 §3.2), or
+    /// an absolute-form target whose authority is not the `Host` header's.
     AmbiguousHost,
     /// The authority contains `userinfo@`, which RFC 9110 §4.2.4 deprecates for http(s).
     UserinfoNotAllowed,
@@ -66,6 +69,9 @@ pub enum HtuError {
     InvalidForwardedProto,
     /// `X-Forwarded-Prefix` is not an absolute path without query or fragment.
     InvalidForwardedPrefix,
+    /// Forwarded headers are trusted from listed proxies only, and the request's peer is not
+    /// one of them (or its address is unknown).
+    UntrustedPeer,
 }
 
 impl fmt::Display for HtuError {
@@ -76,7 +82,7 @@ impl fmt::Display for HtuError {
             Self::NotAbsolute => "URI is not absolute",
             Self::UnsupportedScheme => "URI scheme is neither http nor https",
             Self::MissingHost => "URI has no host",
-            Self::AmbiguousHost => "request has more than one Host header",
+            Self::AmbiguousHost => "request names more than one host",
             Self::UserinfoNotAllowed => "URI authority contains userinfo",
             Self::InvalidHost => "URI host is invalid",
             Self::InvalidPort => "URI port is invalid",
@@ -89,6 +95,7 @@ impl fmt::Display for HtuError {
             Self::InvalidForwarded => "Forwarded header is malformed",
             Self::InvalidForwardedProto => "forwarded protocol is neither http nor https",
             Self::InvalidForwardedPrefix => "X-Forwarded-Prefix is not an absolute path",
+            Self::UntrustedPeer => "request did not come through a trusted proxy",
         })
     }
 }
@@ -362,56 +369,91 @@ impl fmt::Display for BaseUrl {
     }
 }
 
-/// Where the server learns the URI the client used, to compute the expected
-/// `htu` (RFC 9449 §4.3 check 9).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where the guard learns the public origin (scheme, host, port, and mount point) that a
+/// proof's `htu` is held to (RFC 9449 §4.3 check 9). There is no default: a guard that
+/// accepts DPoP must be told, because the request alone cannot be trusted to say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PublicUri {
-    /// The request as received: `https` on a TLS connection this server terminates, else the
-    /// scheme of an absolute (HTTP/2) URI, else `http`; the URI's authority if absolute, else
-    /// the `Host` header.
-    #[default]
-    AsSeen,
-    /// A configured origin and mount point; request headers are not consulted.
-    Fixed(BaseUrl),
-    /// As seen, overridden by `Forwarded` (RFC 7239) or else
-    /// `X-Forwarded-Proto`/`-Host`, plus `X-Forwarded-Prefix`. Only safe when
-    /// every path to the server passes a proxy that overwrites these headers.
-    TrustForwarded,
+    /// The API's public base URLs. A proof's `htu` must be one of them followed by the
+    /// request's path; no request header is consulted, so nothing a client sends can change
+    /// the origin. Several URLs serve an API with several public names.
+    Fixed(Vec<BaseUrl>),
+    /// `Forwarded` (RFC 7239), else `X-Forwarded-Proto`/`-Host`, plus `X-Forwarded-Prefix`,
+    /// honoured only on connections from these proxy addresses (the TCP peer, from
+    /// [`serve_tls`](crate::mtls::serve_tls), axum's `ConnectInfo<SocketAddr>` or tonic). Of a
+    /// list, the last element counts: the one the trusted proxy itself added. DPoP requests
+    /// from any other peer are refused (`400 invalid_request`).
+    TrustForwarded(Vec<IpAddr>),
+    /// **Dangerous**: the scheme of the connection (`https` on TLS this server terminates)
+    /// and the authority from the `Host` header (HTTP/2 `:authority`), as the client sent
+    /// them. A client can then aim a proof captured at another API that accepts the same
+    /// token at this one by naming that API's host. Only for servers whose every public name
+    /// is one you accept and that clients reach directly; prefer [`PublicUri::Fixed`].
+    DangerousHostHeader,
 }
 
-/// The normalized `htu` a DPoP proof for this request must carry
-/// (RFC 9449 §4.3 check 9), derived according to `public`.
-pub fn request_htu(
+impl PublicUri {
+    /// One public base URL.
+    pub fn fixed(base: BaseUrl) -> Self {
+        PublicUri::Fixed(vec![base])
+    }
+
+    /// Forwarded headers from these proxies only.
+    pub fn forwarded_by(proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        PublicUri::TrustForwarded(proxies.into_iter().collect())
+    }
+
+    /// Whether the configuration names at least one URL or proxy.
+    pub(crate) fn is_usable(&self) -> bool {
+        match self {
+            PublicUri::Fixed(bases) => !bases.is_empty(),
+            PublicUri::TrustForwarded(proxies) => !proxies.is_empty(),
+            PublicUri::DangerousHostHeader => true,
+        }
+    }
+}
+
+/// The normalized `htu` values a DPoP proof for this request may carry (RFC 9449 §4.3 check
+/// 9): one per configured public base URL, or the one the trusted proxy or the request names.
+pub fn request_htus(
     parts: &http::request::Parts,
     public: &PublicUri,
-    connection_is_tls: bool,
-) -> Result<String, HtuError> {
+) -> Result<Vec<String>, HtuError> {
     let path = match request_path(parts) {
         "" => "/",
         p if p.starts_with('/') => p,
         _ => return Err(HtuError::InvalidRequestTarget),
     };
-    let (scheme, authority, prefix): (Cow<'_, str>, Cow<'_, str>, Cow<'_, str>) = match public {
-        PublicUri::AsSeen => (
-            as_seen_scheme(&parts.uri, connection_is_tls).into(),
-            as_seen_authority(parts)?.into(),
-            "".into(),
-        ),
-        PublicUri::Fixed(base) => (
-            base.scheme().into(),
-            base.authority().into(),
-            base.path_prefix().into(),
-        ),
-        PublicUri::TrustForwarded => forwarded_view(parts, connection_is_tls)?,
-    };
-    normalize_htu(&format!("{scheme}://{authority}{prefix}{path}"))
+    let tls = transport::is_tls(parts);
+    match public {
+        PublicUri::Fixed(bases) => bases
+            .iter()
+            .map(|b| {
+                normalize_htu(&format!(
+                    "{}://{}{}{path}",
+                    b.scheme(),
+                    b.authority(),
+                    b.path_prefix()
+                ))
+            })
+            .collect(),
+        PublicUri::TrustForwarded(proxies) => {
+            let peer = transport::remote_ip(parts).ok_or(HtuError::UntrustedPeer)?;
+            if !proxies.contains(&peer) {
+                return Err(HtuError::UntrustedPeer);
+            }
+            let (scheme, authority, prefix) = forwarded_view(parts, tls)?;
+            normalize_htu(&format!("{scheme}://{authority}{prefix}{path}")).map(|h| vec![h])
+        }
+        PublicUri::DangerousHostHeader => {
+            let scheme = connection_scheme(tls);
+            let authority = request_authority(parts)?;
+            normalize_htu(&format!("{scheme}://{authority}{path}")).map(|h| vec![h])
+        }
+    }
 }
 
-/// The path the client asked for. axum's `Router::nest` strips its prefix from the URI that
-/// layers inside the nested router see; axum keeps the URI as received in [`OriginalUri`], and
-/// that is the one the client signed.
-///
-/// [`OriginalUri`]: axum::extract::OriginalUri
 fn request_path(parts: &http::request::Parts) -> &str {
     #[cfg(feature = "axum")]
     if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
@@ -420,35 +462,40 @@ fn request_path(parts: &http::request::Parts) -> &str {
     parts.uri.path()
 }
 
-/// The connection's own TLS state, when the server knows it, outranks the `:scheme` an
-/// HTTP/2 client claims: a client on a TLS connection cannot make the guard expect `http`.
-fn as_seen_scheme(uri: &Uri, connection_is_tls: bool) -> &str {
-    match uri.scheme_str() {
-        _ if connection_is_tls => "https",
-        Some(s) => s,
-        None => "http",
-    }
+/// The scheme the server itself saw: `https` exactly when it terminated TLS. A client's
+/// `:scheme` or absolute-form target never decides it.
+fn connection_scheme(connection_is_tls: bool) -> &'static str {
+    if connection_is_tls { "https" } else { "http" }
 }
 
-fn as_seen_authority(parts: &http::request::Parts) -> Result<&str, HtuError> {
-    if let Some(authority) = parts.uri.authority() {
-        return Ok(authority.as_str());
-    }
+/// The request's authority: the one `Host` header, or HTTP/2's `:authority`. An absolute-form
+/// target (`GET https://other.example/x HTTP/1.1`) never changes it: if its authority is not
+/// the `Host` header's, the request is refused as ambiguous.
+fn request_authority(parts: &http::request::Parts) -> Result<&str, HtuError> {
     let mut hosts = parts.headers.get_all(HOST).iter();
-    let host = hosts.next().ok_or(HtuError::MissingHost)?;
-    if hosts.next().is_some() {
-        return Err(HtuError::AmbiguousHost);
-    }
-    if host.len() > MAX_HOST_HEADER_LEN {
-        return Err(HtuError::HeaderTooLong);
-    }
-    let host = host.to_str().map_err(|_| HtuError::InvalidHeaderValue)?;
-    check_header_authority(host)?;
-    Ok(host)
+    let host = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(HtuError::AmbiguousHost),
+        (Some(host), None) => {
+            if host.len() > MAX_HOST_HEADER_LEN {
+                return Err(HtuError::HeaderTooLong);
+            }
+            Some(host.to_str().map_err(|_| HtuError::InvalidHeaderValue)?)
+        }
+        (None, None) => None,
+    };
+    let target = parts.uri.authority().map(http::uri::Authority::as_str);
+    let authority = match (host, target) {
+        (Some(h), Some(t)) if !h.eq_ignore_ascii_case(t) => return Err(HtuError::AmbiguousHost),
+        (Some(h), _) => h,
+        // HTTP/2 carries the authority as `:authority`; HTTP/1.1 must send `Host`
+        // (RFC 9112 §3.2), so an absolute-form target alone is not enough there.
+        (None, Some(t)) if parts.version >= http::Version::HTTP_2 => t,
+        _ => return Err(HtuError::MissingHost),
+    };
+    check_header_authority(authority)?;
+    Ok(authority)
 }
 
-/// A header-supplied authority is spliced into a URI string, so it must not
-/// contain delimiters that would move text into the path or userinfo.
 fn check_header_authority(authority: &str) -> Result<(), HtuError> {
     if authority.is_empty() {
         return Err(HtuError::MissingHost);
@@ -465,13 +512,13 @@ fn check_header_authority(authority: &str) -> Result<(), HtuError> {
     Ok(())
 }
 
-/// The first line of a header, bounded; later lines are not read.
-fn first_line(
+/// The last line of a header, bounded: a trusted proxy that appends a line adds the last one.
+fn last_line(
     headers: &HeaderMap,
     name: impl AsHeaderName,
     max_len: usize,
 ) -> Result<Option<&str>, HtuError> {
-    let Some(value) = headers.get(name) else {
+    let Some(value) = headers.get_all(name).iter().next_back() else {
         return Ok(None);
     };
     if value.len() > max_len {
@@ -483,14 +530,14 @@ fn first_line(
         .map_err(|_| HtuError::InvalidHeaderValue)
 }
 
-/// The first comma-separated value, which the client-facing proxy wrote.
-fn first_list_value<'h>(
+/// The last value of a comma-separated header list: the one the nearest proxy added.
+fn last_list_value<'h>(
     headers: &'h HeaderMap,
     name: &'static str,
     max_len: usize,
 ) -> Result<Option<&'h str>, HtuError> {
-    Ok(first_line(headers, name, max_len)?.map(|line| {
-        line.split(',')
+    Ok(last_line(headers, name, max_len)?.map(|line| {
+        line.rsplit(',')
             .next()
             .unwrap_or(line)
             .trim_matches([' ', '\t'])
@@ -511,30 +558,30 @@ fn forwarded_view(
 ) -> Result<View<'_>, HtuError> {
     let headers = &parts.headers;
     let (proto, host): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) =
-        match first_line(headers, FORWARDED, MAX_FORWARDED_HEADER_LEN)? {
+        match last_line(headers, FORWARDED, MAX_FORWARDED_HEADER_LEN)? {
             Some(line) => {
-                let element = first_forwarded_element(line)?;
+                let element = last_forwarded_element(line)?;
                 (element.proto.map(Cow::Owned), element.host.map(Cow::Owned))
             }
             None => (
-                first_list_value(headers, "x-forwarded-proto", MAX_FORWARDED_HEADER_LEN)?
+                last_list_value(headers, "x-forwarded-proto", MAX_FORWARDED_HEADER_LEN)?
                     .map(Cow::Borrowed),
-                first_list_value(headers, "x-forwarded-host", MAX_HOST_HEADER_LEN)?
+                last_list_value(headers, "x-forwarded-host", MAX_HOST_HEADER_LEN)?
                     .map(Cow::Borrowed),
             ),
         };
     let scheme: Cow<'_, str> = match proto {
         Some(p) => forwarded_proto(&p)?.into(),
-        None => as_seen_scheme(&parts.uri, connection_is_tls).into(),
+        None => connection_scheme(connection_is_tls).into(),
     };
     let authority = match host {
         Some(h) => {
             check_header_authority(&h)?;
             h
         }
-        None => as_seen_authority(parts)?.into(),
+        None => request_authority(parts)?.into(),
     };
-    let prefix = match first_list_value(headers, "x-forwarded-prefix", MAX_PREFIX_HEADER_LEN)? {
+    let prefix = match last_list_value(headers, "x-forwarded-prefix", MAX_PREFIX_HEADER_LEN)? {
         None | Some("") => "",
         Some(p) if p.starts_with('/') && !p.contains(['?', '#']) => p.trim_end_matches('/'),
         Some(_) => return Err(HtuError::InvalidForwardedPrefix),
@@ -601,21 +648,27 @@ fn read_quoted(it: &mut Bytes<'_>) -> Result<String, HtuError> {
 
 /// Parses the first non-empty element of `Forwarded` (RFC 7239 §4): the one
 /// the client-facing proxy added. Parameters may not repeat in an element.
-fn first_forwarded_element(line: &str) -> Result<ForwardedElement, HtuError> {
+/// The last element of a `Forwarded` list (RFC 7239 §4): the one the nearest proxy added.
+/// Every element is parsed, so a malformed one anywhere refuses the request.
+fn last_forwarded_element(line: &str) -> Result<ForwardedElement, HtuError> {
     let mut it = line.bytes().peekable();
+    let mut last = ForwardedElement::default();
     let mut element = ForwardedElement::default();
     let mut seen: Vec<String> = Vec::new();
     loop {
         skip_ows(&mut it);
         match it.peek() {
-            None => return Ok(element),
+            None => {
+                // Empty list elements are allowed and skipped (RFC 9110 §5.6.1).
+                return Ok(if seen.is_empty() { last } else { element });
+            }
             Some(b',') => {
                 it.next();
-                // Empty list elements are allowed and skipped (RFC 9110 §5.6.1).
-                if seen.is_empty() {
-                    continue;
+                if !seen.is_empty() {
+                    last = std::mem::take(&mut element);
+                    seen.clear();
                 }
-                return Ok(element);
+                continue;
             }
             Some(b';') => {
                 it.next();
@@ -762,33 +815,74 @@ mod tests {
         ("forwarded", "proto=http;host=evil.example"),
     ];
 
+    const PROXY: &str = "10.0.0.5:40000";
+
+    fn from(mut p: http::request::Parts, peer: &str, tls: bool) -> http::request::Parts {
+        p.extensions
+            .insert(crate::transport::RemoteAddr(peer.parse().unwrap()));
+        if tls {
+            p.extensions.insert(crate::transport::TlsConnection);
+        }
+        p
+    }
+
+    fn forwarded() -> PublicUri {
+        PublicUri::forwarded_by(["10.0.0.5".parse().unwrap()])
+    }
+
+    fn one(p: &http::request::Parts, public: &PublicUri) -> Result<String, HtuError> {
+        let mut htus = request_htus(p, public)?;
+        assert_eq!(htus.len(), 1);
+        Ok(htus.remove(0))
+    }
+
     #[test]
-    fn as_seen_uses_host_header_and_connection_tls() {
+    fn host_header_mode_uses_host_and_connection_tls() {
         let p = parts("/Res%7e?x=1", &[("host", "API.example.com:443")]);
+        let tls = from(p, "192.0.2.1:1", true);
         assert_eq!(
-            request_htu(&p, &PublicUri::AsSeen, true).as_deref(),
+            one(&tls, &PublicUri::DangerousHostHeader).as_deref(),
             Ok("https://api.example.com/Res~")
         );
+        let plain = parts("/Res%7e?x=1", &[("host", "API.example.com:443")]);
         assert_eq!(
-            request_htu(&p, &PublicUri::AsSeen, false).as_deref(),
+            one(&plain, &PublicUri::DangerousHostHeader).as_deref(),
             Ok("http://api.example.com:443/Res~")
         );
     }
 
     #[test]
-    fn as_seen_prefers_absolute_request_uri() {
-        let p = parts("https://h2.example:8443/r", &[("host", "other.example")]);
+    fn an_absolute_form_target_never_changes_the_origin() {
+        // HTTP/1.1 `GET https://other.example/x` with `Host: api.example.com`.
+        let p = parts("https://other.example/r", &[("host", "api.example.com")]);
         assert_eq!(
-            request_htu(&p, &PublicUri::AsSeen, false).as_deref(),
-            Ok("https://h2.example:8443/r")
+            request_htus(&p, &PublicUri::DangerousHostHeader),
+            Err(HtuError::AmbiguousHost)
         );
+        // Without `Host`, HTTP/1.1 names no authority of its own.
+        let alone = parts("https://other.example/r", &[]);
+        assert_eq!(
+            request_htus(&alone, &PublicUri::DangerousHostHeader),
+            Err(HtuError::MissingHost)
+        );
+        // The same authority in both is fine; its scheme is still the connection's.
+        let same = parts("https://api.example.com/r", &[("host", "API.example.com")]);
+        assert_eq!(
+            one(&same, &PublicUri::DangerousHostHeader).as_deref(),
+            Ok("http://api.example.com/r")
+        );
+        // With fixed URLs the target's authority plays no part at all.
+        let base = PublicUri::fixed(BaseUrl::parse("https://a.example").unwrap());
+        assert_eq!(one(&p, &base).as_deref(), Ok("https://a.example/r"));
     }
 
     #[test]
-    fn as_seen_trusts_a_tls_connection_over_the_claimed_scheme() {
-        let p = parts("http://h2.example/r", &[]);
+    fn http2_authority_counts_and_its_scheme_does_not() {
+        let mut p = parts("http://h2.example/r", &[]);
+        p.version = http::Version::HTTP_2;
+        let p = from(p, "192.0.2.1:1", true);
         assert_eq!(
-            request_htu(&p, &PublicUri::AsSeen, true).as_deref(),
+            one(&p, &PublicUri::DangerousHostHeader).as_deref(),
             Ok("https://h2.example/r")
         );
     }
@@ -801,47 +895,45 @@ mod tests {
             .insert(axum::extract::OriginalUri(http::Uri::from_static(
                 "/v1/inner?q=1",
             )));
+        let base = PublicUri::fixed(BaseUrl::parse("https://api.example.com").unwrap());
         assert_eq!(
-            request_htu(&p, &PublicUri::AsSeen, true).as_deref(),
+            one(&p, &base).as_deref(),
             Ok("https://api.example.com/v1/inner")
         );
     }
 
     #[test]
-    fn as_seen_ignores_spoofed_forwarding_headers() {
-        let p = parts("/r", &SPOOFED);
+    fn host_header_mode_ignores_forwarding_headers() {
+        let p = from(parts("/r", &SPOOFED), PROXY, true);
         assert_eq!(
-            request_htu(&p, &PublicUri::AsSeen, true).as_deref(),
+            one(&p, &PublicUri::DangerousHostHeader).as_deref(),
             Ok("https://api.example.com/r")
         );
     }
 
     #[test]
-    fn as_seen_rejects_missing_duplicate_or_malformed_host() {
-        let none = parts("/r", &[]);
-        assert_eq!(
-            request_htu(&none, &PublicUri::AsSeen, true),
-            Err(HtuError::MissingHost)
-        );
-        let two = parts("/r", &[("host", "a.example"), ("host", "b.example")]);
-        assert_eq!(
-            request_htu(&two, &PublicUri::AsSeen, true),
-            Err(HtuError::AmbiguousHost)
-        );
-        let pathy = parts("/r", &[("host", "a.example/admin?")]);
-        assert_eq!(
-            request_htu(&pathy, &PublicUri::AsSeen, true),
-            Err(HtuError::InvalidHost)
-        );
-        let userinfo = parts("/r", &[("host", "evil@a.example")]);
-        assert_eq!(
-            request_htu(&userinfo, &PublicUri::AsSeen, true),
-            Err(HtuError::UserinfoNotAllowed)
-        );
+    fn host_header_mode_rejects_missing_duplicate_or_malformed_host() {
+        let cases: [(&[(&str, &str)], HtuError); 4] = [
+            (&[], HtuError::MissingHost),
+            (
+                &[("host", "a.example"), ("host", "b.example")],
+                HtuError::AmbiguousHost,
+            ),
+            (&[("host", "a.example/admin?")], HtuError::InvalidHost),
+            (&[("host", "evil@a.example")], HtuError::UserinfoNotAllowed),
+        ];
+        for (headers, expected) in cases {
+            let p = parts("/r", headers);
+            assert_eq!(
+                request_htus(&p, &PublicUri::DangerousHostHeader),
+                Err(expected),
+                "{headers:?}"
+            );
+        }
         let huge = "a".repeat(MAX_HOST_HEADER_LEN + 1);
         let long = parts("/r", &[("host", huge.as_str())]);
         assert_eq!(
-            request_htu(&long, &PublicUri::AsSeen, true),
+            request_htus(&long, &PublicUri::DangerousHostHeader),
             Err(HtuError::HeaderTooLong)
         );
     }
@@ -850,81 +942,121 @@ mod tests {
     fn rejects_non_origin_form_request_target() {
         let p = parts("*", &[("host", "a.example")]);
         assert_eq!(
-            request_htu(&p, &PublicUri::AsSeen, true),
+            request_htus(&p, &PublicUri::DangerousHostHeader),
             Err(HtuError::InvalidRequestTarget)
         );
     }
 
     #[test]
-    fn fixed_prepends_base_and_ignores_spoofed_headers() {
-        let base = BaseUrl::parse("https://public.example/api/").unwrap();
-        let p = parts("/users/1?x", &SPOOFED);
+    fn fixed_prepends_each_base_and_ignores_spoofed_headers() {
+        let public = PublicUri::Fixed(vec![
+            BaseUrl::parse("https://public.example/api/").unwrap(),
+            BaseUrl::parse("https://other.example:8443").unwrap(),
+        ]);
+        let p = from(parts("/users/1?x", &SPOOFED), PROXY, false);
         assert_eq!(
-            request_htu(&p, &PublicUri::Fixed(base.clone()), false).as_deref(),
-            Ok("https://public.example/api/users/1")
+            request_htus(&p, &public),
+            Ok(vec![
+                "https://public.example/api/users/1".to_owned(),
+                "https://other.example:8443/users/1".to_owned()
+            ])
         );
         // Fixed does not even need a Host header.
         let bare = parts("/", &[]);
         assert_eq!(
-            request_htu(&bare, &PublicUri::Fixed(base), false).as_deref(),
-            Ok("https://public.example/api/")
+            request_htus(&bare, &public).unwrap()[0],
+            "https://public.example/api/"
         );
     }
 
     #[test]
-    fn trust_forwarded_prefers_rfc7239_first_element() {
-        let p = parts(
-            "/r",
-            &[
-                ("host", "internal:8080"),
-                (
-                    "forwarded",
-                    "for=192.0.2.60;Proto=HTTPS;host=\"Public.Example:443\", proto=http;host=hop2",
-                ),
-                ("x-forwarded-host", "ignored.example"),
-                ("x-forwarded-prefix", "/svc/"),
-            ],
+    fn forwarded_headers_count_only_from_a_listed_proxy() {
+        let headers = [
+            ("host", "internal:8080"),
+            ("forwarded", "proto=https;host=public.example"),
+        ];
+        let direct = from(parts("/r", &headers), "192.0.2.7:5555", false);
+        assert_eq!(
+            request_htus(&direct, &forwarded()),
+            Err(HtuError::UntrustedPeer)
+        );
+        let unknown_peer = parts("/r", &headers);
+        assert_eq!(
+            request_htus(&unknown_peer, &forwarded()),
+            Err(HtuError::UntrustedPeer)
+        );
+        let proxied = from(parts("/r", &headers), PROXY, false);
+        assert_eq!(
+            one(&proxied, &forwarded()).as_deref(),
+            Ok("https://public.example/r")
+        );
+    }
+
+    #[test]
+    fn trust_forwarded_takes_the_element_the_proxy_added() {
+        // A client's own element comes first; the trusted proxy appends the last one.
+        let p = from(
+            parts(
+                "/r",
+                &[
+                    ("host", "internal:8080"),
+                    ("forwarded", "proto=http;host=evil.example"),
+                    (
+                        "forwarded",
+                        "for=192.0.2.60;Proto=HTTPS;host=\"evil2.example\", for=x;proto=https;host=\"Public.Example:443\"",
+                    ),
+                    ("x-forwarded-host", "ignored.example"),
+                    ("x-forwarded-prefix", "/evil, /svc/"),
+                ],
+            ),
+            PROXY,
+            false,
         );
         assert_eq!(
-            request_htu(&p, &PublicUri::TrustForwarded, false).as_deref(),
+            one(&p, &forwarded()).as_deref(),
             Ok("https://public.example/svc/r")
         );
     }
 
     #[test]
     fn trust_forwarded_falls_back_to_x_forwarded_headers() {
-        let p = parts(
-            "/r",
-            &[
-                ("host", "internal:8080"),
-                ("x-forwarded-proto", "https, http"),
-                ("x-forwarded-host", "public.example:8443, internal"),
-                ("x-forwarded-prefix", "/api"),
-            ],
+        let p = from(
+            parts(
+                "/r",
+                &[
+                    ("host", "internal:8080"),
+                    ("x-forwarded-proto", "http, https"),
+                    ("x-forwarded-host", "evil.example, public.example:8443"),
+                    ("x-forwarded-prefix", "/api"),
+                ],
+            ),
+            PROXY,
+            false,
         );
         assert_eq!(
-            request_htu(&p, &PublicUri::TrustForwarded, false).as_deref(),
+            one(&p, &forwarded()).as_deref(),
             Ok("https://public.example:8443/api/r")
         );
     }
 
     #[test]
-    fn trust_forwarded_without_headers_is_as_seen() {
-        let p = parts("/r", &[("host", "internal:8080")]);
+    fn trust_forwarded_without_headers_is_the_proxys_request() {
+        let p = from(parts("/r", &[("host", "internal:8080")]), PROXY, false);
         assert_eq!(
-            request_htu(&p, &PublicUri::TrustForwarded, false).as_deref(),
+            one(&p, &forwarded()).as_deref(),
             Ok("http://internal:8080/r")
         );
-        let only_proto = parts("/r", &[("host", "h"), ("forwarded", "proto=https")]);
-        assert_eq!(
-            request_htu(&only_proto, &PublicUri::TrustForwarded, false).as_deref(),
-            Ok("https://h/r")
+        let only_proto = from(
+            parts("/r", &[("host", "h"), ("forwarded", "proto=https")]),
+            PROXY,
+            false,
         );
+        assert_eq!(one(&only_proto, &forwarded()).as_deref(), Ok("https://h/r"));
     }
 
     #[test]
     fn trust_forwarded_rejects_invalid_values() {
-        let cases: [(&[(&str, &str)], HtuError); 9] = [
+        let cases: [(&[(&str, &str)], HtuError); 10] = [
             (
                 &[("host", "h"), ("x-forwarded-proto", "ftp")],
                 HtuError::InvalidForwardedProto,
@@ -955,6 +1087,11 @@ mod tests {
                 HtuError::InvalidForwarded,
             ),
             (
+                // A malformed element anywhere in the list refuses the request.
+                &[("host", "h"), ("forwarded", "host=a b, proto=https")],
+                HtuError::InvalidForwarded,
+            ),
+            (
                 &[("host", "h"), ("x-forwarded-prefix", "svc")],
                 HtuError::InvalidForwardedPrefix,
             ),
@@ -964,40 +1101,37 @@ mod tests {
             ),
         ];
         for (headers, expected) in cases {
-            let p = parts("/r", headers);
-            assert_eq!(
-                request_htu(&p, &PublicUri::TrustForwarded, true),
-                Err(expected),
-                "{headers:?}"
-            );
+            let p = from(parts("/r", headers), PROXY, true);
+            assert_eq!(request_htus(&p, &forwarded()), Err(expected), "{headers:?}");
         }
     }
 
     #[test]
     fn trust_forwarded_bounds_header_size() {
         let huge = format!("proto=https;x={}", "a".repeat(MAX_FORWARDED_HEADER_LEN));
-        let p = parts("/r", &[("host", "h"), ("forwarded", huge.as_str())]);
-        assert_eq!(
-            request_htu(&p, &PublicUri::TrustForwarded, true),
-            Err(HtuError::HeaderTooLong)
+        let p = from(
+            parts("/r", &[("host", "h"), ("forwarded", huge.as_str())]),
+            PROXY,
+            true,
         );
+        assert_eq!(request_htus(&p, &forwarded()), Err(HtuError::HeaderTooLong));
     }
 
     #[test]
     fn forwarded_parser_skips_empty_elements_and_unescapes_quotes() {
         assert_eq!(
-            first_forwarded_element(" , ;for=x ; host=\"a\\.b\";proto=https, host=c"),
+            last_forwarded_element("host=c, ;for=x ; host=\"a\\.b\";proto=https , ,"),
             Ok(ForwardedElement {
                 proto: Some("https".into()),
                 host: Some("a.b".into()),
             })
         );
         assert_eq!(
-            first_forwarded_element("for"),
+            last_forwarded_element("for"),
             Err(HtuError::InvalidForwarded)
         );
         assert_eq!(
-            first_forwarded_element("for=a b"),
+            last_forwarded_element("for=a b"),
             Err(HtuError::InvalidForwarded)
         );
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
-use super::peer::{PeerCertificates, RemoteAddr, TlsConnection};
+use crate::transport::{PeerCertificates, RemoteAddr, TlsConnection};
 
 /// A client that connects but does not finish the handshake in this time is dropped, so slow
 /// clients cannot pile up half-open connections.

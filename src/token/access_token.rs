@@ -6,7 +6,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The claims of a validated token, shared between the cache and every request that presents it.
-#[derive(Debug)]
 pub(crate) struct Validated {
     pub(crate) raw: Box<str>,
     pub(crate) issuer: String,
@@ -19,6 +18,20 @@ pub(crate) struct Validated {
     pub(crate) claims: Map<String, Value>,
 }
 
+/// The token itself is a secret: `Debug` leaves it out.
+impl std::fmt::Debug for Validated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validated")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .field("confirmation", &self.confirmation)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The `cnf` claim: what the token is bound to (RFC 7800 §3.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Confirmation {
@@ -28,18 +41,34 @@ pub struct Confirmation {
     pub x5t_s256: Option<String>,
 }
 
+/// Confirmation methods the guard enforces: `jkt` (RFC 9449 §6.1) and `x5t#S256`
+/// (RFC 8705 §3.1). Any other (`jwk`, `kid`, `jku` of RFC 7800, or unknown) binds the token
+/// to something the guard cannot check, so such a token is refused rather than served as a
+/// bearer token.
+const ENFORCED_METHODS: [&str; 2] = ["jkt", "x5t#S256"];
+
 impl Confirmation {
-    pub(crate) fn from_claims(claims: &Map<String, Value>) -> Self {
-        let cnf = claims.get("cnf").and_then(Value::as_object);
-        let member = |name: &str| {
-            cnf.and_then(|c| c.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+    /// Reads `cnf`. `None` when `cnf` is present but not an object, is empty, holds a method
+    /// the guard does not enforce, or holds `jkt` / `x5t#S256` as anything but a non-empty
+    /// string: the issuer bound the token, and the guard cannot check how.
+    pub(crate) fn from_claims(claims: &Map<String, Value>) -> Option<Self> {
+        let cnf = match claims.get("cnf") {
+            None => return Some(Confirmation::default()),
+            Some(Value::Object(cnf)) if !cnf.is_empty() => cnf,
+            Some(_) => return None,
         };
-        Confirmation {
-            jkt: member("jkt"),
-            x5t_s256: member("x5t#S256"),
+        if cnf.keys().any(|k| !ENFORCED_METHODS.contains(&k.as_str())) {
+            return None;
         }
+        let member = |name: &str| match cnf.get(name) {
+            None => Some(None),
+            Some(Value::String(s)) if !s.is_empty() => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        Some(Confirmation {
+            jkt: member("jkt")?,
+            x5t_s256: member("x5t#S256")?,
+        })
     }
 }
 
@@ -120,6 +149,8 @@ impl Scopes {
 pub struct AccessToken {
     pub(crate) validated: Arc<Validated>,
     pub(crate) binding: Binding,
+    /// The guard that admitted it: a nested guard takes its word only if it is the same one.
+    pub(crate) admitted_by: u64,
 }
 
 impl AccessToken {
@@ -196,8 +227,43 @@ mod tests {
     #[test]
     fn confirmation_reads_jkt_and_x5t() {
         let claims = json!({"cnf": {"jkt": "abc", "x5t#S256": "def"}});
-        let c = Confirmation::from_claims(claims.as_object().unwrap());
+        let c = Confirmation::from_claims(claims.as_object().unwrap()).unwrap();
         assert_eq!(c.jkt.as_deref(), Some("abc"));
         assert_eq!(c.x5t_s256.as_deref(), Some("def"));
+        let none = json!({"sub": "x"});
+        assert_eq!(
+            Confirmation::from_claims(none.as_object().unwrap()),
+            Some(Confirmation::default())
+        );
+    }
+
+    #[test]
+    fn confirmation_the_guard_cannot_enforce_is_refused() {
+        let refused = [
+            json!("jkt"),
+            json!(["jkt"]),
+            json!(null),
+            json!(1),
+            json!({}),
+            json!({"jwk": {"kty": "EC"}}),
+            json!({"kid": "k1"}),
+            json!({"jku": "https://x/jwks"}),
+            json!({"jkt": "abc", "jwk": {"kty": "EC"}}),
+            json!({"x5t": "abc"}),
+            json!({"jkt": 1}),
+            json!({"jkt": ["abc"]}),
+            json!({"jkt": null}),
+            json!({"jkt": ""}),
+            json!({"x5t#S256": {"v": "abc"}}),
+            json!({"JKT": "abc"}),
+        ];
+        for cnf in refused {
+            let claims = json!({ "cnf": cnf });
+            assert_eq!(
+                Confirmation::from_claims(claims.as_object().unwrap()),
+                None,
+                "{cnf}"
+            );
+        }
     }
 }

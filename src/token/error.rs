@@ -9,7 +9,8 @@ pub enum TokenError {
     Malformed,
     /// `alg` is not on the allow-list (this includes `none` and every HMAC algorithm).
     AlgorithmNotAllowed,
-    /// `typ` is not `at+jwt` while RFC 9068 typing is required (RFC 9068 §4 check 2).
+    /// `typ` names another kind of JWT (`dpop+jwt`, `id_token+jwt`, ...), or is not `at+jwt`
+    /// while RFC 9068 typing is required (RFC 9068 §4 check 2).
     WrongType,
     /// No `iss`, or one this guard does not trust.
     UnknownIssuer,
@@ -29,6 +30,9 @@ pub enum TokenError {
     InvalidAudience,
     /// A claim has the wrong JSON type.
     InvalidClaim,
+    /// `cnf` binds the token in a way this guard does not enforce (RFC 7800 §3.1): not an
+    /// object, a method other than `jkt` / `x5t#S256`, or one of those with the wrong type.
+    UnsupportedConfirmation,
 }
 
 impl TokenError {
@@ -47,6 +51,7 @@ impl TokenError {
             Self::IssuedInFuture => "token_iat_in_future",
             Self::InvalidAudience => "token_wrong_audience",
             Self::InvalidClaim => "token_invalid_claim",
+            Self::UnsupportedConfirmation => "token_unsupported_cnf",
         }
     }
 }
@@ -56,7 +61,7 @@ impl std::fmt::Display for TokenError {
         f.write_str(match self {
             Self::Malformed => "malformed token",
             Self::AlgorithmNotAllowed => "signature algorithm not allowed",
-            Self::WrongType => "token is not an at+jwt access token",
+            Self::WrongType => "token is not an access token (typ)",
             Self::UnknownIssuer => "untrusted issuer",
             Self::UnknownKey => "unknown signing key",
             Self::InvalidSignature => "invalid signature",
@@ -66,6 +71,7 @@ impl std::fmt::Display for TokenError {
             Self::IssuedInFuture => "token issued in the future",
             Self::InvalidAudience => "token not intended for this resource",
             Self::InvalidClaim => "invalid claim",
+            Self::UnsupportedConfirmation => "token confirmation method not supported",
         })
     }
 }

@@ -86,7 +86,7 @@ pub(crate) async fn validate(
     if !rules.algorithms.contains(&alg) || is_symmetric(alg) {
         return Err(TokenError::AlgorithmNotAllowed);
     }
-    if rules.require_at_jwt_typ && !is_at_jwt(header.typ.as_deref()) {
+    if !typ_allowed(header.typ.as_deref(), rules.require_at_jwt_typ) {
         return Err(TokenError::WrongType);
     }
     let claims: Map<String, Value> = decode_part(p).ok_or(TokenError::Malformed)?;
@@ -136,7 +136,8 @@ pub(crate) async fn validate(
         scopes: Scopes::from_claims(&claims),
         expires_at: exp,
         not_before: nbf,
-        confirmation: Confirmation::from_claims(&claims),
+        confirmation: Confirmation::from_claims(&claims)
+            .ok_or(TokenError::UnsupportedConfirmation)?,
         claims,
     })
 }
@@ -153,6 +154,19 @@ fn is_at_jwt(typ: Option<&str>) -> bool {
     })
 }
 
+/// RFC 9068 §4 check 2 and RFC 8725 §3.11: a JWT typed as another kind of token (`dpop+jwt`,
+/// `id_token+jwt`, `secevent+jwt`, `logout+jwt`, ...) is never an access token. Untyped and
+/// plain `JWT` tokens, which most issuers still send, pass unless `at+jwt` is required.
+fn typ_allowed(typ: Option<&str>, require_at_jwt: bool) -> bool {
+    if is_at_jwt(typ) {
+        return true;
+    }
+    !require_at_jwt
+        && typ.is_none_or(|t| {
+            t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt")
+        })
+}
+
 /// A NumericDate claim (RFC 7519 §2); fractional seconds are truncated.
 fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
@@ -167,7 +181,7 @@ fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, To
 }
 
 /// `aud` is a string or an array of strings; one of them must be ours (RFC 7519 §4.1.3).
-fn audience_matches(aud: Option<&Value>, ours: &[String]) -> bool {
+pub(crate) fn audience_matches(aud: Option<&Value>, ours: &[String]) -> bool {
     let is_ours = |a: &str| ours.iter().any(|o| o == a);
     match aud {
         Some(Value::String(a)) => is_ours(a),
@@ -196,6 +210,37 @@ mod tests {
         assert!(audience_matches(Some(&json!(["x", "api"])), &ours));
         assert!(!audience_matches(Some(&json!(["x"])), &ours));
         assert!(!audience_matches(None, &ours));
+    }
+
+    #[test]
+    fn typ_of_another_kind_of_token_is_refused() {
+        for typ in [
+            "dpop+jwt",
+            "secevent+jwt",
+            "logout+jwt",
+            "id_token+jwt",
+            "application/dpop+jwt",
+            "token-introspection+jwt",
+            "at+jwt ",
+            "JOSE",
+            "",
+        ] {
+            assert!(!typ_allowed(Some(typ), false), "{typ}");
+            assert!(!typ_allowed(Some(typ), true), "{typ}");
+        }
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/AT+JWT",
+        ] {
+            assert!(typ_allowed(Some(typ), false), "{typ}");
+            assert!(typ_allowed(Some(typ), true), "{typ}");
+        }
+        for typ in [None, Some("JWT"), Some("jwt"), Some("application/jwt")] {
+            assert!(typ_allowed(typ, false), "{typ:?}");
+            assert!(!typ_allowed(typ, true), "{typ:?}");
+        }
     }
 
     #[test]

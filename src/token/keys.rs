@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Uri;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
@@ -75,7 +77,14 @@ impl VerificationKey {
             return None;
         }
         let (family, curve) = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => (AlgorithmFamily::Rsa, None),
+            // RFC 7518 §3.3: at least 2048 bits, whatever the backend would accept.
+            AlgorithmParameters::RSA(rsa) => {
+                let n = URL_SAFE_NO_PAD.decode(&rsa.n).ok()?;
+                if !crate::crypto::acceptable_rsa_modulus(&n) {
+                    return None;
+                }
+                (AlgorithmFamily::Rsa, None)
+            }
             AlgorithmParameters::EllipticCurve(p) => (AlgorithmFamily::Ec, Some(p.curve.clone())),
             AlgorithmParameters::OctetKeyPair(p) => (AlgorithmFamily::Ed, Some(p.curve.clone())),
             // Symmetric keys never verify access tokens: that is how alg confusion starts.
