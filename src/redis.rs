@@ -125,10 +125,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{
-    Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, ServerErrorKind,
-    TlsCertificates, Value,
-};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates, Value};
 
 use crate::dpop::replay::{DEFAULT_MAX_PROOFS_PER_KEY, ReplayFuture};
 use crate::dpop::{
@@ -190,8 +187,6 @@ local left = redis.call('PTTL', KEYS[2])
 if left < 0 or now + left < tonumber(at) then redis.call('PEXPIREAT', KEYS[2], at) end
 return 1
 ";
-/// SHA-1 of [`SCRIPT`], its name for `EVALSHA` (checked by a unit test).
-const SCRIPT_SHA1: &str = "4d685c1851da72a47222294b7f35a60a22557b15";
 /// Answer of [`SCRIPT`]: first use.
 const FRESH: i64 = 1;
 /// Answer of [`SCRIPT`]: already remembered.
@@ -431,6 +426,7 @@ impl RedisReplayStoreBuilder {
         RedisReplayStore {
             inner: Arc::new(Inner {
                 connection,
+                script: redis::Script::new(SCRIPT),
                 health: Health {
                     key_prefix: self.key_prefix.clone().into_boxed_str(),
                     ..Health::default()
@@ -545,6 +541,8 @@ impl Drop for InFlight<'_> {
 
 struct Inner {
     connection: Connection,
+    /// [`SCRIPT`], with its SHA-1 computed once for `EVALSHA`.
+    script: redis::Script,
     key_prefix: Box<str>,
     timeout: Duration,
     max_per_key: u64,
@@ -673,10 +671,11 @@ impl RedisReplayStore {
         outcome
     }
 
-    /// One atomic round trip: `EVALSHA`, or `EVAL` where Redis does not know the script yet
-    /// (first use, restart, failover, `SCRIPT FLUSH`). An `EVALSHA` answered `NOSCRIPT` ran
-    /// nothing, so the `EVAL` after it is no second attempt. `attempt` is this check's random
-    /// value: the same value makes the same command, however often it is sent.
+    /// One atomic round trip: `EVALSHA`; where Redis does not know the script yet (first use,
+    /// restart, failover, `SCRIPT FLUSH`) it answers `NOSCRIPT` having run nothing, and the
+    /// `redis` crate loads the script and sends `EVALSHA` again, which is no second attempt.
+    /// `attempt` is this check's random value: the same value makes the same command, however
+    /// often it is sent.
     async fn run_script(
         &self,
         key: &ReplayKey,
@@ -684,32 +683,19 @@ impl RedisReplayStore {
         attempt: &str,
     ) -> Result<Value, RedisError> {
         let (until_ms, ttl_ms) = window_millis(window);
-        let command = |name: &str, script: &str| {
-            let mut cmd = redis::cmd(name);
-            cmd.arg(script)
-                .arg(2)
-                .arg(self.redis_key(key))
-                .arg(self.live_set_key(key))
-                .arg(attempt)
-                .arg(until_ms)
-                .arg(ttl_ms)
-                .arg(self.inner.max_per_key)
-                .arg(key.to_hex());
-            cmd
-        };
-        match self.query(&command("EVALSHA", SCRIPT_SHA1)).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.query(&command("EVAL", SCRIPT)).await
-            }
-            other => other,
-        }
-    }
-
-    /// Sends `cmd` once; only a cluster client may resend it (see the module documentation).
-    async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        let mut invocation = self.inner.script.key(self.redis_key(key));
+        invocation
+            .key(self.live_set_key(key))
+            .arg(attempt)
+            .arg(until_ms)
+            .arg(ttl_ms)
+            .arg(self.inner.max_per_key)
+            .arg(key.to_hex());
         match &self.inner.connection {
-            Connection::Single(manager) => cmd.query_async(&mut manager.clone()).await,
-            Connection::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
+            Connection::Single(manager) => invocation.invoke_async(&mut manager.clone()).await,
+            Connection::Cluster(connection) => {
+                invocation.invoke_async(&mut connection.clone()).await
+            }
         }
     }
 }
@@ -830,16 +816,6 @@ mod tests {
     }
 
     #[test]
-    fn script_sha1_names_the_script() {
-        let digest = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-            SCRIPT.as_bytes(),
-        );
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, SCRIPT_SHA1, "update SCRIPT_SHA1 after changing SCRIPT");
-    }
-
-    #[test]
     fn only_the_three_answers_are_decoded() {
         assert_eq!(decode(&Value::Int(1)).unwrap(), ReplayCheck::Fresh);
         assert_eq!(decode(&Value::Int(0)).unwrap(), ReplayCheck::Replayed);
@@ -933,7 +909,7 @@ mod tests {
         let Some(url) = test_redis_url() else { return };
         let store = test_store(&url, |b| b.max_per_key(2)).await;
         let mut raw = raw(&url).await;
-        // The first call finds no cached script: EVALSHA answers NOSCRIPT, EVAL runs it.
+        // The first call finds no cached script: EVALSHA answers NOSCRIPT, the script is loaded and run.
         let _: () = redis::cmd("SCRIPT")
             .arg("FLUSH")
             .query_async(&mut raw)

@@ -1131,7 +1131,10 @@ async fn an_absolute_form_target_never_chooses_the_origin() {
             )
         };
         let status = raw_status(&env.base, request(other, &authority, other)).await;
-        assert_ne!(status, 200, "{public:?}: absolute-form target chose the origin");
+        assert_ne!(
+            status, 200,
+            "{public:?}: absolute-form target chose the origin"
+        );
         // The same request in origin form, for the right origin, passes.
         let own = env.url("/api/whoami");
         let status = raw_status(&env.base, request("/api/whoami", &authority, &own)).await;
@@ -1316,10 +1319,7 @@ async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
     )
     .await;
     assert_eq!(reply.status, 400);
-    assert!(
-        reply.www_authenticate()[0]
-            .contains("request did not come through a trusted proxy")
-    );
+    assert!(reply.www_authenticate()[0].contains("request did not come through a trusted proxy"));
 }
 
 #[tokio::test]

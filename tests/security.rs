@@ -200,7 +200,10 @@ async fn nested(
     .unwrap();
     let app = Router::new()
         .route("/strict", get(whoami).layer(inner.layer()))
-        .route("/same", get(whoami).layer(outer.layer().require_scope("read")))
+        .route(
+            "/same",
+            get(whoami).layer(outer.layer().require_scope("read")),
+        )
         .layer(outer.layer());
     serve_on(listener, app)
 }
@@ -382,7 +385,12 @@ async fn a_dpop_header_beside_an_unbound_bearer_token_is_ignored_whatever_it_hol
         let mut headers = vec![("authorization", authorization.as_str())];
         headers.extend(dpop.iter().map(|d| ("dpop", *d)));
         let reply = send("GET", &url, &headers).await;
-        assert_eq!(reply.status, 200, "{dpop:?}: {:?}", reply.www_authenticate());
+        assert_eq!(
+            reply.status,
+            200,
+            "{dpop:?}: {:?}",
+            reply.www_authenticate()
+        );
         assert_eq!(reply.json()["binding"], "bearer");
     }
 }
@@ -527,7 +535,11 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
             // Accepted: bearer, DPoP; refused: replay, wrong htu, expired, forged, bound as
             // bearer, missing proof.
             bodies.push(get_with_token(&url, &bearer).await.body);
-            bodies.push(send_owned("GET", &url, &dpop_headers(&bound, &proof)).await.body);
+            bodies.push(
+                send_owned("GET", &url, &dpop_headers(&bound, &proof))
+                    .await
+                    .body,
+            );
             for reply in [
                 send_owned("GET", &url, &dpop_headers(&bound, &proof)).await,
                 send_owned("GET", &url, &dpop_headers(&bound, &wrong_htu)).await,
@@ -575,7 +587,10 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
         "the capture saw the guard's events: {logs}"
     );
     for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "a credential is in the logs");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a credential is in the logs"
+        );
         for output in &debug_outputs {
             assert!(
                 !output.contains(secret.as_str()),

@@ -218,16 +218,19 @@ impl Expiry<ReplayKey, Remembered> for PerEntryTtl {
     }
 }
 
+/// Live proofs per client key (`ReplayKey::client_bytes`), one shard of them.
+type ClientShard = Mutex<HashMap<[u8; 32], u64>>;
+
 /// Live entries, in total and per client key; shared with moka's removal listener.
 struct Counters {
     live: AtomicU64,
     max_entries: u64,
-    per_client: Box<[Mutex<HashMap<[u8; 32], u64>>]>,
+    per_client: Box<[ClientShard]>,
     max_per_client: u64,
 }
 
 impl Counters {
-    fn shard(&self, client: &[u8; 32]) -> Option<&Mutex<HashMap<[u8; 32], u64>>> {
+    fn shard(&self, client: &[u8; 32]) -> Option<&ClientShard> {
         self.per_client
             .get(usize::from(client[0]) % self.per_client.len().max(1))
     }
@@ -636,7 +639,10 @@ mod tests {
         // Its share comes back as its proofs leave the store (moka's sweep, on real time),
         // not before: a full share stays full.
         assert_eq!(
-            store.check(&greedy(5000), window(NOW + 61, NOW + 121)).await.unwrap(),
+            store
+                .check(&greedy(5000), window(NOW + 61, NOW + 121))
+                .await
+                .unwrap(),
             ReplayCheck::OverQuota
         );
     }
