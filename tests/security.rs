@@ -509,13 +509,16 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
         .with_writer(captured.clone())
         .with_ansi(false)
         .finish();
-    // One thread: the server, the client and every task log to this subscriber.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The process-wide subscriber (the only one this test binary sets): a scoped one can miss
+    // events whose callsites another test thread registered first. Other tests' events land
+    // here too, which only adds to what is checked.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut secrets = Vec::new();
-    let debug_outputs = tracing::subscriber::with_default(subscriber, || {
+    let debug_outputs = {
         runtime.block_on(async {
             let issuer = TestIssuer::start().await;
             let base = serve_guard(&issuer, |b| b.realm("api")).await;
@@ -578,9 +581,24 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
             let credentials = tower_oauth_guard::extract::credentials(&headers).unwrap();
             bodies.push(format!("{credentials:?}"));
             bodies.push(format!("{guard:?}"));
+            let expected = tower_oauth_guard::dpop::ExpectedRequest {
+                method: "GET",
+                htu: &url,
+                access_token: Some(&bound),
+            };
+            bodies.push(format!("{expected:?}"));
             bodies
         })
-    });
+    };
+    // A certificate is no secret, but it is personal: Debug shows no bytes of it.
+    let der = vec![0x30, 0x82, 0x01, 0x0a, 0xde, 0xad, 0xbe, 0xef];
+    let certs = tower_oauth_guard::mtls::PeerCertificates(Arc::new(vec![der.clone().into()]));
+    let shown = format!("{certs:?}");
+    assert!(!shown.contains("222") && !shown.contains("173"), "{shown}");
+    assert!(
+        format!("{der:?}").contains("222"),
+        "the bytes would show as decimals"
+    );
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("request refused"),

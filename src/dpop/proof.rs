@@ -64,7 +64,7 @@ const P384_COORDINATE_LEN: usize = 48;
 const ED25519_PUBLIC_KEY_LEN: usize = 32;
 
 /// What the server expects of a proof for this request (RFC 9449 §4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ExpectedRequest<'a> {
     /// HTTP method of the request, compared exactly with `htm` (§4.3 item 8).
     pub method: &'a str,
@@ -74,6 +74,17 @@ pub struct ExpectedRequest<'a> {
     /// Access token presented with the request; when set, the proof must
     /// carry its hash in `ath` (§4.3 item 12, §7).
     pub access_token: Option<&'a str>,
+}
+
+/// The access token is a secret: `Debug` says whether there is one, not what it is.
+impl fmt::Debug for ExpectedRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectedRequest")
+            .field("method", &self.method)
+            .field("htu", &self.htu)
+            .field("access_token", &self.access_token.map(|_| ".."))
+            .finish()
+    }
 }
 
 /// Local policy for accepting proofs (RFC 9449 §4.3 items 5 and 11).
