@@ -70,7 +70,7 @@ async fn serve_guard(
     serve_on(listener, app(&guard))
 }
 
-fn dpop_headers<'a>(token: &str, proof: &'a str) -> [(&'static str, String); 2] {
+fn dpop_headers(token: &str, proof: &str) -> [(&'static str, String); 2] {
     [
         ("authorization", format!("DPoP {token}")),
         ("dpop", proof.to_owned()),

@@ -248,7 +248,7 @@ impl DpopConfig {
             .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
         let htus = uri::request_htus(parts, public).map_err(DpopError::RequestUri)?;
         let htu_matches =
-            |claimed: &str| uri::normalize_htu(claimed).is_ok_and(|c| htus.iter().any(|h| *h == c));
+            |claimed: &str| uri::normalize_htu(claimed).is_ok_and(|c| htus.contains(&c));
         let verified = proof::verify_proof_matching(
             proof,
             parts.method.as_str(),
