@@ -624,7 +624,10 @@ mod tests {
         assert!(matches!(empty, Err(BuildError::EmptyPublicOrigin)));
         let no_proxy = builder()
             .dpop(DpopMode::Allowed)
-            .public_uri(PublicUri::forwarded_by([]))
+            .public_uri(PublicUri::forwarded_by(
+                [],
+                crate::dpop::ForwardedHeaders::Forwarded,
+            ))
             .build()
             .await;
         assert!(matches!(no_proxy, Err(BuildError::EmptyPublicOrigin)));

@@ -119,9 +119,11 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, CredentialsEr
     let value = value
         .to_str()
         .map_err(|_| CredentialsError::MalformedToken)?;
-    let (scheme, rest) = value
-        .split_once(' ')
-        .ok_or(CredentialsError::UnsupportedScheme)?;
+    // The scheme ends at the first space or tab; a scheme we speak followed by anything but
+    // a space and a token (a tab, nothing) is malformed credentials, not "no credentials",
+    // so an optional route does not serve it anonymously.
+    let end = value.find([' ', '\t']).unwrap_or(value.len());
+    let (scheme, rest) = value.split_at_checked(end).unwrap_or((value, ""));
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
         Scheme::Bearer
     } else if scheme.eq_ignore_ascii_case("dpop") {
@@ -130,7 +132,10 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, CredentialsEr
         return Err(CredentialsError::UnsupportedScheme);
     };
     // RFC 9110 §11.4 allows 1*SP between scheme and credentials.
-    let token = rest.trim_start_matches(' ');
+    let token = rest
+        .strip_prefix(' ')
+        .ok_or(CredentialsError::MalformedToken)?
+        .trim_start_matches(' ');
     if token.len() > MAX_TOKEN_LEN {
         return Err(CredentialsError::TokenTooLarge);
     }
@@ -144,7 +149,7 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, CredentialsEr
 /// malformed credentials answer with the scheme the client used.
 pub fn presented_scheme(headers: &HeaderMap) -> Option<Scheme> {
     let value = headers.get(AUTHORIZATION)?.as_bytes();
-    let scheme = value.split(|b| *b == b' ').next()?;
+    let scheme = value.split(|b| *b == b' ' || *b == b'\t').next()?;
     if scheme.eq_ignore_ascii_case(b"bearer") {
         Some(Scheme::Bearer)
     } else if scheme.eq_ignore_ascii_case(b"dpop") {
@@ -235,6 +240,18 @@ mod tests {
         assert_eq!(
             credentials(&headers(&["Bearer a b"], &[])).unwrap_err(),
             CredentialsError::MalformedToken
+        );
+        // Our scheme with no token, or a tab for the space: malformed, not absent.
+        for value in ["Bearer", "bearer ", "Bearer\tabc", "DPoP\tabc", "DPoP"] {
+            assert_eq!(
+                credentials(&headers(&[value], &[])).unwrap_err(),
+                CredentialsError::MalformedToken,
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            credentials(&headers(&["Bearerx abc"], &[])).unwrap_err(),
+            CredentialsError::UnsupportedScheme
         );
         assert_eq!(
             credentials(&headers(&["Bearer ="], &[])).unwrap_err(),

@@ -20,8 +20,7 @@ use crate::extract::{self, CredentialsError, Scheme};
 use crate::layer::GuardLayer;
 use crate::mtls::{MtlsConfig, MtlsMode, peer};
 use crate::policy::Policy;
-use crate::token::jwt::audience_matches;
-use crate::token::{AccessToken, Binding, TokenError, TokenValidator};
+use crate::token::{AccessToken, Binding, TokenValidator};
 
 /// Default clock skew tolerated on `exp`, `nbf` and `iat` of access tokens.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -154,7 +153,9 @@ impl OAuthGuard {
                 self.refuse(r, scheme, self.modes(token.issuer()).0, now)
             };
             if token.admitted_by != inner.id {
-                self.admit_nested(parts, &token, now).map_err(refuse)?;
+                self.admit_nested(parts, &token, now)
+                    .await
+                    .map_err(refuse)?;
             }
             policy.check(&token).map_err(|e| refuse(e.into()))?;
             return Ok(Admission {
@@ -186,6 +187,7 @@ impl OAuthGuard {
         let refuse = |r: Rejection| self.refuse(r, scheme, dpop_mode, now);
 
         let mut dpop_nonce = None;
+        let mut verified_proof = None;
         let cnf = &validated.confirmation;
         let mut binding = match (credentials.scheme, cnf.jkt.as_deref()) {
             (Scheme::Dpop, _) if dpop_mode == DpopMode::Disabled => {
@@ -203,7 +205,7 @@ impl OAuthGuard {
                 let proof = extract::dpop_proof(&parts.headers)
                     .map_err(|e| refuse(e.into()))?
                     .ok_or_else(|| refuse(DpopError::MissingProof.into()))?;
-                let (jkt, refresh) = inner
+                let (verified, refresh) = inner
                     .dpop
                     .verify(parts, proof, credentials.token, jkt, now)
                     .await
@@ -211,6 +213,8 @@ impl OAuthGuard {
                 if refresh {
                     dpop_nonce = inner.dpop.fresh_nonce(now);
                 }
+                let jkt = verified.jkt.clone();
+                verified_proof = Some(Arc::new(verified));
                 Binding::Dpop { jkt }
             }
         };
@@ -227,6 +231,7 @@ impl OAuthGuard {
             validated,
             binding,
             admitted_by: inner.id,
+            proof: verified_proof,
         };
         policy.check(&token).map_err(|e| refuse(e.into()))?;
         Ok(Admission {
@@ -236,23 +241,19 @@ impl OAuthGuard {
     }
 
     /// A token another (outer) guard admitted: this guard takes it only if it would have
-    /// admitted it too, as far as can be checked without the consumed DPoP proof: a trusted
-    /// issuer, one of this guard's audiences, not expired by this guard's clock, the binding
-    /// this guard demands, and the certificate binding checked again on this connection.
-    fn admit_nested(&self, parts: &Parts, token: &AccessToken, now: i64) -> Result<(), Rejection> {
+    /// admitted the request itself, but for the replay check of the proof the other guard
+    /// consumed. The token is validated again by this guard's issuers, keys and rules (a cache
+    /// hit once seen), the binding must be one this guard accepts, the proof must meet this
+    /// guard's algorithm, `iat`, `htu` and nonce rules, and the certificate binding is checked
+    /// again on this connection.
+    async fn admit_nested(
+        &self,
+        parts: &Parts,
+        token: &AccessToken,
+        now: i64,
+    ) -> Result<(), Rejection> {
         let inner = &*self.inner;
-        let validated = &token.validated;
-        let issuer = inner
-            .validator
-            .issuers
-            .get(&validated.issuer)
-            .ok_or(TokenError::UnknownIssuer)?;
-        if !audience_matches(validated.claims.get("aud"), &issuer.audiences) {
-            return Err(TokenError::InvalidAudience.into());
-        }
-        if now.saturating_sub(inner.validator.rules.leeway) >= validated.expires_at {
-            return Err(TokenError::Expired.into());
-        }
+        let validated = inner.validator.validate(token.raw(), now).await?;
         let (dpop_mode, mtls_mode) = self.modes(&validated.issuer);
         match (&token.binding, dpop_mode) {
             (Binding::Dpop { .. }, DpopMode::Disabled) => {
@@ -260,6 +261,10 @@ impl OAuthGuard {
             }
             (Binding::Bearer | Binding::Mtls { .. }, DpopMode::Required) => {
                 return Err(DpopError::DpopRequired.into());
+            }
+            (Binding::Dpop { .. }, _) => {
+                let proof = token.proof.as_deref().ok_or(DpopError::MissingProof)?;
+                inner.dpop.admits_verified(parts, proof, now)?;
             }
             _ => {}
         }

@@ -646,14 +646,13 @@ impl RedisReplayStore {
             health: &inner.health,
             settled: false,
         };
-        if let Some(local) = &inner.local {
-            // Only a local "replayed" is final. "Fresh" is Redis's to decide (another
-            // instance may have seen the proof), and a local "full" or "over quota" must not
-            // refuse what Redis would accept: all of them defer to Redis.
-            if let Ok(ReplayCheck::Replayed) = local.check_and_insert(key, window).await {
-                in_flight.settled_locally();
-                return Ok(ReplayCheck::Replayed);
-            }
+        // A proof the local cache remembers is a replay: Redis said so (or accepted it) before.
+        // Anything else is Redis's to decide.
+        if let Some(local) = &inner.local
+            && local.remembers(key, window.now).await
+        {
+            in_flight.settled_locally();
+            return Ok(ReplayCheck::Replayed);
         }
         let outcome = match new_attempt() {
             Err(e) => Err(e),
@@ -668,6 +667,14 @@ impl RedisReplayStore {
             }
         };
         in_flight.settle(&outcome);
+        // Remembered locally only once Redis has it: a proof Redis refused as over quota, or
+        // could not check, may be sent again and must then reach Redis again.
+        if let (Some(local), Ok(ReplayCheck::Fresh | ReplayCheck::Replayed)) =
+            (&inner.local, &outcome)
+        {
+            // A full local cache only costs round trips; the answer is Redis's either way.
+            let _ = local.check_and_insert(key, window).await;
+        }
         outcome
     }
 
@@ -986,5 +993,29 @@ mod tests {
             ReplayCheck::Replayed
         );
         assert_eq!(store.unavailable_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn local_cache_remembers_only_what_redis_accepted() {
+        let Some(url) = test_redis_url() else { return };
+        let store = test_store(&url, |b| b.max_per_key(1).local_cache(100)).await;
+        let window = live_window();
+        let first = ReplayKey::new("greedy", "1");
+        let second = ReplayKey::new("greedy", "2");
+        assert_eq!(
+            store.check_and_insert(&first, window).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+        // Over the share twice: the refused proof was not remembered, so it is not a replay.
+        for _ in 0..2 {
+            assert_eq!(
+                store.check_and_insert(&second, window).await.unwrap(),
+                ReplayCheck::OverQuota
+            );
+        }
+        assert_eq!(
+            store.check_and_insert(&first, window).await.unwrap(),
+            ReplayCheck::Replayed
+        );
     }
 }

@@ -1230,23 +1230,24 @@ async fn configured_public_urls_set_scheme_host_and_prefix() {
 
 #[tokio::test]
 async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
+    use tower_oauth_guard::dpop::ForwardedHeaders::{Forwarded, XForwarded, XForwardedWithPrefix};
     let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-    let env = Env::start(|b| b.public_uri(PublicUri::forwarded_by([loopback]))).await;
-    let url = env.url("/api/whoami");
+    let env = Env::start(|b| b).await;
     let authorization = format!("DPoP {}", env.token);
-    let public = "https://api.example/gateway/api/whoami";
-    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+    let cases = [
         (
+            XForwardedWithPrefix,
             vec![
                 ("host", "backend.internal"),
                 ("x-forwarded-proto", "https"),
                 ("x-forwarded-host", "api.example"),
                 ("x-forwarded-prefix", "/gateway"),
             ],
-            public,
+            "https://api.example/gateway/api/whoami",
         ),
         (
-            // RFC 7239 wins over X-Forwarded-*; the last element (the proxy's own) counts.
+            // The last element (the proxy's own) counts; X-Forwarded-* are not read.
+            Forwarded,
             vec![
                 (
                     "forwarded",
@@ -1255,20 +1256,25 @@ async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
                 ("x-forwarded-host", "ignored.example"),
                 ("x-forwarded-prefix", "/gateway"),
             ],
-            public,
+            "https://api.example/api/whoami",
         ),
         (
-            // The last value of a list is the one the trusted proxy appended.
+            // The last value of a list is the one the trusted proxy appended; a client's own
+            // `Forwarded`, passed through, is not read.
+            XForwarded,
             vec![
                 ("x-forwarded-proto", "http, https"),
                 ("x-forwarded-host", "evil.example, api.example"),
+                ("forwarded", "proto=https;host=other.example"),
             ],
             "https://api.example/api/whoami",
         ),
-        // No forwarded headers: the proxy's own request.
-        (vec![], url.as_str()),
     ];
-    for (forwarded, htu) in cases {
+    for (family, forwarded, htu) in cases {
+        let base = env
+            .serve(|b| b.public_uri(PublicUri::forwarded_by([loopback], family)))
+            .await;
+        let url = format!("{base}/api/whoami");
         let proof = env.proof("GET", htu);
         let mut headers = forwarded.clone();
         headers.push(("authorization", &authorization));
@@ -1276,43 +1282,44 @@ async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
         let reply = send("GET", &url, &headers).await;
         assert_dpop_ok(&reply, &env.key.jkt);
         // The same headers with a proof for the URI as seen by the backend: refused.
-        if !forwarded.is_empty() {
-            let proof = env.proof("GET", &url);
-            let mut headers = forwarded.clone();
-            headers.push(("authorization", &authorization));
-            headers.push(("dpop", &proof));
-            let reply = send("GET", &url, &headers).await;
-            assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
-        }
+        let proof = env.proof("GET", &url);
+        let mut headers = forwarded.clone();
+        headers.push(("authorization", &authorization));
+        headers.push(("dpop", &proof));
+        let reply = send("GET", &url, &headers).await;
+        assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
     }
-    // Forwarded headers that cannot be a public URI are a bad request, not a guess.
-    let proof = env.proof("GET", &url);
-    let reply = send(
-        "GET",
-        &url,
-        &[
-            ("x-forwarded-proto", "gopher"),
-            ("authorization", &authorization),
-            ("dpop", &proof),
-        ],
-    )
-    .await;
-    assert_eq!(reply.status, 400);
-    assert!(reply.www_authenticate()[0].contains("error=\"invalid_request\""));
+    let forwarded = env
+        .serve(|b| b.public_uri(PublicUri::forwarded_by([loopback], Forwarded)))
+        .await;
+    let forwarded_url = format!("{forwarded}/api/whoami");
+    // Forwarded headers that cannot be a public URI, or none at all (no fallback to the
+    // client's Host), are a bad request, not a guess.
+    for headers in [
+        vec![("forwarded", "proto=gopher;host=api.example")],
+        vec![("forwarded", "host=api.example")],
+        vec![],
+    ] {
+        let proof = env.proof("GET", &forwarded_url);
+        let mut headers = headers.clone();
+        headers.push(("authorization", &authorization));
+        headers.push(("dpop", &proof));
+        let reply = send("GET", &forwarded_url, &headers).await;
+        assert_eq!(reply.status, 400, "{headers:?}");
+        assert!(reply.www_authenticate()[0].contains("error=\"invalid_request\""));
+    }
 
     // The same headers from a peer that is not a listed proxy are not honoured.
     let proxy: std::net::IpAddr = "192.0.2.9".parse().unwrap();
     let other = env
-        .serve(|b| b.public_uri(PublicUri::forwarded_by([proxy])))
+        .serve(|b| b.public_uri(PublicUri::forwarded_by([proxy], Forwarded)))
         .await;
-    let proof = env.proof("GET", public);
+    let proof = env.proof("GET", "https://api.example/api/whoami");
     let reply = send(
         "GET",
         &format!("{other}/api/whoami"),
         &[
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "api.example"),
-            ("x-forwarded-prefix", "/gateway"),
+            ("forwarded", "proto=https;host=api.example"),
             ("authorization", &authorization),
             ("dpop", &proof),
         ],

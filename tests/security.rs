@@ -254,6 +254,122 @@ async fn an_inner_guard_checks_what_it_demands_of_a_token_an_outer_guard_admitte
     assert!(reply.www_authenticate()[0].contains("untrusted issuer"));
 }
 
+#[tokio::test]
+async fn an_inner_guard_holds_an_admitted_token_to_its_own_keys_rules_and_proof_policy() {
+    let issuer = TestIssuer::start().await;
+    let other = TestIssuer::start().await;
+    let bearer = issuer.token(AUD, json!({}));
+
+    // The inner guard pins another key for the same issuer: the outer guard's signature
+    // check is not the inner guard's.
+    let pinned = SigningKey::generate("pinned");
+    let set: JwkSet = serde_json::from_value(json!({"keys": [pinned.jwk]})).unwrap();
+    let (listener, base) = bind().await;
+    let outer = issuer.guard(AUD).build().await.unwrap();
+    let inner = OAuthGuard::builder()
+        .issuer(&issuer.issuer)
+        .audience(AUD)
+        .jwks(set)
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/strict", get(whoami).layer(inner.layer()))
+        .layer(outer.layer());
+    let _ = serve_on(listener, app);
+    let reply = get_with_token(&format!("{base}/strict"), &bearer).await;
+    reply.assert_error(401, "Bearer", "invalid_token");
+
+    // Stricter token rules inside: `typ`, algorithms, leeway.
+    let untyped = token_typed(&issuer, Some("JWT"));
+    let base = nested(&issuer, &other, |b| b.require_at_jwt_typ(true)).await;
+    assert_eq!(
+        get_with_token(&format!("{base}/strict"), &untyped)
+            .await
+            .status,
+        401
+    );
+    let base = nested(&issuer, &other, |b| {
+        b.algorithms([tower_oauth_guard::Algorithm::ES384])
+    })
+    .await;
+    assert_eq!(
+        get_with_token(&format!("{base}/strict"), &bearer)
+            .await
+            .status,
+        401
+    );
+    let early = issuer.token(AUD, json!({"nbf": now() + 30}));
+    let base = nested(&issuer, &other, |b| b.leeway(Duration::ZERO)).await;
+    assert_eq!(
+        get_with_token(&format!("{base}/strict"), &early)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        get_with_token(&format!("{base}/same"), &early).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_inner_guard_holds_a_consumed_proof_to_its_own_nonce_and_origin() {
+    use tower_oauth_guard::DpopNonces;
+    use tower_oauth_guard::dpop::NonceSecret;
+    let issuer = TestIssuer::start().await;
+    let (listener, base) = bind().await;
+    let public = PublicUri::fixed(BaseUrl::parse(&base).unwrap());
+    let outer = issuer
+        .guard(AUD)
+        .dpop(DpopMode::Allowed)
+        .public_uri(public.clone())
+        .build()
+        .await
+        .unwrap();
+    let inner = issuer
+        .guard(AUD)
+        .dpop(DpopMode::Required)
+        .public_uri(public)
+        .dpop_nonces(DpopNonces::new(NonceSecret::generate().unwrap()))
+        .build()
+        .await
+        .unwrap();
+    let elsewhere = issuer
+        .guard(AUD)
+        .dpop(DpopMode::Allowed)
+        .public_uri(PublicUri::fixed(
+            BaseUrl::parse("https://elsewhere.example").unwrap(),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/nonce", get(whoami).layer(inner.layer()))
+        .route("/elsewhere", get(whoami).layer(elsewhere.layer()))
+        .layer(outer.layer());
+    let _ = serve_on(listener, app);
+    let key = DpopKey::generate();
+    let token = issuer.token(AUD, json!({"cnf": {"jkt": key.jkt}}));
+
+    // The outer guard takes a proof without a nonce; the inner one wants its own nonce.
+    let url = format!("{base}/nonce");
+    let proof = key.proof("GET", &url, Some(&token), None);
+    let reply = send_owned("GET", &url, &dpop_headers(&token, &proof)).await;
+    reply.assert_error(401, "DPoP", "use_dpop_nonce");
+    let nonce = reply.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let proof = key.proof("GET", &url, Some(&token), Some(&nonce));
+    let reply = send_owned("GET", &url, &dpop_headers(&token, &proof)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["binding"], "dpop");
+
+    // A proof the outer guard accepted for its origin does not name the inner one's.
+    let url = format!("{base}/elsewhere");
+    let proof = key.proof("GET", &url, Some(&token), None);
+    let reply = send_owned("GET", &url, &dpop_headers(&token, &proof)).await;
+    reply.assert_error(401, "DPoP", "invalid_dpop_proof");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replay window (RFC 9449 §11.1)
 

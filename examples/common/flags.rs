@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use clap::{Args, ValueEnum};
-use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
+use tower_oauth_guard::dpop::{BaseUrl, ForwardedHeaders, NonceSecret};
 use tower_oauth_guard::mtls::ClientCertHeader;
 use tower_oauth_guard::{DpopMode, DpopNonces, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
@@ -45,10 +45,13 @@ pub struct GuardFlags {
     /// the listen address, with https when serving TLS).
     #[arg(long, value_name = "URL")]
     public_url: Vec<String>,
-    /// Take the public URL from Forwarded / X-Forwarded-* headers, but only on connections
-    /// from this proxy address (repeatable).
+    /// Take the public URL from forwarding headers, but only on connections from this proxy
+    /// address (repeatable).
     #[arg(long, value_name = "PROXY_IP", conflicts_with = "public_url")]
     trust_forwarded: Vec<IpAddr>,
+    /// Which forwarding headers the trusted proxies set (the others are never read).
+    #[arg(long, value_enum, default_value_t = Forwarded::Forwarded, requires = "trust_forwarded")]
+    forwarded_headers: Forwarded,
 
     /// mTLS mode (RFC 8705): required = only certificate-bound tokens, and a client
     /// certificate on every connection.
@@ -65,6 +68,16 @@ enum Dpop {
     Off,
     Allowed,
     Required,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Forwarded {
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host`.
+    XForwarded,
+    /// The same, plus `X-Forwarded-Prefix`.
+    XForwardedWithPrefix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,7 +147,12 @@ impl GuardFlags {
             builder = builder.dpop_nonces(DpopNonces::new(secret));
         }
         let public = if !self.trust_forwarded.is_empty() {
-            PublicUri::forwarded_by(self.trust_forwarded.iter().copied())
+            let headers = match self.forwarded_headers {
+                Forwarded::Forwarded => ForwardedHeaders::Forwarded,
+                Forwarded::XForwarded => ForwardedHeaders::XForwarded,
+                Forwarded::XForwardedWithPrefix => ForwardedHeaders::XForwardedWithPrefix,
+            };
+            PublicUri::forwarded_by(self.trust_forwarded.iter().copied(), headers)
         } else if !self.public_url.is_empty() {
             let bases = self.public_url.iter().map(|u| BaseUrl::parse(u));
             PublicUri::Fixed(bases.collect::<Result<_, _>>()?)

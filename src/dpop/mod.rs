@@ -22,7 +22,7 @@ pub use proof::{ExpectedRequest, ProofError, ProofPolicy, VerifiedProof};
 pub use replay::{
     MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError, ReplayWindow,
 };
-pub use uri::{BaseUrl, HtuError, PublicUri};
+pub use uri::{BaseUrl, ForwardedHeaders, HtuError, PublicUri};
 
 /// `DPoP-Nonce` response header (RFC 9449 §8.1).
 pub const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
@@ -232,8 +232,50 @@ impl DpopConfig {
             .map(|n| n.issue(u64::try_from(now).unwrap_or(0)))
     }
 
+    /// The server nonce check (RFC 9449 §9): `Ok(refresh)` when nonces are off or `nonce` is
+    /// valid; `refresh` asks for a new nonce in the response (§8.2).
+    fn check_nonce(&self, nonce: Option<&str>, now: i64) -> Result<bool, DpopError> {
+        let Some(nonces) = &self.nonces else {
+            return Ok(false);
+        };
+        let nonce = nonce.ok_or(DpopError::NonceRequired)?;
+        match nonces.check(nonce, u64::try_from(now).unwrap_or(0)) {
+            NonceCheck::Valid { refresh_soon } => Ok(refresh_soon),
+            NonceCheck::Invalid => Err(DpopError::NonceInvalid),
+            NonceCheck::Stale => Err(DpopError::NonceStale),
+        }
+    }
+
+    /// Whether a proof another guard verified (and consumed) for this request also meets this
+    /// guard's rules: algorithm, `iat` window, `htu` against this guard's public origin, and
+    /// nonce. The replay check is the other guard's; this guard cannot repeat it.
+    pub(crate) fn admits_verified(
+        &self,
+        parts: &Parts,
+        verified: &VerifiedProof,
+        now: i64,
+    ) -> Result<(), DpopError> {
+        if !self.policy.algorithms.contains(&verified.alg) {
+            return Err(DpopError::Proof(ProofError::AlgorithmNotAllowed));
+        }
+        proof::check_iat(verified.iat, now, &self.policy).map_err(|e| match e {
+            ProofError::IatTooOld if self.nonces.is_some() => DpopError::NonceStale,
+            e => DpopError::Proof(e),
+        })?;
+        let public = self
+            .public_uri
+            .as_ref()
+            .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
+        let htus = uri::request_htus(parts, public).map_err(DpopError::RequestUri)?;
+        if !uri::normalize_htu(&verified.htu).is_ok_and(|c| htus.contains(&c)) {
+            return Err(DpopError::Proof(ProofError::HtuMismatch));
+        }
+        self.check_nonce(verified.nonce.as_deref(), now)?;
+        Ok(())
+    }
+
     /// Checks the proof for this request and the token's `cnf.jkt` (RFC 9449 §4.3, §7.1).
-    /// Returns the key thumbprint and whether a fresh nonce should be sent.
+    /// Returns the verified proof and whether a fresh nonce should be sent.
     pub(crate) async fn verify(
         &self,
         parts: &Parts,
@@ -241,7 +283,7 @@ impl DpopConfig {
         token: &str,
         jkt: &str,
         now: i64,
-    ) -> Result<(String, bool), DpopError> {
+    ) -> Result<(VerifiedProof, bool), DpopError> {
         let public = self
             .public_uri
             .as_ref()
@@ -262,15 +304,7 @@ impl DpopConfig {
             ProofError::IatTooOld if self.nonces.is_some() => DpopError::NonceStale,
             e => DpopError::Proof(e),
         })?;
-        let mut refresh_nonce = false;
-        if let Some(nonces) = &self.nonces {
-            let nonce = verified.nonce.as_deref().ok_or(DpopError::NonceRequired)?;
-            match nonces.check(nonce, u64::try_from(now).unwrap_or(0)) {
-                NonceCheck::Valid { refresh_soon } => refresh_nonce = refresh_soon,
-                NonceCheck::Invalid => return Err(DpopError::NonceInvalid),
-                NonceCheck::Stale => return Err(DpopError::NonceStale),
-            }
-        }
+        let refresh_nonce = self.check_nonce(verified.nonce.as_deref(), now)?;
         if !proof::jkt_matches(jkt, &verified.jkt) {
             return Err(DpopError::KeyMismatch);
         }
@@ -285,7 +319,7 @@ impl DpopConfig {
         .unwrap_or(Err(ReplayStoreError::Timeout))
         .map_err(DpopError::ReplayStoreUnavailable)?;
         match check {
-            ReplayCheck::Fresh => Ok((verified.jkt, refresh_nonce)),
+            ReplayCheck::Fresh => Ok((verified, refresh_nonce)),
             ReplayCheck::Replayed => Err(DpopError::Replayed),
             ReplayCheck::OverQuota => Err(DpopError::ReplayQuotaExceeded),
         }

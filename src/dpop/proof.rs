@@ -137,6 +137,8 @@ pub struct VerifiedProof {
     pub nonce: Option<String>,
     /// The proof's `htm`.
     pub htm: String,
+    /// The proof's `alg` (RFC 9449 §4.2).
+    pub alg: Algorithm,
     /// The htu a proof claims, as sent: normalization is left to the caller,
     /// and the guard compares only after RFC 3986 normalization.
     pub htu: String,
@@ -427,6 +429,7 @@ pub(crate) fn verify_proof_matching(
         jkt: jwk_thumbprint(&jwk)?,
         jti,
         iat,
+        alg,
         nonce,
         htm,
         htu,

@@ -381,7 +381,8 @@ impl MemoryReplayStore {
             .client_count(ReplayKey::new(jkt, "").client_bytes())
     }
 
-    async fn remembers(&self, key: &ReplayKey, now: i64) -> bool {
+    /// Whether `key` is remembered at `now` (guard clock), without remembering it.
+    pub(crate) async fn remembers(&self, key: &ReplayKey, now: i64) -> bool {
         self.cache.get(key).await.is_some_and(|r| r.until > now)
     }
 

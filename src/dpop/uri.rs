@@ -72,6 +72,8 @@ pub enum HtuError {
     /// Forwarded headers are trusted from listed proxies only, and the request's peer is not
     /// one of them (or its address is unknown).
     UntrustedPeer,
+    /// The trusted proxy sent no forwarded protocol or no forwarded host.
+    MissingForwarded,
 }
 
 impl fmt::Display for HtuError {
@@ -96,6 +98,7 @@ impl fmt::Display for HtuError {
             Self::InvalidForwardedProto => "forwarded protocol is neither http nor https",
             Self::InvalidForwardedPrefix => "X-Forwarded-Prefix is not an absolute path",
             Self::UntrustedPeer => "request did not come through a trusted proxy",
+            Self::MissingForwarded => "the trusted proxy sent no forwarded protocol and host",
         })
     }
 }
@@ -379,12 +382,18 @@ pub enum PublicUri {
     /// request's path; no request header is consulted, so nothing a client sends can change
     /// the origin. Several URLs serve an API with several public names.
     Fixed(Vec<BaseUrl>),
-    /// `Forwarded` (RFC 7239), else `X-Forwarded-Proto`/`-Host`, plus `X-Forwarded-Prefix`,
-    /// honoured only on connections from these proxy addresses (the TCP peer, from
-    /// [`serve_tls`](crate::mtls::serve_tls), axum's `ConnectInfo<SocketAddr>` or tonic). Of a
-    /// list, the last element counts: the one the trusted proxy itself added. DPoP requests
-    /// from any other peer are refused (`400 invalid_request`).
-    TrustForwarded(Vec<IpAddr>),
+    /// The forwarding headers `headers` names, honoured only on connections from these proxy
+    /// addresses (the TCP peer, from [`serve_tls`](crate::mtls::serve_tls), axum's
+    /// `ConnectInfo<SocketAddr>` or tonic); the other family is never read. Of a list, the last
+    /// element counts: the one the trusted proxy itself added. The proxy must send both the
+    /// protocol and the host; DPoP requests without them, or from any other peer, are refused
+    /// (`400 invalid_request`).
+    TrustForwarded {
+        /// The proxies' addresses.
+        proxies: Vec<IpAddr>,
+        /// Which headers they set.
+        headers: ForwardedHeaders,
+    },
     /// **Dangerous**: the scheme of the connection (`https` on TLS this server terminates)
     /// and the authority from the `Host` header (HTTP/2 `:authority`), as the client sent
     /// them. A client can then aim a proof captured at another API that accepts the same
@@ -393,22 +402,42 @@ pub enum PublicUri {
     DangerousHostHeader,
 }
 
+/// The forwarding headers a trusted proxy sets; it must overwrite (or append to) them on every
+/// request, so that the last element is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeaders {
+    /// `Forwarded` (RFC 7239 §4): `proto` and `host` of its last element.
+    Forwarded,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host`, their last values.
+    XForwarded,
+    /// As [`ForwardedHeaders::XForwarded`], plus the mount point in `X-Forwarded-Prefix`,
+    /// which the proxy must then set or clear on every request.
+    XForwardedWithPrefix,
+}
+
 impl PublicUri {
     /// One public base URL.
     pub fn fixed(base: BaseUrl) -> Self {
         PublicUri::Fixed(vec![base])
     }
 
-    /// Forwarded headers from these proxies only.
-    pub fn forwarded_by(proxies: impl IntoIterator<Item = IpAddr>) -> Self {
-        PublicUri::TrustForwarded(proxies.into_iter().collect())
+    /// `headers`, from these proxies only.
+    pub fn forwarded_by(
+        proxies: impl IntoIterator<Item = IpAddr>,
+        headers: ForwardedHeaders,
+    ) -> Self {
+        PublicUri::TrustForwarded {
+            proxies: proxies.into_iter().collect(),
+            headers,
+        }
     }
 
     /// Whether the configuration names at least one URL or proxy.
     pub(crate) fn is_usable(&self) -> bool {
         match self {
             PublicUri::Fixed(bases) => !bases.is_empty(),
-            PublicUri::TrustForwarded(proxies) => !proxies.is_empty(),
+            PublicUri::TrustForwarded { proxies, .. } => !proxies.is_empty(),
             PublicUri::DangerousHostHeader => true,
         }
     }
@@ -438,12 +467,12 @@ pub fn request_htus(
                 ))
             })
             .collect(),
-        PublicUri::TrustForwarded(proxies) => {
+        PublicUri::TrustForwarded { proxies, headers } => {
             let peer = transport::remote_ip(parts).ok_or(HtuError::UntrustedPeer)?;
             if !proxies.contains(&peer) {
                 return Err(HtuError::UntrustedPeer);
             }
-            let (scheme, authority, prefix) = forwarded_view(parts, tls)?;
+            let (scheme, authority, prefix) = forwarded_view(parts, *headers)?;
             normalize_htu(&format!("{scheme}://{authority}{prefix}{path}")).map(|h| vec![h])
         }
         PublicUri::DangerousHostHeader => {
@@ -554,39 +583,45 @@ type View<'a> = (Cow<'a, str>, Cow<'a, str>, Cow<'a, str>);
 
 fn forwarded_view(
     parts: &http::request::Parts,
-    connection_is_tls: bool,
+    family: ForwardedHeaders,
 ) -> Result<View<'_>, HtuError> {
     let headers = &parts.headers;
-    let (proto, host): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) =
-        match last_line(headers, FORWARDED, MAX_FORWARDED_HEADER_LEN)? {
-            Some(line) => {
-                let element = last_forwarded_element(line)?;
-                (element.proto.map(Cow::Owned), element.host.map(Cow::Owned))
+    // Only the family the proxy sets is read: a header of the other family may come from the
+    // client, passed through untouched.
+    let (proto, host): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) = match family {
+        ForwardedHeaders::Forwarded => {
+            match last_line(headers, FORWARDED, MAX_FORWARDED_HEADER_LEN)? {
+                Some(line) => {
+                    let element = last_forwarded_element(line)?;
+                    (element.proto.map(Cow::Owned), element.host.map(Cow::Owned))
+                }
+                None => (None, None),
             }
-            None => (
-                last_list_value(headers, "x-forwarded-proto", MAX_FORWARDED_HEADER_LEN)?
-                    .map(Cow::Borrowed),
-                last_list_value(headers, "x-forwarded-host", MAX_HOST_HEADER_LEN)?
-                    .map(Cow::Borrowed),
-            ),
-        };
-    let scheme: Cow<'_, str> = match proto {
-        Some(p) => forwarded_proto(&p)?.into(),
-        None => connection_scheme(connection_is_tls).into(),
-    };
-    let authority = match host {
-        Some(h) => {
-            check_header_authority(&h)?;
-            h
         }
-        None => request_authority(parts)?.into(),
+        ForwardedHeaders::XForwarded | ForwardedHeaders::XForwardedWithPrefix => (
+            last_list_value(headers, "x-forwarded-proto", MAX_FORWARDED_HEADER_LEN)?
+                .map(Cow::Borrowed),
+            last_list_value(headers, "x-forwarded-host", MAX_HOST_HEADER_LEN)?.map(Cow::Borrowed),
+        ),
     };
-    let prefix = match last_list_value(headers, "x-forwarded-prefix", MAX_PREFIX_HEADER_LEN)? {
-        None | Some("") => "",
-        Some(p) if p.starts_with('/') && !p.contains(['?', '#']) => p.trim_end_matches('/'),
-        Some(_) => return Err(HtuError::InvalidForwardedPrefix),
+    // Both are required: falling back to the `Host` header or the connection would hand the
+    // choice to the client again.
+    let (Some(proto), Some(host)) = (proto, host) else {
+        return Err(HtuError::MissingForwarded);
     };
-    Ok((scheme, authority, prefix.into()))
+    let scheme: Cow<'_, str> = forwarded_proto(&proto)?.into();
+    check_header_authority(&host)?;
+    let prefix = match family {
+        ForwardedHeaders::XForwardedWithPrefix => {
+            match last_list_value(headers, "x-forwarded-prefix", MAX_PREFIX_HEADER_LEN)? {
+                None | Some("") => "",
+                Some(p) if p.starts_with('/') && !p.contains(['?', '#']) => p.trim_end_matches('/'),
+                Some(_) => return Err(HtuError::InvalidForwardedPrefix),
+            }
+        }
+        ForwardedHeaders::Forwarded | ForwardedHeaders::XForwarded => "",
+    };
+    Ok((scheme, host, prefix.into()))
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -827,7 +862,11 @@ mod tests {
     }
 
     fn forwarded() -> PublicUri {
-        PublicUri::forwarded_by(["10.0.0.5".parse().unwrap()])
+        by(ForwardedHeaders::Forwarded)
+    }
+
+    fn by(headers: ForwardedHeaders) -> PublicUri {
+        PublicUri::forwarded_by(["10.0.0.5".parse().unwrap()], headers)
     }
 
     fn one(p: &http::request::Parts, public: &PublicUri) -> Result<String, HtuError> {
@@ -1005,8 +1044,9 @@ mod tests {
                         "forwarded",
                         "for=192.0.2.60;Proto=HTTPS;host=\"evil2.example\", for=x;proto=https;host=\"Public.Example:443\"",
                     ),
+                    // The other family, and a prefix, are not read in this mode.
                     ("x-forwarded-host", "ignored.example"),
-                    ("x-forwarded-prefix", "/evil, /svc/"),
+                    ("x-forwarded-prefix", "/evil"),
                 ],
             ),
             PROXY,
@@ -1014,95 +1054,134 @@ mod tests {
         );
         assert_eq!(
             one(&p, &forwarded()).as_deref(),
-            Ok("https://public.example/svc/r")
+            Ok("https://public.example/r")
         );
     }
 
     #[test]
-    fn trust_forwarded_falls_back_to_x_forwarded_headers() {
-        let p = from(
-            parts(
-                "/r",
-                &[
-                    ("host", "internal:8080"),
-                    ("x-forwarded-proto", "http, https"),
-                    ("x-forwarded-host", "evil.example, public.example:8443"),
-                    ("x-forwarded-prefix", "/api"),
-                ],
-            ),
-            PROXY,
-            false,
+    fn x_forwarded_mode_reads_only_x_forwarded_headers() {
+        let headers = [
+            ("host", "internal:8080"),
+            // A client's own `Forwarded`, passed through by a proxy that sets X-Forwarded-*.
+            ("forwarded", "proto=https;host=other.example"),
+            ("x-forwarded-proto", "http, https"),
+            ("x-forwarded-host", "evil.example, public.example:8443"),
+            ("x-forwarded-prefix", "/api"),
+        ];
+        let p = from(parts("/r", &headers), PROXY, false);
+        assert_eq!(
+            one(&p, &by(ForwardedHeaders::XForwarded)).as_deref(),
+            Ok("https://public.example:8443/r")
         );
         assert_eq!(
-            one(&p, &forwarded()).as_deref(),
+            one(&p, &by(ForwardedHeaders::XForwardedWithPrefix)).as_deref(),
             Ok("https://public.example:8443/api/r")
         );
     }
 
     #[test]
-    fn trust_forwarded_without_headers_is_the_proxys_request() {
-        let p = from(parts("/r", &[("host", "internal:8080")]), PROXY, false);
-        assert_eq!(
-            one(&p, &forwarded()).as_deref(),
-            Ok("http://internal:8080/r")
-        );
-        let only_proto = from(
-            parts("/r", &[("host", "h"), ("forwarded", "proto=https")]),
-            PROXY,
-            false,
-        );
-        assert_eq!(one(&only_proto, &forwarded()).as_deref(), Ok("https://h/r"));
+    fn a_trusted_proxy_must_send_both_protocol_and_host() {
+        // No fallback to the `Host` header (the client's, passed through) or the connection.
+        let cases: [(&[(&str, &str)], ForwardedHeaders); 5] = [
+            (&[("host", "internal:8080")], ForwardedHeaders::Forwarded),
+            (
+                &[("host", "h"), ("forwarded", "proto=https")],
+                ForwardedHeaders::Forwarded,
+            ),
+            (
+                &[("host", "h"), ("forwarded", "host=a.example, for=1.2.3.4")],
+                ForwardedHeaders::Forwarded,
+            ),
+            (
+                &[("host", "h"), ("x-forwarded-proto", "https")],
+                ForwardedHeaders::XForwarded,
+            ),
+            (
+                &[("host", "h"), ("forwarded", "proto=https;host=a.example")],
+                ForwardedHeaders::XForwardedWithPrefix,
+            ),
+        ];
+        for (headers, family) in cases {
+            let p = from(parts("/r", headers), PROXY, true);
+            assert_eq!(
+                request_htus(&p, &by(family)),
+                Err(HtuError::MissingForwarded),
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]
     fn trust_forwarded_rejects_invalid_values() {
-        let cases: [(&[(&str, &str)], HtuError); 10] = [
+        use ForwardedHeaders::{Forwarded, XForwarded, XForwardedWithPrefix};
+        let cases: [(&[(&str, &str)], ForwardedHeaders, HtuError); 10] = [
             (
-                &[("host", "h"), ("x-forwarded-proto", "ftp")],
+                &[("x-forwarded-proto", "ftp"), ("x-forwarded-host", "h")],
+                XForwarded,
                 HtuError::InvalidForwardedProto,
             ),
             (
-                &[("host", "h"), ("forwarded", "proto=gopher")],
+                &[("forwarded", "proto=gopher;host=h")],
+                Forwarded,
                 HtuError::InvalidForwardedProto,
             ),
             (
-                &[("host", "h"), ("x-forwarded-host", "evil/x")],
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "evil/x"),
+                ],
+                XForwarded,
                 HtuError::InvalidHost,
             ),
             (
-                &[("host", "h"), ("x-forwarded-host", "")],
+                &[("x-forwarded-proto", "https"), ("x-forwarded-host", "")],
+                XForwarded,
                 HtuError::MissingHost,
             ),
             (
-                &[("host", "h"), ("forwarded", "host=a;host=b")],
+                &[("forwarded", "host=a;host=b")],
+                Forwarded,
                 HtuError::InvalidForwarded,
             ),
             (
-                &[("host", "h"), ("forwarded", "host=\"unterminated")],
+                &[("forwarded", "host=\"unterminated")],
+                Forwarded,
                 HtuError::InvalidForwarded,
             ),
             (
                 // A port makes the value a non-token, so it must be quoted.
-                &[("host", "h"), ("forwarded", "host=a:8080")],
+                &[("forwarded", "proto=https;host=a:8080")],
+                Forwarded,
                 HtuError::InvalidForwarded,
             ),
             (
                 // A malformed element anywhere in the list refuses the request.
-                &[("host", "h"), ("forwarded", "host=a b, proto=https")],
+                &[("forwarded", "host=a b, proto=https;host=c")],
+                Forwarded,
                 HtuError::InvalidForwarded,
             ),
             (
-                &[("host", "h"), ("x-forwarded-prefix", "svc")],
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "h"),
+                    ("x-forwarded-prefix", "svc"),
+                ],
+                XForwardedWithPrefix,
                 HtuError::InvalidForwardedPrefix,
             ),
             (
-                &[("host", "h"), ("x-forwarded-prefix", "/svc?x=1")],
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "h"),
+                    ("x-forwarded-prefix", "/svc?x=1"),
+                ],
+                XForwardedWithPrefix,
                 HtuError::InvalidForwardedPrefix,
             ),
         ];
-        for (headers, expected) in cases {
+        for (headers, family, expected) in cases {
             let p = from(parts("/r", headers), PROXY, true);
-            assert_eq!(request_htus(&p, &forwarded()), Err(expected), "{headers:?}");
+            assert_eq!(request_htus(&p, &by(family)), Err(expected), "{headers:?}");
         }
     }
 

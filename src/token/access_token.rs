@@ -151,6 +151,9 @@ pub struct AccessToken {
     pub(crate) binding: Binding,
     /// The guard that admitted it: a nested guard takes its word only if it is the same one.
     pub(crate) admitted_by: u64,
+    /// The DPoP proof that guard verified (and consumed), for a nested guard to hold to its
+    /// own rules.
+    pub(crate) proof: Option<Arc<crate::dpop::VerifiedProof>>,
 }
 
 impl AccessToken {

@@ -41,17 +41,37 @@ pub(crate) struct JwtRules {
     pub(crate) require_at_jwt_typ: bool,
 }
 
-/// The protected header members we act on (RFC 7515 §4.1).
-#[derive(Deserialize)]
+/// The protected header members we act on (RFC 7515 §4.1), read from the raw object so that
+/// a member present as `null` is not mistaken for an absent one.
 struct Header {
     alg: String,
-    #[serde(default)]
     kid: Option<String>,
-    #[serde(default)]
     typ: Option<String>,
-    /// Any critical extension is one we do not understand (RFC 7515 §4.1.11: reject).
-    #[serde(default)]
-    crit: Option<Value>,
+}
+
+impl Header {
+    fn from_json(mut members: Map<String, Value>) -> Result<Self, TokenError> {
+        // Any critical extension is one we do not understand (RFC 7515 §4.1.11: reject),
+        // whatever its value.
+        if members.contains_key("crit") {
+            return Err(TokenError::Malformed);
+        }
+        let alg = match members.remove("alg") {
+            Some(Value::String(alg)) => alg,
+            _ => return Err(TokenError::AlgorithmNotAllowed),
+        };
+        let kid = match members.remove("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid),
+            Some(_) => return Err(TokenError::Malformed),
+        };
+        let typ = match members.remove("typ") {
+            None => None,
+            Some(Value::String(typ)) => Some(typ),
+            Some(_) => return Err(TokenError::WrongType),
+        };
+        Ok(Header { alg, kid, typ })
+    }
 }
 
 /// Splits a JWS compact serialization into its three parts (RFC 7515 §7.1).
@@ -78,10 +98,7 @@ pub(crate) async fn validate(
     now: i64,
 ) -> Result<Validated, TokenError> {
     let (h, p, s) = split_jws(token).ok_or(TokenError::Malformed)?;
-    let header: Header = decode_part(h).ok_or(TokenError::Malformed)?;
-    if header.crit.is_some() {
-        return Err(TokenError::Malformed);
-    }
+    let header = Header::from_json(decode_part(h).ok_or(TokenError::Malformed)?)?;
     let alg = Algorithm::from_str(&header.alg).map_err(|_| TokenError::AlgorithmNotAllowed)?;
     if !rules.algorithms.contains(&alg) || is_symmetric(alg) {
         return Err(TokenError::AlgorithmNotAllowed);
@@ -241,6 +258,36 @@ mod tests {
             assert!(typ_allowed(typ, false), "{typ:?}");
             assert!(!typ_allowed(typ, true), "{typ:?}");
         }
+    }
+
+    #[test]
+    fn header_members_present_as_null_are_not_absent() {
+        let header = |v: Value| Header::from_json(v.as_object().unwrap().clone());
+        assert!(header(json!({"alg": "ES256"})).is_ok());
+        assert_eq!(
+            header(json!({"alg": "ES256", "crit": null})).err(),
+            Some(TokenError::Malformed)
+        );
+        assert_eq!(
+            header(json!({"alg": "ES256", "crit": []})).err(),
+            Some(TokenError::Malformed)
+        );
+        assert_eq!(
+            header(json!({"alg": "ES256", "typ": null})).err(),
+            Some(TokenError::WrongType)
+        );
+        assert_eq!(
+            header(json!({"alg": "ES256", "typ": 1})).err(),
+            Some(TokenError::WrongType)
+        );
+        assert_eq!(
+            header(json!({"alg": "ES256", "kid": null})).err(),
+            Some(TokenError::Malformed)
+        );
+        assert_eq!(
+            header(json!({"alg": null})).err(),
+            Some(TokenError::AlgorithmNotAllowed)
+        );
     }
 
     #[test]
