@@ -152,15 +152,17 @@ impl OAuthGuard {
                 let scheme = extract::presented_scheme(&parts.headers);
                 self.refuse(r, scheme, self.modes(token.issuer()).0, now)
             };
+            let mut refresh = false;
             if token.admitted_by != inner.id {
-                self.admit_nested(parts, &token, now)
+                refresh = self
+                    .admit_nested(parts, &token, now)
                     .await
                     .map_err(refuse)?;
             }
             policy.check(&token).map_err(|e| refuse(e.into()))?;
             return Ok(Admission {
                 token: Some(token),
-                dpop_nonce: None,
+                dpop_nonce: refresh.then(|| inner.dpop.fresh_nonce(now)).flatten(),
             });
         }
 
@@ -245,13 +247,16 @@ impl OAuthGuard {
     /// consumed. The token is validated again by this guard's issuers, keys and rules (a cache
     /// hit once seen), the binding must be one this guard accepts, the proof must meet this
     /// guard's algorithm, `iat`, `htu` and nonce rules, and the certificate binding is checked
-    /// again on this connection.
+    /// again on this connection. Returns whether a fresh nonce of this guard should be sent.
+    ///
+    /// Nested guards that both demand nonces must share one [`DpopNonces`](crate::DpopNonces):
+    /// one proof carries one nonce, and each guard checks it against its own secret.
     async fn admit_nested(
         &self,
         parts: &Parts,
         token: &AccessToken,
         now: i64,
-    ) -> Result<(), Rejection> {
+    ) -> Result<bool, Rejection> {
         let inner = &*self.inner;
         let validated = inner.validator.validate(token.raw(), now).await?;
         let (dpop_mode, mtls_mode) = self.modes(&validated.issuer);
@@ -262,16 +267,17 @@ impl OAuthGuard {
             (Binding::Bearer | Binding::Mtls { .. }, DpopMode::Required) => {
                 return Err(DpopError::DpopRequired.into());
             }
-            (Binding::Dpop { .. }, _) => {
-                let proof = token.proof.as_deref().ok_or(DpopError::MissingProof)?;
-                inner.dpop.admits_verified(parts, proof, now)?;
-            }
             _ => {}
         }
+        let refresh = match (&token.binding, token.proof.as_deref()) {
+            (Binding::Dpop { .. }, Some(proof)) => inner.dpop.admits_verified(parts, proof, now)?,
+            (Binding::Dpop { .. }, None) => return Err(DpopError::MissingProof.into()),
+            _ => false,
+        };
         inner
             .mtls
             .verify(parts, validated.confirmation.x5t_s256.as_deref(), mtls_mode)?;
-        Ok(())
+        Ok(refresh)
     }
 
     fn refuse(

@@ -149,9 +149,12 @@ where
                         parts.extensions.insert(token);
                     }
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    // An inner guard's nonce (in its refusal, or its own refresh) is the one
+                    // the client must use next: it is not overwritten.
                     if let Some(nonce) = admission
                         .dpop_nonce
                         .and_then(|n| HeaderValue::from_str(&n).ok())
+                        && !response.headers().contains_key(DPOP_NONCE)
                     {
                         response.headers_mut().insert(DPOP_NONCE, nonce);
                     }

@@ -47,11 +47,17 @@ pub struct GuardFlags {
     public_url: Vec<String>,
     /// Take the public URL from forwarding headers, but only on connections from this proxy
     /// address (repeatable).
-    #[arg(long, value_name = "PROXY_IP", conflicts_with = "public_url")]
+    #[arg(
+        long,
+        value_name = "PROXY_IP",
+        conflicts_with = "public_url",
+        requires = "forwarded_headers"
+    )]
     trust_forwarded: Vec<IpAddr>,
-    /// Which forwarding headers the trusted proxies set (the others are never read).
-    #[arg(long, value_enum, default_value_t = Forwarded::Forwarded, requires = "trust_forwarded")]
-    forwarded_headers: Forwarded,
+    /// Which forwarding headers the trusted proxies set (the others are never read); required
+    /// with --trust-forwarded, since a wrong guess lets a client's own header through.
+    #[arg(long, value_enum, requires = "trust_forwarded")]
+    forwarded_headers: Option<ProxyHeaders>,
 
     /// mTLS mode (RFC 8705): required = only certificate-bound tokens, and a client
     /// certificate on every connection.
@@ -71,7 +77,7 @@ enum Dpop {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Forwarded {
+enum ProxyHeaders {
     /// `Forwarded` (RFC 7239).
     Forwarded,
     /// `X-Forwarded-Proto` and `X-Forwarded-Host`.
@@ -147,10 +153,10 @@ impl GuardFlags {
             builder = builder.dpop_nonces(DpopNonces::new(secret));
         }
         let public = if !self.trust_forwarded.is_empty() {
-            let headers = match self.forwarded_headers {
-                Forwarded::Forwarded => ForwardedHeaders::Forwarded,
-                Forwarded::XForwarded => ForwardedHeaders::XForwarded,
-                Forwarded::XForwardedWithPrefix => ForwardedHeaders::XForwardedWithPrefix,
+            let headers = match self.forwarded_headers.unwrap_or(ProxyHeaders::Forwarded) {
+                ProxyHeaders::Forwarded => ForwardedHeaders::Forwarded,
+                ProxyHeaders::XForwarded => ForwardedHeaders::XForwarded,
+                ProxyHeaders::XForwardedWithPrefix => ForwardedHeaders::XForwardedWithPrefix,
             };
             PublicUri::forwarded_by(self.trust_forwarded.iter().copied(), headers)
         } else if !self.public_url.is_empty() {

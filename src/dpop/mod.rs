@@ -248,13 +248,14 @@ impl DpopConfig {
 
     /// Whether a proof another guard verified (and consumed) for this request also meets this
     /// guard's rules: algorithm, `iat` window, `htu` against this guard's public origin, and
-    /// nonce. The replay check is the other guard's; this guard cannot repeat it.
+    /// nonce. The replay check is the other guard's; this guard cannot repeat it. Returns
+    /// whether a fresh nonce should be sent.
     pub(crate) fn admits_verified(
         &self,
         parts: &Parts,
         verified: &VerifiedProof,
         now: i64,
-    ) -> Result<(), DpopError> {
+    ) -> Result<bool, DpopError> {
         if !self.policy.algorithms.contains(&verified.alg) {
             return Err(DpopError::Proof(ProofError::AlgorithmNotAllowed));
         }
@@ -270,8 +271,7 @@ impl DpopConfig {
         if !uri::normalize_htu(&verified.htu).is_ok_and(|c| htus.contains(&c)) {
             return Err(DpopError::Proof(ProofError::HtuMismatch));
         }
-        self.check_nonce(verified.nonce.as_deref(), now)?;
-        Ok(())
+        self.check_nonce(verified.nonce.as_deref(), now)
     }
 
     /// Checks the proof for this request and the token's `cnf.jkt` (RFC 9449 §4.3, §7.1).
@@ -402,6 +402,88 @@ mod tests {
             }
             prop_assert!(fresh.iter().all(|n| *n <= 1), "{fresh:?}");
         }
+    }
+
+    /// A proof another guard verified for `GET https://api.example/r` at `iat`.
+    fn verified(alg: jsonwebtoken::Algorithm, iat: i64, nonce: Option<String>) -> VerifiedProof {
+        VerifiedProof {
+            jkt: "jkt".into(),
+            jti: "jti".into(),
+            iat,
+            nonce,
+            htm: "GET".into(),
+            htu: "https://API.example:443/r".into(),
+            alg,
+        }
+    }
+
+    #[test]
+    fn a_proof_another_guard_verified_must_meet_this_guards_rules() {
+        use jsonwebtoken::Algorithm::{ES256, ES384};
+        const NOW: i64 = 1_700_000_000;
+        let parts = http::Request::get("/r").body(()).unwrap().into_parts().0;
+        let public = PublicUri::fixed(BaseUrl::parse("https://api.example").unwrap());
+        let dpop = DpopConfig {
+            policy: ProofPolicy {
+                algorithms: vec![ES256],
+                max_age: Duration::from_secs(10),
+                ..ProofPolicy::default()
+            },
+            public_uri: Some(public),
+            ..DpopConfig::default()
+        };
+        assert_eq!(
+            dpop.admits_verified(&parts, &verified(ES256, NOW, None), NOW)
+                .ok(),
+            Some(false)
+        );
+        // Algorithm this guard does not allow.
+        assert!(matches!(
+            dpop.admits_verified(&parts, &verified(ES384, NOW, None), NOW),
+            Err(DpopError::Proof(ProofError::AlgorithmNotAllowed))
+        ));
+        // Older than this guard's window, or further ahead.
+        assert!(matches!(
+            dpop.admits_verified(&parts, &verified(ES256, NOW - 11, None), NOW),
+            Err(DpopError::Proof(ProofError::IatTooOld))
+        ));
+        assert!(matches!(
+            dpop.admits_verified(&parts, &verified(ES256, NOW + 6, None), NOW),
+            Err(DpopError::Proof(ProofError::IatInFuture))
+        ));
+        // Another origin.
+        let elsewhere = DpopConfig {
+            public_uri: Some(PublicUri::fixed(
+                BaseUrl::parse("https://b.example").unwrap(),
+            )),
+            ..DpopConfig::default()
+        };
+        assert!(matches!(
+            elsewhere.admits_verified(&parts, &verified(ES256, NOW, None), NOW),
+            Err(DpopError::Proof(ProofError::HtuMismatch))
+        ));
+        // Nonces: this guard's own, or none.
+        let secret = NonceSecret::from_bytes(&[7; 32]).unwrap();
+        let with_nonces = DpopConfig {
+            nonces: Some(DpopNonces::new(secret)),
+            ..dpop
+        };
+        let now = u64::try_from(NOW).unwrap();
+        let nonce = with_nonces.nonces.as_ref().unwrap().issue(now);
+        assert!(matches!(
+            with_nonces.admits_verified(&parts, &verified(ES256, NOW, None), NOW),
+            Err(DpopError::NonceRequired)
+        ));
+        let foreign = DpopNonces::new(NonceSecret::from_bytes(&[8; 32]).unwrap()).issue(now);
+        assert!(matches!(
+            with_nonces.admits_verified(&parts, &verified(ES256, NOW, Some(foreign)), NOW),
+            Err(DpopError::NonceInvalid)
+        ));
+        assert!(
+            with_nonces
+                .admits_verified(&parts, &verified(ES256, NOW, Some(nonce)), NOW)
+                .is_ok()
+        );
     }
 
     #[test]

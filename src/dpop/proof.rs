@@ -124,6 +124,7 @@ impl Default for ProofPolicy {
 
 /// A proof that passed every check of [`verify_proof`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifiedProof {
     /// RFC 7638 SHA-256 thumbprint of the proof key, base64url: compare with
     /// the access token's `cnf.jkt` (RFC 9449 §6.1) using [`jkt_matches`].

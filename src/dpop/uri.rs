@@ -98,7 +98,7 @@ impl fmt::Display for HtuError {
             Self::InvalidForwardedProto => "forwarded protocol is neither http nor https",
             Self::InvalidForwardedPrefix => "X-Forwarded-Prefix is not an absolute path",
             Self::UntrustedPeer => "request did not come through a trusted proxy",
-            Self::MissingForwarded => "the trusted proxy sent no forwarded protocol and host",
+            Self::MissingForwarded => "the trusted proxy sent no forwarded protocol or no host",
         })
     }
 }
@@ -681,10 +681,9 @@ fn read_quoted(it: &mut Bytes<'_>) -> Result<String, HtuError> {
     }
 }
 
-/// Parses the first non-empty element of `Forwarded` (RFC 7239 §4): the one
-/// the client-facing proxy added. Parameters may not repeat in an element.
 /// The last element of a `Forwarded` list (RFC 7239 §4): the one the nearest proxy added.
-/// Every element is parsed, so a malformed one anywhere refuses the request.
+/// Every element is parsed, so a malformed one anywhere refuses the request; parameters may
+/// not repeat in an element.
 fn last_forwarded_element(line: &str) -> Result<ForwardedElement, HtuError> {
     let mut it = line.bytes().peekable();
     let mut last = ForwardedElement::default();
@@ -1114,7 +1113,8 @@ mod tests {
     #[test]
     fn trust_forwarded_rejects_invalid_values() {
         use ForwardedHeaders::{Forwarded, XForwarded, XForwardedWithPrefix};
-        let cases: [(&[(&str, &str)], ForwardedHeaders, HtuError); 10] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], ForwardedHeaders, HtuError);
+        let cases: [Case<'_>; 10] = [
             (
                 &[("x-forwarded-proto", "ftp"), ("x-forwarded-host", "h")],
                 XForwarded,
