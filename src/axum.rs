@@ -6,7 +6,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::token::AccessToken;
+use crate::access_token::AccessToken;
 
 /// Why an extractor found no usable token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

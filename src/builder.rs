@@ -11,7 +11,7 @@ use jsonwebtoken::jwk::JwkSet;
 use crate::challenge::ChallengeParams;
 use crate::clock::{Clock, SystemClock};
 use crate::dpop::{DpopConfig, DpopMode, DpopNonces, ProofPolicy, PublicUri, ReplayStore};
-use crate::guard::{DEFAULT_LEEWAY, Inner, OAuthGuard};
+use crate::guard::{DEFAULT_LEEWAY, Inner, IssuerModes, OAuthGuard};
 use crate::mtls::{ClientCertHeader, MtlsConfig, MtlsMode};
 use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
 use crate::token::discovery::{DiscoveryError, discover_jwks_uri};
@@ -82,6 +82,13 @@ impl Issuer {
     pub fn mtls(mut self, mode: MtlsMode) -> Self {
         self.mtls_mode = Some(mode);
         self
+    }
+}
+
+impl OAuthGuard {
+    /// Starts configuring a guard.
+    pub fn builder() -> OAuthGuardBuilder {
+        OAuthGuardBuilder::default()
     }
 }
 
@@ -400,6 +407,7 @@ impl OAuthGuardBuilder {
         }
         let mut client: Option<HttpClient> = None;
         let mut issuers = HashMap::new();
+        let mut issuer_modes = HashMap::new();
         for issuer in self.issuers {
             let name = issuer.issuer.clone();
             if issuer.audiences.is_empty() {
@@ -459,9 +467,14 @@ impl OAuthGuardBuilder {
                 issuer: name.clone(),
                 audiences: issuer.audiences,
                 keys,
-                dpop_mode: issuer.dpop_mode,
-                mtls_mode: issuer.mtls_mode,
             };
+            let modes = IssuerModes {
+                dpop: issuer.dpop_mode,
+                mtls: issuer.mtls_mode,
+            };
+            if modes != IssuerModes::default() {
+                issuer_modes.insert(name.clone(), modes);
+            }
             if issuers.insert(name.clone(), trusted).is_some() {
                 return Err(BuildError::DuplicateIssuer(name));
             }
@@ -473,6 +486,7 @@ impl OAuthGuardBuilder {
         Ok(OAuthGuard {
             inner: Arc::new(Inner {
                 id: crate::guard::next_guard_id(),
+                issuer_modes,
                 validator: TokenValidator {
                     issuers,
                     rules: self.rules,

@@ -52,6 +52,46 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
+impl Rejection {
+    /// Whether the answer carries a fresh `DPoP-Nonce` (RFC 9449 §9): the proof lacked a
+    /// valid, current server nonce.
+    pub fn wants_dpop_nonce(&self) -> bool {
+        matches!(self, Rejection::Dpop(e) if dpop_error_code(e) == ErrorCode::UseDpopNonce)
+    }
+}
+
+/// RFC 9449 §7.1, §9: how a DPoP failure is answered. A store that cannot answer is a server
+/// fault (503); a key over its share of the store must slow down (429); a request whose own
+/// URI cannot be told is malformed (400).
+fn dpop_status(e: &DpopError) -> StatusCode {
+    match e {
+        DpopError::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        DpopError::ReplayQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        DpopError::RequestUri(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNAUTHORIZED,
+    }
+}
+
+/// RFC 9449 §7.1: the proof is at fault (`invalid_dpop_proof`), a nonce is wanted
+/// (`use_dpop_nonce`), or the token may not be used this way (`invalid_token`, §7.2).
+fn dpop_error_code(e: &DpopError) -> ErrorCode {
+    match e {
+        DpopError::Proof(_)
+        | DpopError::MissingProof
+        | DpopError::Replayed
+        | DpopError::ReplayStoreUnavailable(_)
+        | DpopError::ReplayQuotaExceeded => ErrorCode::InvalidDpopProof,
+        DpopError::NonceRequired | DpopError::NonceInvalid | DpopError::NonceStale => {
+            ErrorCode::UseDpopNonce
+        }
+        DpopError::RequestUri(_) => ErrorCode::InvalidRequest,
+        DpopError::KeyMismatch
+        | DpopError::BoundTokenAsBearer
+        | DpopError::TokenNotBound
+        | DpopError::DpopRequired => ErrorCode::InvalidToken,
+    }
+}
+
 impl From<CredentialsError> for Rejection {
     fn from(e: CredentialsError) -> Self {
         Rejection::Credentials(e)
@@ -150,12 +190,14 @@ impl Challenge {
             Rejection::Credentials(_) | Rejection::Token(_) | Rejection::Mtls(_) => {
                 (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidToken))
             }
-            Rejection::Dpop(e) => (e.status(), e.error_code()),
+            Rejection::Dpop(e) => (dpop_status(e), Some(dpop_error_code(e))),
             Rejection::Policy(_) => (StatusCode::FORBIDDEN, Some(ErrorCode::InsufficientScope)),
         };
         let schemes = match (rejection, used) {
             // Where DPoP is off, a DPoP challenge would send the client somewhere it cannot go.
-            (Rejection::Dpop(e), _) if e.is_proof_error() && accepted.contains(&Scheme::Dpop) => {
+            (Rejection::Dpop(e), _)
+                if !matches!(e, DpopError::RequestUri(_)) && accepted.contains(&Scheme::Dpop) =>
+            {
                 vec![Scheme::Dpop]
             }
             (_, Some(s)) if error.is_some() => vec![s],
@@ -174,9 +216,9 @@ impl Challenge {
             schemes,
             dpop_nonce: None,
             retry_after: match rejection {
-                Rejection::Dpop(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+                Rejection::Dpop(DpopError::ReplayStoreUnavailable(_)) => Some(1),
                 // Proofs of this key start leaving the store within seconds.
-                Rejection::Dpop(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Some(5),
+                Rejection::Dpop(DpopError::ReplayQuotaExceeded) => Some(5),
                 _ => None,
             },
         }

@@ -5,6 +5,7 @@
 //!                     \__________________ any failure: challenge _________________/
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,15 +13,14 @@ use std::time::Duration;
 use http::Response;
 use http::request::Parts;
 
-use crate::builder::OAuthGuardBuilder;
+use crate::access_token::{AccessToken, Binding};
 use crate::challenge::{Challenge, ChallengeParams, Rejection};
 use crate::clock::Clock;
 use crate::dpop::{DpopConfig, DpopError, DpopMode};
 use crate::extract::{self, CredentialsError, Scheme};
-use crate::layer::GuardLayer;
 use crate::mtls::{MtlsConfig, MtlsMode, peer};
 use crate::policy::Policy;
-use crate::token::{AccessToken, Binding, TokenValidator};
+use crate::token::TokenValidator;
 
 /// Default clock skew tolerated on `exp`, `nbf` and `iat` of access tokens.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     /// Unique per built guard: tells a nested guard whether an admitted token is its own.
     pub(crate) id: u64,
     pub(crate) validator: TokenValidator,
+    /// Issuers whose tokens use other DPoP or mTLS modes than the guard's.
+    pub(crate) issuer_modes: HashMap<String, IssuerModes>,
     pub(crate) dpop: DpopConfig,
     pub(crate) mtls: MtlsConfig,
     pub(crate) clock: Arc<dyn Clock>,
@@ -54,6 +56,13 @@ impl std::fmt::Debug for OAuthGuard {
             .field("mtls", &self.inner.mtls)
             .finish_non_exhaustive()
     }
+}
+
+/// One issuer's overrides of the guard's DPoP and mTLS modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct IssuerModes {
+    pub(crate) dpop: Option<DpopMode>,
+    pub(crate) mtls: Option<MtlsMode>,
 }
 
 /// Hands out [`Inner::id`]s.
@@ -94,16 +103,6 @@ impl Refusal {
 }
 
 impl OAuthGuard {
-    /// Starts configuring a guard.
-    pub fn builder() -> OAuthGuardBuilder {
-        OAuthGuardBuilder::default()
-    }
-
-    /// A layer that demands a valid token (no scope).
-    pub fn layer(&self) -> GuardLayer {
-        GuardLayer::new(self.clone())
-    }
-
     /// The `WWW-Authenticate` parameters shared by every challenge.
     pub fn challenge_params(&self) -> &ChallengeParams {
         &self.inner.challenge
@@ -127,10 +126,10 @@ impl OAuthGuard {
     /// The DPoP and mTLS modes that apply to one issuer's tokens.
     fn modes(&self, issuer: &str) -> (DpopMode, MtlsMode) {
         let inner = &*self.inner;
-        let issuer = inner.validator.issuers.get(issuer);
+        let modes = inner.issuer_modes.get(issuer).copied().unwrap_or_default();
         (
-            issuer.and_then(|i| i.dpop_mode).unwrap_or(inner.dpop.mode),
-            issuer.and_then(|i| i.mtls_mode).unwrap_or(inner.mtls.mode),
+            modes.dpop.unwrap_or(inner.dpop.mode),
+            modes.mtls.unwrap_or(inner.mtls.mode),
         )
     }
 
@@ -297,7 +296,7 @@ impl OAuthGuard {
             _ => tracing::info!(reason = rejection.reason(), "request refused"),
         }
         let nonce = match &rejection {
-            Rejection::Dpop(e) if e.wants_nonce() => self.inner.dpop.fresh_nonce(now),
+            r if r.wants_dpop_nonce() => self.inner.dpop.fresh_nonce(now),
             _ => None,
         };
         Refusal {

@@ -38,6 +38,13 @@ pub struct GuardLayer {
     optional: bool,
 }
 
+impl OAuthGuard {
+    /// A layer that demands a valid token (no scope).
+    pub fn layer(&self) -> GuardLayer {
+        GuardLayer::new(self.clone())
+    }
+}
+
 impl GuardLayer {
     pub(crate) fn new(guard: OAuthGuard) -> Self {
         GuardLayer {

@@ -71,6 +71,8 @@ pub mod dpop;
 
 pub mod mtls;
 
+pub mod access_token;
+
 pub mod policy;
 
 pub mod challenge;
@@ -94,6 +96,7 @@ pub mod redis;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
+pub use access_token::{AccessToken, Binding};
 pub use builder::{BuildError, Issuer, OAuthGuardBuilder};
 pub use challenge::{Challenge, Rejection};
 pub use clock::{Clock, FixedClock, SystemClock};
@@ -101,7 +104,7 @@ pub use dpop::{DpopMode, DpopNonces, PublicUri};
 pub use guard::OAuthGuard;
 pub use layer::{GuardLayer, GuardService};
 pub use mtls::MtlsMode;
-pub use token::{AccessToken, Binding, Scopes};
+pub use token::Scopes;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::Claims;

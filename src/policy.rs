@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::token::AccessToken;
+use crate::access_token::AccessToken;
 
 /// Why a valid token may not use this route.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,8 +57,8 @@
 
 use tonic::server::NamedService;
 
+use crate::access_token::AccessToken;
 use crate::layer::GuardService;
-use crate::token::AccessToken;
 
 /// A guarded service answers to the gRPC name of the service it guards, so it can be given
 /// to `Server::add_service` directly.

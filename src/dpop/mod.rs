@@ -13,10 +13,8 @@ pub mod uri;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
 use http::request::Parts;
 
-use crate::challenge::ErrorCode;
 pub use nonce::{DpopNonces, NonceCheck, NonceSecret};
 pub use proof::{ExpectedRequest, ProofError, ProofPolicy, VerifiedProof};
 pub use replay::{
@@ -98,43 +96,6 @@ impl DpopError {
             DpopError::TokenNotBound => "dpop_token_not_bound",
             DpopError::DpopRequired => "dpop_required",
         }
-    }
-
-    pub(crate) fn status(&self) -> StatusCode {
-        match self {
-            DpopError::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            DpopError::ReplayQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
-            DpopError::RequestUri(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    pub(crate) fn error_code(&self) -> Option<ErrorCode> {
-        Some(match self {
-            DpopError::Proof(_)
-            | DpopError::MissingProof
-            | DpopError::Replayed
-            | DpopError::ReplayStoreUnavailable(_)
-            | DpopError::ReplayQuotaExceeded => ErrorCode::InvalidDpopProof,
-            DpopError::NonceRequired | DpopError::NonceInvalid | DpopError::NonceStale => {
-                ErrorCode::UseDpopNonce
-            }
-            DpopError::RequestUri(_) => ErrorCode::InvalidRequest,
-            DpopError::KeyMismatch
-            | DpopError::BoundTokenAsBearer
-            | DpopError::TokenNotBound
-            | DpopError::DpopRequired => ErrorCode::InvalidToken,
-        })
-    }
-
-    /// Whether the challenge must use the `DPoP` scheme whatever the client sent.
-    pub(crate) fn is_proof_error(&self) -> bool {
-        !matches!(self, DpopError::RequestUri(_))
-    }
-
-    /// Whether the answer must carry a fresh `DPoP-Nonce`.
-    pub(crate) fn wants_nonce(&self) -> bool {
-        self.error_code() == Some(ErrorCode::UseDpopNonce)
     }
 }
 

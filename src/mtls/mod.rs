@@ -4,94 +4,13 @@
 //! authorization server saw. The resource server compares it with the certificate of the TLS
 //! connection the token arrives on: a stolen token is useless without the private key.
 
+mod binding;
 pub mod client_cert;
 pub mod peer;
 pub mod serve;
 pub mod thumbprint;
 
+pub use binding::{MtlsConfig, MtlsError, MtlsMode};
 pub use peer::{ClientCertHeader, PeerCertificates, TlsConnection};
 pub use serve::{ClientAuth, ServeTlsError, serve_tls, server_config};
 pub use thumbprint::CertificateThumbprint;
-
-/// Whether unbound tokens are accepted (RFC 8705 §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MtlsMode {
-    /// Tokens with `cnf.x5t#S256` are checked; other tokens pass.
-    #[default]
-    Optional,
-    /// Only certificate-bound tokens are accepted.
-    Required,
-}
-
-/// Why the certificate binding failed. All answer `invalid_token` (RFC 8705 §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MtlsError {
-    /// The token is certificate-bound and the connection presented no client certificate.
-    MissingCertificate,
-    /// The client certificate is not the one the token is bound to.
-    CertificateMismatch,
-    /// Certificate-bound tokens are required and this token carries no `cnf.x5t#S256`.
-    TokenNotBound,
-    /// A trusted proxy sent a `Client-Cert` header that does not parse (RFC 9440 §2).
-    MalformedClientCertHeader,
-}
-
-impl MtlsError {
-    /// A stable reason code for logs and metrics.
-    pub fn reason(self) -> &'static str {
-        match self {
-            MtlsError::MissingCertificate => "mtls_certificate_missing",
-            MtlsError::CertificateMismatch => "mtls_certificate_mismatch",
-            MtlsError::TokenNotBound => "mtls_token_not_bound",
-            MtlsError::MalformedClientCertHeader => "mtls_client_cert_header_malformed",
-        }
-    }
-}
-
-impl std::fmt::Display for MtlsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MtlsError::MissingCertificate => "client certificate required for this token",
-            MtlsError::CertificateMismatch => "client certificate does not match the token binding",
-            MtlsError::TokenNotBound => "certificate-bound token required",
-            MtlsError::MalformedClientCertHeader => "malformed client certificate",
-        })
-    }
-}
-
-impl std::error::Error for MtlsError {}
-
-/// mTLS settings of a guard.
-#[derive(Debug, Clone, Default)]
-pub struct MtlsConfig {
-    pub(crate) mode: MtlsMode,
-    pub(crate) client_cert_header: Option<ClientCertHeader>,
-}
-
-impl MtlsConfig {
-    /// Checks `x5t#S256` (if the token has one, or if binding is required) against the
-    /// request's client certificate. `mode` is the guard's, or the token issuer's override.
-    /// Returns the thumbprint that matched.
-    pub(crate) fn verify(
-        &self,
-        parts: &http::request::Parts,
-        x5t_s256: Option<&str>,
-        mode: MtlsMode,
-    ) -> Result<Option<String>, MtlsError> {
-        let Some(expected) = x5t_s256 else {
-            return match mode {
-                MtlsMode::Required => Err(MtlsError::TokenNotBound),
-                MtlsMode::Optional => Ok(None),
-            };
-        };
-        let leaf = peer::leaf_certificate(parts, self.client_cert_header.as_ref())?
-            .ok_or(MtlsError::MissingCertificate)?;
-        let thumbprint = CertificateThumbprint::from_der(&leaf);
-        if thumbprint.matches_x5t_s256(expected) {
-            Ok(Some(thumbprint.to_base64url()))
-        } else {
-            Err(MtlsError::CertificateMismatch)
-        }
-    }
-}

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 
-use super::MtlsError;
-use super::client_cert;
+use super::client_cert::{self, ClientCertError};
 use crate::transport;
 pub use crate::transport::{PeerCertificates, RemoteAddr, TlsConnection};
 
@@ -46,16 +45,13 @@ impl ClientCertHeader {
 pub(crate) fn leaf_certificate<'a>(
     parts: &'a Parts,
     header: Option<&ClientCertHeader>,
-) -> Result<Option<Cow<'a, [u8]>>, MtlsError> {
+) -> Result<Option<Cow<'a, [u8]>>, ClientCertError> {
     if let Some(leaf) = transport::peer_leaf(parts) {
         return Ok(Some(leaf));
     }
     match header {
-        Some(h) if h.trusts(parts) => match client_cert::client_cert_from_headers(&parts.headers) {
-            Ok(Some((leaf, _chain))) => Ok(Some(Cow::Owned(leaf))),
-            Ok(None) => Ok(None),
-            Err(_) => Err(MtlsError::MalformedClientCertHeader),
-        },
+        Some(h) if h.trusts(parts) => client_cert::client_cert_from_headers(&parts.headers)
+            .map(|forwarded| forwarded.map(|(leaf, _chain)| Cow::Owned(leaf))),
         _ => Ok(None),
     }
 }

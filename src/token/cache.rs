@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use sha2::{Digest, Sha256};
 
-use super::access_token::Validated;
+use super::claims::Validated;
 
 /// Default number of cached tokens.
 pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;

@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::access_token::{Confirmation, Scopes, Validated};
+use super::claims::{Confirmation, Scopes, Validated};
 use super::error::TokenError;
 use super::keys::IssuerKeys;
 
@@ -27,10 +27,6 @@ pub(crate) struct TrustedIssuer {
     pub(crate) issuer: String,
     pub(crate) audiences: Vec<String>,
     pub(crate) keys: IssuerKeys,
-    /// Overrides the guard's DPoP mode for this issuer's tokens.
-    pub(crate) dpop_mode: Option<crate::dpop::DpopMode>,
-    /// Overrides the guard's mTLS mode for this issuer's tokens.
-    pub(crate) mtls_mode: Option<crate::mtls::MtlsMode>,
 }
 
 /// Rules shared by all issuers.

@@ -1,7 +1,7 @@
 //! Step 2: validate the access token (RFC 9068 JWTs against the issuer's JWK Set).
 
-pub mod access_token;
 pub(crate) mod cache;
+pub mod claims;
 pub mod discovery;
 pub mod error;
 pub mod fetch;
@@ -11,12 +11,12 @@ pub mod keys;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use access_token::{AccessToken, Binding, Confirmation, Scopes};
+pub use claims::{Confirmation, Scopes};
 pub use error::TokenError;
 pub use keys::{JwksSource, KeySet};
 
-use access_token::Validated;
 use cache::TokenCache;
+pub(crate) use claims::Validated;
 use jwt::{JwtRules, TrustedIssuer};
 
 /// Validates access tokens: cache first, then the JWT checks against the issuer's keys.

@@ -1,8 +1,6 @@
-//! The validated access token handed to the inner service (RFC 9068 §2.2).
+//! The claims of a validated access token (RFC 9068 §2.2): the confirmation (`cnf`) and the
+//! granted scopes.
 
-use std::sync::Arc;
-
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The claims of a validated token, shared between the cache and every request that presents it.
@@ -72,35 +70,6 @@ impl Confirmation {
     }
 }
 
-/// How the presenter proved it may use the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Binding {
-    /// A plain bearer token: whoever holds it may use it (RFC 6750).
-    Bearer,
-    /// A DPoP proof signed by the key whose thumbprint is `jkt` (RFC 9449).
-    Dpop {
-        /// JWK SHA-256 thumbprint (RFC 7638) of the proof key.
-        jkt: String,
-    },
-    /// A TLS client certificate whose SHA-256 thumbprint is `x5t_s256` (RFC 8705).
-    Mtls {
-        /// base64url SHA-256 of the certificate DER.
-        x5t_s256: String,
-    },
-}
-
-impl Binding {
-    /// `"bearer"`, `"dpop"` or `"mtls"`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Binding::Bearer => "bearer",
-            Binding::Dpop { .. } => "dpop",
-            Binding::Mtls { .. } => "mtls",
-        }
-    }
-}
-
 /// The scopes a token grants: `scope` (space separated, RFC 8693 §4.2 / RFC 9068 §2.2.3) or
 /// `scp` (array or string).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,78 +107,6 @@ impl Scopes {
     /// Space-separated, as in the `scope` claim.
     pub fn to_scope_string(&self) -> String {
         self.0.join(" ")
-    }
-}
-
-/// A validated access token, with the binding that was checked for this request.
-///
-/// The guard puts one into the request extensions of every request it lets through; with the
-/// `axum` feature it is also an extractor.
-#[derive(Debug, Clone)]
-pub struct AccessToken {
-    pub(crate) validated: Arc<Validated>,
-    pub(crate) binding: Binding,
-    /// The guard that admitted it: a nested guard takes its word only if it is the same one.
-    pub(crate) admitted_by: u64,
-    /// The DPoP proof that guard verified (and consumed), for a nested guard to hold to its
-    /// own rules.
-    pub(crate) proof: Option<Arc<crate::dpop::VerifiedProof>>,
-}
-
-impl AccessToken {
-    /// `sub`, or `""` when the token has none (client-credentials tokens often do not).
-    pub fn subject(&self) -> &str {
-        self.validated.subject.as_deref().unwrap_or("")
-    }
-
-    /// `iss`, exactly as the trusted issuer is configured.
-    pub fn issuer(&self) -> &str {
-        &self.validated.issuer
-    }
-
-    /// `client_id` (RFC 9068 §2.2).
-    pub fn client_id(&self) -> Option<&str> {
-        self.validated.client_id.as_deref()
-    }
-
-    /// The granted scopes.
-    pub fn scopes(&self) -> &Scopes {
-        &self.validated.scopes
-    }
-
-    /// `exp`, seconds since the epoch.
-    pub fn expires_at(&self) -> i64 {
-        self.validated.expires_at
-    }
-
-    /// The `cnf` claim.
-    pub fn confirmation(&self) -> &Confirmation {
-        &self.validated.confirmation
-    }
-
-    /// How this request proved possession of the token.
-    pub fn binding(&self) -> &Binding {
-        &self.binding
-    }
-
-    /// All claims, as JSON.
-    pub fn claims(&self) -> &Map<String, Value> {
-        &self.validated.claims
-    }
-
-    /// One claim, if present.
-    pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.validated.claims.get(name)
-    }
-
-    /// The claims deserialized into your own type.
-    pub fn claims_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&Value::Object(self.validated.claims.clone()))
-    }
-
-    /// The token as presented. Treat it as a secret: never log it.
-    pub fn raw(&self) -> &str {
-        &self.validated.raw
     }
 }
 
