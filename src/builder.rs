@@ -12,6 +12,7 @@ use crate::challenge::ChallengeParams;
 use crate::clock::{Clock, SystemClock};
 use crate::dpop::{DpopConfig, DpopMode, DpopNonces, ProofPolicy, PublicUri, ReplayStore};
 use crate::guard::{DEFAULT_LEEWAY, Inner, IssuerModes, OAuthGuard};
+use crate::limits::MAX_REALM_LEN;
 use crate::mtls::{ClientCertHeader, MtlsConfig, MtlsMode};
 use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
 use crate::token::discovery::{DiscoveryError, discover_jwks_uri};
@@ -128,9 +129,6 @@ pub enum BuildError {
     /// [`MAX_REALM_LEN`] bytes of visible ASCII and spaces.
     InvalidRealm,
 }
-
-/// Longest `realm` accepted: a name, not a document.
-pub const MAX_REALM_LEN: usize = 256;
 
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::dpop::DpopError;
 use crate::extract::{CredentialsError, Scheme};
+use crate::http_syntax;
 use crate::mtls::MtlsError;
 use crate::policy::PolicyError;
 use crate::token::TokenError;
@@ -235,7 +236,7 @@ impl Challenge {
                     out.push_str(sep);
                     out.push_str(name);
                     out.push_str("=\"");
-                    push_quoted(&mut out, value);
+                    http_syntax::push_quoted(&mut out, value);
                     out.push('"');
                     sep = ", ";
                 };
@@ -312,21 +313,6 @@ impl Challenge {
     }
 }
 
-/// RFC 9110 §5.6.4 quoted-string content.
-fn push_quoted(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            // Control characters cannot appear in a header value at all.
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-}
-
 /// gRPC's `grpc-message` is percent-encoded outside printable ASCII (and `%` itself).
 fn percent_encode_grpc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -390,13 +376,6 @@ mod tests {
         assert_eq!(c.grpc_code(), 7);
         let v = c.www_authenticate(&ChallengeParams::default());
         assert!(v[0].to_str().unwrap().contains("scope=\"admin write\""));
-    }
-
-    #[test]
-    fn quotes_are_escaped() {
-        let mut s = String::new();
-        push_quoted(&mut s, "a\"b\\c\nd");
-        assert_eq!(s, "a\\\"b\\\\cd");
     }
 
     #[test]

@@ -8,13 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Smallest RSA modulus accepted for any signature, in bits (RFC 7518 §3.3 requires 2048).
-/// aws-lc refuses smaller keys itself; the pure-Rust backend would not, so this crate checks
-/// before any key reaches a backend.
-pub(crate) const MIN_RSA_MODULUS_BITS: usize = 2048;
-
-/// Largest RSA modulus accepted, in bits: aws-lc's own limit; verification cost grows with it.
-pub(crate) const MAX_RSA_MODULUS_BITS: usize = 8192;
+use crate::limits::{MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS};
 
 /// The size in bits of a big-endian RSA modulus, if it is minimally encoded (RFC 7518
 /// §6.3.1.1: no leading zero octet) and within [`MIN_RSA_MODULUS_BITS`]..=[`MAX_RSA_MODULUS_BITS`].

@@ -5,10 +5,8 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-/// Longest access token accepted; larger tokens are refused before any decoding.
-pub const MAX_TOKEN_LEN: usize = 8 * 1024;
-/// Longest DPoP proof accepted (RFC 9449 proofs are a few hundred bytes; RSA keys make them ~1.5 KiB).
-pub const MAX_DPOP_PROOF_LEN: usize = 4 * 1024;
+use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_TOKEN_LEN};
+
 /// `DPoP` header name (RFC 9449 §4.1).
 pub const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 

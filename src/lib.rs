@@ -63,6 +63,8 @@
 // The request's path through the crate, in order (blank lines keep rustfmt from sorting).
 mod transport;
 
+mod http_syntax;
+
 pub mod extract;
 
 pub mod token;
@@ -87,6 +89,8 @@ pub mod layer;
 // Around it.
 pub mod clock;
 mod crypto;
+mod jws;
+pub mod limits;
 pub mod pkce;
 
 #[cfg(feature = "axum")]

@@ -5,22 +5,24 @@
 //! who has the token but not the key cannot make proofs; a captured proof cannot be replayed
 //! (unique `jti`, short `iat` window, optional server nonces).
 
+pub mod htu;
 pub mod nonce;
+pub mod origin;
 pub mod proof;
 pub mod replay;
-pub mod uri;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
 
+pub use htu::{BaseUrl, HtuError};
 pub use nonce::{DpopNonces, NonceCheck, NonceSecret};
+pub use origin::{ForwardedHeaders, PublicUri};
 pub use proof::{ExpectedRequest, ProofError, ProofPolicy, VerifiedProof};
 pub use replay::{
     MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError, ReplayWindow,
 };
-pub use uri::{BaseUrl, ForwardedHeaders, HtuError, PublicUri};
 
 /// `DPoP-Nonce` response header (RFC 9449 §8.1).
 pub const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
@@ -228,8 +230,8 @@ impl DpopConfig {
             .public_uri
             .as_ref()
             .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
-        let htus = uri::request_htus(parts, public).map_err(DpopError::RequestUri)?;
-        if !uri::normalize_htu(&verified.htu).is_ok_and(|c| htus.contains(&c)) {
+        let htus = origin::request_htus(parts, public).map_err(DpopError::RequestUri)?;
+        if !htu::normalize_htu(&verified.htu).is_ok_and(|c| htus.contains(&c)) {
             return Err(DpopError::Proof(ProofError::HtuMismatch));
         }
         self.check_nonce(verified.nonce.as_deref(), now)
@@ -249,9 +251,9 @@ impl DpopConfig {
             .public_uri
             .as_ref()
             .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
-        let htus = uri::request_htus(parts, public).map_err(DpopError::RequestUri)?;
+        let htus = origin::request_htus(parts, public).map_err(DpopError::RequestUri)?;
         let htu_matches =
-            |claimed: &str| uri::normalize_htu(claimed).is_ok_and(|c| htus.contains(&c));
+            |claimed: &str| htu::normalize_htu(claimed).is_ok_and(|c| htus.contains(&c));
         let verified = proof::verify_proof_matching(
             proof,
             parts.method.as_str(),

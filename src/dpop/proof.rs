@@ -11,6 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::jws::{self, CompactJws, SplitError};
+use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_JTI_LEN};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
@@ -22,23 +24,6 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-/// Largest `DPoP` header value accepted, in bytes.
-///
-/// Proofs are checked before the request is authenticated, so this caps the
-/// base64, JSON and signature work an anonymous client can cause, and with it
-/// the size of every JSON document parsed here. An RS256 proof carrying an
-/// 8192-bit key (the largest aws-lc verifies) is about 3.6 KB, so 4096 bytes
-/// turns away no legitimate key.
-pub const MAX_PROOF_LEN: usize = 4096;
-
-/// Longest `jti` accepted, in characters.
-///
-/// Callers keep each `jti` in a replay cache for the proof's lifetime
-/// (RFC 9449 §11.1), so this bounds cache memory per request. RFC 9449 §4.2
-/// suggests 96 random bits or a UUID (16 or 36 characters); 256 leaves room
-/// for any reasonable encoding.
-pub const MAX_JTI_LEN: usize = 256;
 
 /// The only `typ` accepted (RFC 9449 §4.2). Compared exactly: explicit typing
 /// (RFC 8725 §3.11) only helps if look-alike spellings are not accepted too.
@@ -149,7 +134,7 @@ pub struct VerifiedProof {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProofError {
-    /// The proof is longer than [`MAX_PROOF_LEN`].
+    /// The proof is longer than [`MAX_DPOP_PROOF_LEN`].
     TooLarge,
     /// The proof is not a well-formed compact JWS (§4.3 item 2).
     Malformed(MalformedProof),
@@ -260,7 +245,7 @@ impl std::error::Error for MalformedProof {}
 impl fmt::Display for ProofError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooLarge => write!(f, "DPoP proof longer than {MAX_PROOF_LEN} bytes"),
+            Self::TooLarge => write!(f, "DPoP proof longer than {MAX_DPOP_PROOF_LEN} bytes"),
             Self::Malformed(why) => write!(f, "malformed DPoP proof: {why}"),
             Self::WrongType => write!(f, "DPoP proof typ is not {DPOP_TYP}"),
             Self::AlgorithmNotAllowed => f.write_str("DPoP proof alg is not allowed"),
@@ -351,11 +336,11 @@ pub(crate) fn verify_proof_matching(
     if !crate::crypto::jwt_provider_ready() {
         return Err(ProofError::NoCryptoBackend);
     }
-    if proof.len() > MAX_PROOF_LEN {
+    if proof.len() > MAX_DPOP_PROOF_LEN {
         return Err(ProofError::TooLarge);
     }
-    let parts = CompactJws::split(proof)?;
-    let mut header = json_object(&parts.header)
+    let parts = DecodedProof::split(proof)?;
+    let mut header = jws::json_object(&parts.header)
         .ok_or(ProofError::Malformed(MalformedProof::HeaderNotJsonObject))?;
 
     if header.get("typ").and_then(Value::as_str) != Some(DPOP_TYP) {
@@ -380,7 +365,12 @@ pub(crate) fn verify_proof_matching(
     }
     let jwk = public_jwk_for(alg, &jwk_members)?;
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| ProofError::InvalidJwk)?;
-    match jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key, alg) {
+    match jsonwebtoken::crypto::verify(
+        parts.jws.signature,
+        parts.jws.signing_input.as_bytes(),
+        &key,
+        alg,
+    ) {
         Ok(true) => {}
         Ok(false) => return Err(ProofError::InvalidSignature),
         // Base64 was already checked, so only the key can make the provider fail.
@@ -389,7 +379,7 @@ pub(crate) fn verify_proof_matching(
 
     // Parsed only once authenticated, so anonymous input never reaches the
     // claim logic.
-    let mut claims = json_object(&parts.payload)
+    let mut claims = jws::json_object(&parts.payload)
         .ok_or(ProofError::Malformed(MalformedProof::PayloadNotJsonObject))?;
     let jti = take_string(&mut claims, "jti")?;
     if jti.is_empty() || jti.chars().count() > MAX_JTI_LEN {
@@ -493,53 +483,35 @@ pub fn jkt_matches(jkt_claim: &str, jkt: &str) -> bool {
     jkt_claim.as_bytes().ct_eq(jkt.as_bytes()).into()
 }
 
-/// The three parts of a compact JWS (RFC 7515 §7.1), decoded where needed.
-struct CompactJws<'a> {
+/// The three parts of a compact JWS (RFC 7515 §7.1), header and payload decoded.
+struct DecodedProof<'a> {
     header: Vec<u8>,
     payload: Vec<u8>,
-    signature: &'a str,
-    /// `header.payload` as sent: what the signature covers (RFC 7515 §5.2).
-    signing_input: &'a str,
+    jws: CompactJws<'a>,
 }
 
-impl<'a> CompactJws<'a> {
+impl<'a> DecodedProof<'a> {
     fn split(proof: &'a str) -> Result<Self, ProofError> {
         let malformed = ProofError::Malformed;
-        let mut parts = proof.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(malformed(MalformedProof::WrongPartCount));
-        };
-        if header.is_empty() || payload.is_empty() || signature.is_empty() {
-            return Err(malformed(MalformedProof::EmptyPart));
-        }
-        let header_bytes = URL_SAFE_NO_PAD
-            .decode(header)
-            .map_err(|_| malformed(MalformedProof::HeaderNotBase64url))?;
-        let payload_bytes = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| malformed(MalformedProof::PayloadNotBase64url))?;
-        if URL_SAFE_NO_PAD.decode(signature).is_err() {
+        let jws = CompactJws::split(proof).map_err(|e| {
+            malformed(match e {
+                SplitError::WrongPartCount => MalformedProof::WrongPartCount,
+                SplitError::EmptyPart => MalformedProof::EmptyPart,
+            })
+        })?;
+        let header =
+            jws::decode(jws.header).ok_or(malformed(MalformedProof::HeaderNotBase64url))?;
+        let payload =
+            jws::decode(jws.payload).ok_or(malformed(MalformedProof::PayloadNotBase64url))?;
+        if jws::decode(jws.signature).is_none() {
             return Err(malformed(MalformedProof::SignatureNotBase64url));
         }
-        let signing_input = proof
-            .get(..header.len() + 1 + payload.len())
-            .ok_or(malformed(MalformedProof::WrongPartCount))?;
         Ok(Self {
-            header: header_bytes,
-            payload: payload_bytes,
-            signature,
-            signing_input,
+            header,
+            payload,
+            jws,
         })
     }
-}
-
-/// Parses a JSON object. Input is bounded by [`MAX_PROOF_LEN`] and nesting
-/// by serde_json's recursion limit. A repeated member keeps its last value,
-/// which RFC 7515 §4 allows.
-fn json_object(bytes: &[u8]) -> Option<Map<String, Value>> {
-    serde_json::from_slice(bytes).ok()
 }
 
 /// The header's `alg`, if the policy allows it (RFC 9449 §4.3 item 5).

@@ -9,17 +9,14 @@ use std::fmt;
 use http::HeaderMap;
 use sfv::{Item, List, ListEntry, Parser};
 
+use crate::limits::{
+    MAX_CHAIN_CERTS, MAX_CLIENT_CERT_CHAIN_HEADER_LEN, MAX_CLIENT_CERT_HEADER_LEN,
+};
+
 /// `Client-Cert` field name (RFC 9440 §2.2).
 pub const CLIENT_CERT: &str = "client-cert";
 /// `Client-Cert-Chain` field name (RFC 9440 §2.3).
 pub const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
-
-/// Longest `Client-Cert` value accepted: ~12 KiB of DER, far above real leaf certificates.
-pub const MAX_CLIENT_CERT_HEADER_LEN: usize = 16 * 1024;
-/// Longest combined `Client-Cert-Chain` value accepted: room for [`MAX_CHAIN_CERTS`] large certificates.
-pub const MAX_CLIENT_CERT_CHAIN_HEADER_LEN: usize = 64 * 1024;
-/// Most intermediates accepted in `Client-Cert-Chain`; real chains have 1-3.
-pub const MAX_CHAIN_CERTS: usize = 8;
 
 /// Why the forwarded client certificate headers were rejected (RFC 9440 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

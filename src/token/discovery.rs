@@ -4,9 +4,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::fetch::{FetchError, HttpClient, parse_url};
-
-/// Largest metadata document accepted.
-pub const MAX_METADATA_LEN: usize = 64 * 1024;
+use crate::limits::MAX_METADATA_LEN;
 
 /// Why discovery failed.
 #[derive(Debug)]

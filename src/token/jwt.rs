@@ -3,11 +3,10 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::jws::{self, CompactJws};
 
 use super::claims::{Confirmation, Scopes, Validated};
 use super::error::TokenError;
@@ -70,22 +69,6 @@ impl Header {
     }
 }
 
-/// Splits a JWS compact serialization into its three parts (RFC 7515 §7.1).
-pub(crate) fn split_jws(jws: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = jws.split('.');
-    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || h.is_empty() || p.is_empty() || s.is_empty() {
-        return None;
-    }
-    Some((h, p, s))
-}
-
-/// Decodes one base64url JSON part.
-pub(crate) fn decode_part<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 /// Validates `token` against the trusted issuers at time `now` (RFC 9068 §4).
 pub(crate) async fn validate(
     token: &str,
@@ -93,8 +76,13 @@ pub(crate) async fn validate(
     rules: &JwtRules,
     now: i64,
 ) -> Result<Validated, TokenError> {
-    let (h, p, s) = split_jws(token).ok_or(TokenError::Malformed)?;
-    let header = Header::from_json(decode_part(h).ok_or(TokenError::Malformed)?)?;
+    let jws = CompactJws::split(token).map_err(|_| TokenError::Malformed)?;
+    let json = |part: &str| {
+        jws::decode(part)
+            .and_then(|bytes| jws::json_object(&bytes))
+            .ok_or(TokenError::Malformed)
+    };
+    let header = Header::from_json(json(jws.header)?)?;
     let alg = Algorithm::from_str(&header.alg).map_err(|_| TokenError::AlgorithmNotAllowed)?;
     if !rules.algorithms.contains(&alg) || is_symmetric(alg) {
         return Err(TokenError::AlgorithmNotAllowed);
@@ -102,7 +90,7 @@ pub(crate) async fn validate(
     if !typ_allowed(header.typ.as_deref(), rules.require_at_jwt_typ) {
         return Err(TokenError::WrongType);
     }
-    let claims: Map<String, Value> = decode_part(p).ok_or(TokenError::Malformed)?;
+    let claims = json(jws.payload)?;
 
     // The unverified `iss` only picks which keys to try; it is trusted after the signature.
     let iss = claims.get("iss").and_then(Value::as_str);
@@ -114,8 +102,7 @@ pub(crate) async fn validate(
         .key(header.kid.as_deref(), alg)
         .await
         .ok_or(TokenError::UnknownKey)?;
-    let signing_input = &token[..h.len() + 1 + p.len()];
-    match jsonwebtoken::crypto::verify(s, signing_input.as_bytes(), &key.key, alg) {
+    match jsonwebtoken::crypto::verify(jws.signature, jws.signing_input.as_bytes(), &key.key, alg) {
         Ok(true) => {}
         _ => return Err(TokenError::InvalidSignature),
     }
@@ -207,14 +194,6 @@ pub(crate) fn audience_matches(aud: Option<&Value>, ours: &[String]) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn splits_exactly_three_parts() {
-        assert_eq!(split_jws("a.b.c"), Some(("a", "b", "c")));
-        assert!(split_jws("a.b").is_none());
-        assert!(split_jws("a.b.c.d").is_none());
-        assert!(split_jws("a..c").is_none());
-    }
 
     #[test]
     fn audience_may_be_string_or_array() {

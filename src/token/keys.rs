@@ -15,11 +15,8 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 
 use super::fetch::{FetchError, HttpClient};
+use crate::limits::{MAX_JWKS_LEN, MAX_KEYS};
 
-/// Largest JWK Set document accepted; real ones are a few KiB.
-pub const MAX_JWKS_LEN: usize = 256 * 1024;
-/// Most keys kept from one set; more is a misconfiguration or an attack on lookup time.
-pub const MAX_KEYS: usize = 64;
 /// Refresh period when the issuer sends no usable `Cache-Control: max-age`.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// Lower bound on the refresh period, whatever `max-age` says, so an issuer cannot make us poll.

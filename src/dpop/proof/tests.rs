@@ -425,15 +425,15 @@ fn proof_of_len(len: usize) -> String {
 
 #[test]
 fn accepts_proof_of_exactly_max_len() {
-    let proof = proof_of_len(MAX_PROOF_LEN);
-    assert_eq!(proof.len(), MAX_PROOF_LEN);
+    let proof = proof_of_len(MAX_DPOP_PROOF_LEN);
+    assert_eq!(proof.len(), MAX_DPOP_PROOF_LEN);
     assert!(check(&proof).is_ok());
 }
 
 #[test]
 fn rejects_proof_one_byte_over_max_len() {
-    let proof = proof_of_len(MAX_PROOF_LEN + 1);
-    assert_eq!(proof.len(), MAX_PROOF_LEN + 1);
+    let proof = proof_of_len(MAX_DPOP_PROOF_LEN + 1);
+    assert_eq!(proof.len(), MAX_DPOP_PROOF_LEN + 1);
     assert_eq!(check(&proof), Err(ProofError::TooLarge));
 }
 
