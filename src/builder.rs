@@ -15,10 +15,14 @@ use crate::guard::{DEFAULT_LEEWAY, Inner, IssuerModes, OAuthGuard};
 use crate::limits::MAX_REALM_LEN;
 use crate::mtls::{ClientCertHeader, MtlsConfig, MtlsMode};
 use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
+#[cfg(feature = "fetch")]
 use crate::token::discovery::{DiscoveryError, discover_jwks_uri};
+#[cfg(feature = "fetch")]
 use crate::token::fetch::{FetchError, HttpClient, parse_url};
 use crate::token::jwt::{DEFAULT_ALGORITHMS, JwtRules, TrustedIssuer};
-use crate::token::keys::{DEFAULT_UNKNOWN_KID_COOLDOWN, IssuerKeys, KeySet, KeysError, RemoteKeys};
+use crate::token::keys::{IssuerKeys, KeySet, KeysError};
+#[cfg(feature = "fetch")]
+use crate::token::remote::{DEFAULT_UNKNOWN_KID_COOLDOWN, RemoteKeys};
 use crate::token::{JwksSource, TokenValidator};
 
 /// One trusted issuer (RFC 9068 §4 checks 3–5): its `iss`, our audience(s), and its keys.
@@ -61,13 +65,16 @@ impl Issuer {
         self
     }
 
-    /// Keys from `jwks_uri`, fetched at build and refreshed.
+    /// Keys from `jwks_uri`, fetched at build and refreshed (feature `fetch`).
+    #[cfg(feature = "fetch")]
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.keys = Some(JwksSource::Url(url.into()));
         self
     }
 
-    /// Keys from the `jwks_uri` of the issuer's metadata (OIDC Discovery / RFC 8414).
+    /// Keys from the `jwks_uri` of the issuer's metadata (OIDC Discovery / RFC 8414; feature
+    /// `fetch`).
+    #[cfg(feature = "fetch")]
     pub fn discover(mut self) -> Self {
         self.keys = Some(JwksSource::Discover);
         self
@@ -112,10 +119,13 @@ pub enum BuildError {
     /// HMAC algorithms cannot verify tokens here: a public JWK would become an HMAC secret.
     SymmetricAlgorithm,
     /// The HTTP client could not be set up.
+    #[cfg(feature = "fetch")]
     HttpClient(FetchError),
     /// A JWKS URL is unusable.
+    #[cfg(feature = "fetch")]
     InvalidJwksUrl(String, FetchError),
     /// Discovery failed.
+    #[cfg(feature = "fetch")]
     Discovery(String, DiscoveryError),
     /// The issuer's keys could not be loaded, or hold no usable key.
     Keys(String, KeysError),
@@ -144,8 +154,11 @@ impl std::fmt::Display for BuildError {
             Self::MissingAudience(i) => write!(f, "issuer {i} has no audience"),
             Self::MissingKeys(i) => write!(f, "issuer {i} has no key source"),
             Self::SymmetricAlgorithm => f.write_str("HMAC algorithms are not allowed"),
+            #[cfg(feature = "fetch")]
             Self::HttpClient(e) => write!(f, "HTTP client: {e}"),
+            #[cfg(feature = "fetch")]
             Self::InvalidJwksUrl(i, e) => write!(f, "issuer {i}: JWKS URL: {e}"),
+            #[cfg(feature = "fetch")]
             Self::Discovery(i, e) => write!(f, "issuer {i}: discovery: {e}"),
             Self::Keys(i, e) => write!(f, "issuer {i}: keys: {e}"),
             Self::DpopWithoutPublicOrigin => f.write_str(
@@ -177,7 +190,9 @@ pub struct OAuthGuardBuilder {
     dpop: DpopConfig,
     mtls: MtlsConfig,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "fetch")]
     http_tls: Option<rustls::ClientConfig>,
+    #[cfg(feature = "fetch")]
     unknown_kid_cooldown: Duration,
     jwt_provider: Option<&'static jsonwebtoken::crypto::CryptoProvider>,
 }
@@ -197,7 +212,9 @@ impl Default for OAuthGuardBuilder {
             dpop: DpopConfig::default(),
             mtls: MtlsConfig::default(),
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "fetch")]
             http_tls: None,
+            #[cfg(feature = "fetch")]
             unknown_kid_cooldown: DEFAULT_UNKNOWN_KID_COOLDOWN,
             jwt_provider: None,
         }
@@ -242,11 +259,13 @@ impl OAuthGuardBuilder {
     }
 
     /// JWK Set URL of the last issuer.
+    #[cfg(feature = "fetch")]
     pub fn jwks_url(self, url: impl Into<String>) -> Self {
         self.last(|i| i.jwks_url(url))
     }
 
     /// Discover the last issuer's JWK Set URL from its metadata.
+    #[cfg(feature = "fetch")]
     pub fn discover(self) -> Self {
         self.last(Issuer::discover)
     }
@@ -288,12 +307,14 @@ impl OAuthGuardBuilder {
     }
 
     /// Minimum time between JWKS refreshes caused by unknown `kid`s (default 30 s).
+    #[cfg(feature = "fetch")]
     pub fn jwks_refresh_cooldown(mut self, cooldown: Duration) -> Self {
         self.unknown_kid_cooldown = cooldown;
         self
     }
 
     /// TLS settings for fetching metadata and keys (default: platform roots).
+    #[cfg(feature = "fetch")]
     pub fn http_tls_config(mut self, config: rustls::ClientConfig) -> Self {
         self.http_tls = Some(config);
         self
@@ -403,6 +424,7 @@ impl OAuthGuardBuilder {
         {
             return Err(BuildError::SymmetricAlgorithm);
         }
+        #[cfg(feature = "fetch")]
         let mut client: Option<HttpClient> = None;
         let mut issuers = HashMap::new();
         let mut issuer_modes = HashMap::new();
@@ -430,34 +452,16 @@ impl OAuthGuardBuilder {
                         KeySet::from_json(&bytes).map_err(|e| BuildError::Keys(name.clone(), e))?;
                     IssuerKeys::Static(set)
                 }
+                #[cfg(feature = "fetch")]
                 source => {
                     let client = match &client {
                         Some(c) => c.clone(),
-                        None => {
-                            // Loading the platform's root certificates reads files: off the
-                            // async workers.
-                            let tls = self.http_tls.clone();
-                            let c = tokio::task::spawn_blocking(move || HttpClient::new(tls))
-                                .await
-                                .map_err(|e| {
-                                    BuildError::HttpClient(FetchError::Transport(Box::new(e)))
-                                })?
-                                .map_err(BuildError::HttpClient)?;
-                            client.insert(c).clone()
-                        }
+                        None => client
+                            .insert(http_client(self.http_tls.clone()).await?)
+                            .clone(),
                     };
-                    let url = match source {
-                        JwksSource::Url(url) => parse_url(&url)
-                            .map_err(|e| BuildError::InvalidJwksUrl(name.clone(), e))?,
-                        _ => discover_jwks_uri(&name, &client)
-                            .await
-                            .map_err(|e| BuildError::Discovery(name.clone(), e))?,
-                    };
-                    let (remote, refresh) =
-                        RemoteKeys::load(url, client, self.unknown_kid_cooldown)
-                            .await
-                            .map_err(|e| BuildError::Keys(name.clone(), e))?;
-                    remote.spawn_refresh(refresh);
+                    let remote =
+                        remote_keys(&name, source, client, self.unknown_kid_cooldown).await?;
                     IssuerKeys::Remote(remote)
                 }
             };
@@ -497,6 +501,39 @@ impl OAuthGuardBuilder {
             }),
         })
     }
+}
+
+/// The HTTPS client for issuer metadata and keys. Loading the platform's root certificates
+/// reads files: off the async workers.
+#[cfg(feature = "fetch")]
+async fn http_client(tls: Option<rustls::ClientConfig>) -> Result<HttpClient, BuildError> {
+    tokio::task::spawn_blocking(move || HttpClient::new(tls))
+        .await
+        .map_err(|e| BuildError::HttpClient(FetchError::Transport(Box::new(e))))?
+        .map_err(BuildError::HttpClient)
+}
+
+/// Keys from a URL, or from the URL in the issuer's metadata: fetched now, refreshed later.
+#[cfg(feature = "fetch")]
+async fn remote_keys(
+    issuer: &str,
+    source: JwksSource,
+    client: HttpClient,
+    cooldown: Duration,
+) -> Result<std::sync::Arc<RemoteKeys>, BuildError> {
+    let url = match source {
+        JwksSource::Url(url) => {
+            parse_url(&url).map_err(|e| BuildError::InvalidJwksUrl(issuer.to_owned(), e))?
+        }
+        _ => discover_jwks_uri(issuer, &client)
+            .await
+            .map_err(|e| BuildError::Discovery(issuer.to_owned(), e))?,
+    };
+    let (remote, refresh) = RemoteKeys::load(url, client, cooldown)
+        .await
+        .map_err(|e| BuildError::Keys(issuer.to_owned(), e))?;
+    remote.spawn_refresh(refresh);
+    Ok(remote)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! provider, so the guard installs one explicitly while it is built: a guard that was built can
 //! never hit that panic.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::limits::{MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS};
@@ -74,17 +73,20 @@ pub(crate) fn ensure_jwt_provider() {
 
 /// The rustls provider: the process default if the application installed one, else the one
 /// this crate's features select.
-pub(crate) fn tls_provider() -> Option<Arc<rustls::crypto::CryptoProvider>> {
+#[cfg(any(feature = "serve-tls", feature = "redis", feature = "tonic"))]
+pub(crate) fn tls_provider() -> Option<std::sync::Arc<rustls::crypto::CryptoProvider>> {
     if let Some(p) = rustls::crypto::CryptoProvider::get_default() {
         return Some(p.clone());
     }
     #[cfg(feature = "aws-lc-rs")]
     {
-        Some(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        Some(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
     }
     #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
     {
-        Some(Arc::new(rustls::crypto::ring::default_provider()))
+        Some(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
     }
     #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
     {

@@ -7,10 +7,12 @@
 mod binding;
 pub mod client_cert;
 pub mod peer;
+#[cfg(feature = "serve-tls")]
 pub mod serve;
 pub mod thumbprint;
 
 pub use binding::{MtlsConfig, MtlsError, MtlsMode};
 pub use peer::{ClientCertHeader, PeerCertificates, TlsConnection};
+#[cfg(feature = "serve-tls")]
 pub use serve::{ClientAuth, ServeTlsError, serve_tls, server_config};
 pub use thumbprint::CertificateThumbprint;

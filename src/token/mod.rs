@@ -2,11 +2,15 @@
 
 pub(crate) mod cache;
 pub mod claims;
+#[cfg(feature = "fetch")]
 pub mod discovery;
 pub mod error;
+#[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod jwt;
 pub mod keys;
+#[cfg(feature = "fetch")]
+pub mod remote;
 
 use std::collections::HashMap;
 use std::sync::Arc;
