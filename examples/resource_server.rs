@@ -6,17 +6,24 @@
 //! ```
 //!
 //! Routes: `GET|POST /api/whoami` (any valid token) answers
-//! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`.
+//! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`. Browser
+//! clients on other origins may call them (CORS), and every request is traced
+//! (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::{Method, header};
 use axum::routing::get;
 use clap::Parser;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
 use tower_oauth_guard::AccessToken;
+use tower_oauth_guard::dpop::DPOP_NONCE;
+use tower_oauth_guard::extract::DPOP;
 use tower_oauth_guard::mtls::serve::serve_tls;
 
 #[path = "common/flags.rs"]
@@ -42,6 +49,20 @@ async fn whoami(token: AccessToken) -> axum::Json<Value> {
         "scope": token.scopes().to_scope_string(),
         "binding": token.binding().kind(),
     }))
+}
+
+/// CORS for browser clients, outside the guard: preflights carry no credentials and are answered
+/// here, before authentication.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        // Any origin, for the example; a real deployment lists its origins
+        // (`AllowOrigin::list`).
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        // Named: a `*` wildcard never covers `Authorization` (Fetch standard).
+        .allow_headers([header::AUTHORIZATION, DPOP])
+        // So that scripts can read the server nonce (RFC 9449 §8) and the challenge.
+        .expose_headers([DPOP_NONCE, header::WWW_AUTHENTICATE])
 }
 
 #[tokio::main]
@@ -71,7 +92,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/api/admin",
             get(whoami).layer(guard.layer().require_scope("admin")),
         )
-        .layer(guard.layer());
+        .layer(guard.layer())
+        .layer(cors())
+        .layer(TraceLayer::new_for_http());
 
     match args.server.rustls_config(args.guard.mtls_required())? {
         Some(config) => {

@@ -84,6 +84,14 @@ impl GuardLayer {
         self.optional = true;
         self
     }
+
+    /// This layer's guard and policy as tower-http's `AsyncAuthorizeRequest`, for
+    /// `AsyncRequireAuthorizationLayer` (feature `tower-http`). See
+    /// [the module](crate::tower_http) for the one difference from the layer itself.
+    #[cfg(feature = "tower-http")]
+    pub fn authorizer<ResBody>(self) -> crate::tower_http::OAuthGuardAuthorizer<ResBody> {
+        crate::tower_http::OAuthGuardAuthorizer::new(self.guard, self.policy, self.optional)
+    }
 }
 
 impl<S> Layer<S> for GuardLayer {

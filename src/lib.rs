@@ -17,7 +17,8 @@
 //!
 //! [`guard`] runs these steps in one function that reads top to bottom; [`builder`] configures
 //! it and [`layer`] makes it a tower `Layer`. Integrations are thin leaves, each behind its feature:
-//! axum extractors (`axum`), tonic helpers (`tonic`), a Redis replay store (`redis`).
+//! axum extractors (`axum`), tonic helpers (`tonic`), a Redis replay store (`redis`), tower-http's
+//! `AsyncAuthorizeRequest` (`tower-http`).
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -99,6 +100,8 @@ pub mod axum;
 pub mod redis;
 #[cfg(feature = "tonic")]
 pub mod tonic;
+#[cfg(feature = "tower-http")]
+pub mod tower_http;
 
 pub use access_token::{AccessToken, Binding};
 pub use builder::{BuildError, Issuer, OAuthGuardBuilder};
@@ -112,6 +115,8 @@ pub use token::Scopes;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::Claims;
+#[cfg(feature = "tower-http")]
+pub use crate::tower_http::OAuthGuardAuthorizer;
 
 pub use jsonwebtoken::Algorithm;
 
