@@ -19,8 +19,9 @@ use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
 use crate::token::discovery::{DiscoveryError, discover_jwks_uri};
 #[cfg(feature = "fetch")]
 use crate::token::fetch::{FetchError, HttpClient, parse_url};
-use crate::token::jwt::{DEFAULT_ALGORITHMS, JwtRules, TrustedIssuer};
-use crate::token::keys::{IssuerKeys, KeySet, KeysError};
+use crate::token::issuer::{IssuerKeys, TrustedIssuer};
+use crate::token::jwt::{DEFAULT_ALGORITHMS, JwtRules};
+use crate::token::keys::{KeySet, KeysError};
 #[cfg(feature = "fetch")]
 use crate::token::remote::{DEFAULT_UNKNOWN_KID_COOLDOWN, RemoteKeys};
 use crate::token::{JwksSource, TokenValidator};

@@ -313,6 +313,25 @@ impl Challenge {
     }
 }
 
+/// gRPC requests get gRPC status answers. gRPC runs over HTTP/2 with `application/grpc`,
+/// optionally `+format` or parameters (gRPC `PROTOCOL-HTTP2.md`); anything else, such as an
+/// HTTP/1.1 request that claims the content type or gRPC-Web, gets an HTTP answer.
+pub(crate) fn is_grpc<B>(request: &http::Request<B>) -> bool {
+    if request.version() != http::Version::HTTP_2 {
+        return false;
+    }
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            v.strip_prefix(b"application/grpc".as_slice())
+                .is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(b"+") || rest.starts_with(b";")
+                })
+        })
+}
+
 /// gRPC's `grpc-message` is percent-encoded outside printable ASCII (and `%` itself).
 fn percent_encode_grpc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -390,5 +409,40 @@ mod tests {
         assert_eq!(r.headers()["grpc-status"], "16");
         assert_eq!(r.headers()["grpc-message"], "token expired");
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    fn request(version: http::Version, content_type: &str) -> http::Request<()> {
+        http::Request::builder()
+            .version(version)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn grpc_is_http2_with_the_grpc_content_type() {
+        use http::Version;
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc;charset=utf-8",
+        ] {
+            assert!(is_grpc(&request(Version::HTTP_2, ct)), "{ct}");
+            assert!(
+                !is_grpc(&request(Version::HTTP_11, ct)),
+                "{ct} over HTTP/1.1"
+            );
+            assert!(
+                !is_grpc(&request(Version::HTTP_10, ct)),
+                "{ct} over HTTP/1.0"
+            );
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert!(!is_grpc(&request(Version::HTTP_2, ct)), "{ct}");
+        }
     }
 }

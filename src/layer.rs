@@ -5,10 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::challenge::is_grpc;
 use crate::dpop::DPOP_NONCE;
 use crate::guard::OAuthGuard;
 use crate::policy::{Policy, Requirement};
@@ -33,9 +34,9 @@ use crate::policy::{Policy, Requirement};
 /// ```
 #[derive(Clone, Debug)]
 pub struct GuardLayer {
-    guard: OAuthGuard,
-    policy: Arc<Policy>,
-    optional: bool,
+    pub(crate) guard: OAuthGuard,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) optional: bool,
 }
 
 impl OAuthGuard {
@@ -84,14 +85,6 @@ impl GuardLayer {
         self.optional = true;
         self
     }
-
-    /// This layer's guard and policy as tower-http's `AsyncAuthorizeRequest`, for
-    /// `AsyncRequireAuthorizationLayer` (feature `tower-http`). See
-    /// [the module](crate::tower_http) for the one difference from the layer itself.
-    #[cfg(feature = "tower-http")]
-    pub fn authorizer<ResBody>(self) -> crate::tower_http::OAuthGuardAuthorizer<ResBody> {
-        crate::tower_http::OAuthGuardAuthorizer::new(self.guard, self.policy, self.optional)
-    }
 }
 
 impl<S> Layer<S> for GuardLayer {
@@ -110,25 +103,6 @@ impl<S> Layer<S> for GuardLayer {
 pub struct GuardService<S> {
     inner: S,
     layer: GuardLayer,
-}
-
-/// gRPC requests get gRPC status answers. gRPC runs over HTTP/2 with `application/grpc`,
-/// optionally `+format` or parameters (gRPC `PROTOCOL-HTTP2.md`); anything else, such as an
-/// HTTP/1.1 request that claims the content type or gRPC-Web, gets an HTTP answer.
-pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
-    if request.version() != http::Version::HTTP_2 {
-        return false;
-    }
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            let v = v.as_bytes();
-            v.strip_prefix(b"application/grpc".as_slice())
-                .is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with(b"+") || rest.starts_with(b";")
-                })
-        })
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GuardService<S>
@@ -178,45 +152,5 @@ where
                 Err(refusal) => Ok(layer.guard.refusal_response(&refusal, grpc)),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(version: http::Version, content_type: &str) -> Request<()> {
-        Request::builder()
-            .version(version)
-            .header(header::CONTENT_TYPE, content_type)
-            .body(())
-            .unwrap()
-    }
-
-    #[test]
-    fn grpc_is_http2_with_the_grpc_content_type() {
-        use http::Version;
-        for ct in [
-            "application/grpc",
-            "application/grpc+proto",
-            "application/grpc;charset=utf-8",
-        ] {
-            assert!(is_grpc(&request(Version::HTTP_2, ct)), "{ct}");
-            assert!(
-                !is_grpc(&request(Version::HTTP_11, ct)),
-                "{ct} over HTTP/1.1"
-            );
-            assert!(
-                !is_grpc(&request(Version::HTTP_10, ct)),
-                "{ct} over HTTP/1.0"
-            );
-        }
-        for ct in [
-            "application/grpc-web",
-            "application/grpcx",
-            "application/json",
-        ] {
-            assert!(!is_grpc(&request(Version::HTTP_2, ct)), "{ct}");
-        }
     }
 }

@@ -50,8 +50,9 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tower_http::auth::AsyncAuthorizeRequest;
 
+use crate::challenge::is_grpc;
 use crate::guard::OAuthGuard;
-use crate::layer::is_grpc;
+use crate::layer::GuardLayer;
 use crate::policy::Policy;
 
 /// An [`OAuthGuard`] with a route policy, as tower-http's [`AsyncAuthorizeRequest`]; made by
@@ -62,6 +63,15 @@ pub struct OAuthGuardAuthorizer<ResBody> {
     policy: Arc<Policy>,
     optional: bool,
     _body: PhantomData<fn() -> ResBody>,
+}
+
+impl GuardLayer {
+    /// This layer's guard and policy as tower-http's `AsyncAuthorizeRequest`, for
+    /// `AsyncRequireAuthorizationLayer`. See [the module](crate::tower_http) for the one
+    /// difference from the layer itself.
+    pub fn authorizer<ResBody>(self) -> OAuthGuardAuthorizer<ResBody> {
+        OAuthGuardAuthorizer::new(self.guard, self.policy, self.optional)
+    }
 }
 
 impl<ResBody> OAuthGuardAuthorizer<ResBody> {

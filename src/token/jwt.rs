@@ -10,7 +10,7 @@ use crate::jws::{self, CompactJws};
 
 use super::claims::{Confirmation, Scopes, Validated};
 use super::error::TokenError;
-use super::keys::IssuerKeys;
+use super::issuer::TrustedIssuer;
 
 /// The default allow-list: asymmetric algorithms only (RFC 9068 §4 check 6 forbids `none`).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -20,13 +20,6 @@ pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::PS256,
     Algorithm::EdDSA,
 ];
-
-/// One trusted issuer: its exact `iss`, the audiences it may mint for us, and its keys.
-pub(crate) struct TrustedIssuer {
-    pub(crate) issuer: String,
-    pub(crate) audiences: Vec<String>,
-    pub(crate) keys: IssuerKeys,
-}
 
 /// Rules shared by all issuers.
 #[derive(Debug, Clone)]

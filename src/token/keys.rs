@@ -13,8 +13,6 @@ use serde::Deserialize;
 
 #[cfg(feature = "fetch")]
 use super::fetch::FetchError;
-#[cfg(feature = "fetch")]
-pub(crate) use super::remote::RemoteKeys;
 use crate::limits::{MAX_JWKS_LEN, MAX_KEYS};
 
 /// Why a key set was refused.
@@ -217,25 +215,4 @@ pub enum JwksSource {
     /// `jwks_uri` from the issuer's metadata (RFC 8414 / OpenID Connect Discovery).
     #[cfg(feature = "fetch")]
     Discover,
-}
-
-/// The keys of one issuer, as the validator sees them.
-pub(crate) enum IssuerKeys {
-    Static(KeySet),
-    #[cfg(feature = "fetch")]
-    Remote(Arc<RemoteKeys>),
-}
-
-impl IssuerKeys {
-    pub(crate) async fn key(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Option<Arc<VerificationKey>> {
-        match self {
-            IssuerKeys::Static(set) => set.select(kid, alg),
-            #[cfg(feature = "fetch")]
-            IssuerKeys::Remote(remote) => remote.key(kid, alg).await,
-        }
-    }
 }

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+pub(crate) mod issuer;
 pub mod jwt;
 pub mod keys;
 #[cfg(feature = "fetch")]
@@ -21,7 +22,8 @@ pub use keys::{JwksSource, KeySet};
 
 use cache::TokenCache;
 pub(crate) use claims::Validated;
-use jwt::{JwtRules, TrustedIssuer};
+use issuer::TrustedIssuer;
+use jwt::JwtRules;
 
 /// Validates access tokens: cache first, then the JWT checks against the issuer's keys.
 pub(crate) struct TokenValidator {

@@ -1,0 +1,38 @@
+//! One trusted issuer (RFC 9068 §4 checks 3–5): its exact `iss`, the audiences it may mint for
+//! this resource server, and where its keys come from.
+
+use std::sync::Arc;
+
+use jsonwebtoken::Algorithm;
+
+use super::keys::{KeySet, VerificationKey};
+#[cfg(feature = "fetch")]
+use super::remote::RemoteKeys;
+
+/// One trusted issuer: its exact `iss`, the audiences it may mint for us, and its keys.
+pub(crate) struct TrustedIssuer {
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) keys: IssuerKeys,
+}
+
+/// The keys of one issuer, as the validator sees them.
+pub(crate) enum IssuerKeys {
+    Static(KeySet),
+    #[cfg(feature = "fetch")]
+    Remote(Arc<RemoteKeys>),
+}
+
+impl IssuerKeys {
+    pub(crate) async fn key(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Option<Arc<VerificationKey>> {
+        match self {
+            IssuerKeys::Static(set) => set.select(kid, alg),
+            #[cfg(feature = "fetch")]
+            IssuerKeys::Remote(remote) => remote.key(kid, alg).await,
+        }
+    }
+}
