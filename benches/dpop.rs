@@ -1,5 +1,5 @@
 //! What one DPoP-bound request costs the guard, as a ratio to one raw ES256 signature
-//! verification measured in the same run (issue 3).
+//! verification measured in the same run.
 //!
 //! ```text
 //! cargo bench --bench dpop                 # criterion, then the ratio summary

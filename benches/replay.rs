@@ -4,7 +4,7 @@
 //! `cargo bench --features redis --bench replay`. Uses `TOG_REDIS_URL` when set (scripts/test
 //! starts one), else starts its own redis-server.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support.rs"]
 mod support;
 
 use std::collections::BTreeMap;

@@ -1,23 +1,21 @@
 //! The plain-hyper example (`examples/hyper_server.rs`), built exactly as the example builds it,
 //! served over TLS with optional client certificates by `serve_tls`, called by a hyper-rustls
-//! client (issue 5).
+//! client.
 #![cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
 
-mod support;
-
 #[allow(dead_code)]
-#[path = "../examples/hyper_server.rs"]
+#[path = "../../examples/hyper_server.rs"]
 mod example;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use support::*;
 use tokio::net::TcpListener;
 use tower_oauth_guard::mtls::serve::{ClientAuth, serve_tls, server_config};
 

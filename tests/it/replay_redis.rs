@@ -1,17 +1,15 @@
-//! The distributed DPoP replay store (issue 6): several guard instances, each a real axum
+//! The distributed DPoP replay store: several guard instances, each a real axum
 //! server, sharing one real redis-server (from `TOG_REDIS_URL`, or started by the test).
 #![cfg(all(feature = "redis", feature = "axum"))]
 
-mod support;
-
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use serde_json::json;
-use support::*;
 use tower_oauth_guard::dpop::{
     BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow,
 };
@@ -492,62 +490,6 @@ async fn guard_entry_lives_as_long_as_the_proof_window() {
 
 // --- outages: fail closed, recover alone ---------------------------------------------------
 
-/// Collects the events of `tower_oauth_guard::redis` (level, message, key_prefix).
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(tracing::Level, String, String)>>>);
-
-struct EventFields {
-    message: String,
-    key_prefix: String,
-}
-
-impl tracing::field::Visit for EventFields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "message" => self.message = format!("{value:?}"),
-            "key_prefix" => self.key_prefix = format!("{value:?}"),
-            _ => {}
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != "tower_oauth_guard::redis" {
-            return;
-        }
-        let mut fields = EventFields {
-            message: String::new(),
-            key_prefix: String::new(),
-        };
-        event.record(&mut fields);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), fields.message, fields.key_prefix));
-    }
-}
-
-impl Events {
-    fn install() -> Self {
-        use tracing_subscriber::layer::SubscriberExt;
-        let events = Events::default();
-        let subscriber = tracing_subscriber::registry().with(events.clone());
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        events
-    }
-
-    fn of(&self, prefix: &str, level: tracing::Level) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(l, _, p)| *l == level && p == prefix)
-            .map(|(_, m, _)| m.clone())
-            .collect()
-    }
-}
-
 /// Polls with fresh proofs until one is accepted; returns how long that took.
 async fn until_accepted(base: &str, key: &DpopKey, token: &str, limit: Duration) -> Duration {
     let start = Instant::now();
@@ -566,7 +508,7 @@ async fn until_accepted(base: &str, key: &DpopKey, token: &str, limit: Duration)
 /// With the default timeouts (50 ms in the store and in the guard).
 #[tokio::test]
 async fn fails_closed_while_redis_is_down_and_recovers_without_restarting_the_api() {
-    let events = Events::install();
+    let events = crate::support::logs();
     let mut redis = RedisServer::start();
     let issuer = TestIssuer::start().await;
     let ns = prefix();
@@ -613,7 +555,7 @@ async fn fails_closed_while_redis_is_down_and_recovers_without_restarting_the_ap
     );
     assert_eq!(store.unavailable_count() - refused_before, OUTAGE_REQUESTS);
     assert_eq!(
-        events.of(&ns, tracing::Level::WARN).len(),
+        events.redis_events(&ns, tracing::Level::WARN).len(),
         1,
         "one warning per outage"
     );
@@ -625,7 +567,7 @@ async fn fails_closed_while_redis_is_down_and_recovers_without_restarting_the_ap
     let proof = fresh_proof(&key, &token);
     assert_accepted(&call(&base, &token, &proof).await);
     assert_replay(&call(&base, &token, &proof).await);
-    assert_eq!(events.of(&ns, tracing::Level::INFO).len(), 1);
+    assert_eq!(events.redis_events(&ns, tracing::Level::INFO).len(), 1);
 }
 
 /// Redis alive but not answering (`CLIENT PAUSE`): each request waits the timeout, then fails

@@ -2,14 +2,12 @@
 //! `AsyncAuthorizeRequest` (feature `tower-http`), and the CORS of `examples/resource_server`,
 //! run as the binary cargo built.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const AUD: &str = "https://api.example";
@@ -28,7 +26,7 @@ mod authorizer {
     use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
 
     use super::AUD;
-    use super::support::*;
+    use crate::support::*;
 
     async fn whoami(token: AccessToken) -> axum::Json<Value> {
         axum::Json(json!({

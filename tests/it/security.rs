@@ -2,17 +2,15 @@
 //! must be refused (or, where the RFC says so, served), and no credential may leak into
 //! `Debug` output or logs.
 
-mod support;
-
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
-use support::*;
 use tower_oauth_guard::dpop::{
     BaseUrl, MemoryReplayStore, ProofPolicy, ReplayKey, ReplayStore, ReplayWindow,
 };
@@ -591,27 +589,6 @@ async fn an_issuer_rsa_key_below_2048_bits_is_never_used() {
 // ---------------------------------------------------------------------------------------------
 // No credential in any output
 
-/// Everything `tracing` writes, at every level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// The parts of a compact JWS that are secret or identifying: the whole, and its signature.
 fn secrets_of(jws: &str) -> [String; 2] {
     [jws.to_owned(), jws.rsplit('.').next().unwrap().to_owned()]
@@ -619,16 +596,10 @@ fn secrets_of(jws: &str) -> [String; 2] {
 
 #[test]
 fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    // The process-wide subscriber (the only one this test binary sets): a scoped one can miss
-    // events whose callsites another test thread registered first. Other tests' events land
-    // here too, which only adds to what is checked.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    // The process-wide subscriber: a scoped one can miss events whose callsites another test
+    // thread registered first. Other tests' events land there too, which only adds to what
+    // is checked.
+    let captured = crate::support::logs();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -715,7 +686,7 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
         format!("{der:?}").contains("222"),
         "the bytes would show as decimals"
     );
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("request refused"),
         "the capture saw the guard's events: {logs}"

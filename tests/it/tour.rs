@@ -1,15 +1,8 @@
 //! `cargo run --example tour` plays its scenarios for real; this runs the same logic and pins
-//! what every cell must show (issue 4).
+//! what every cell must show.
 
-#[path = "../examples/tour/actors.rs"]
-mod actors;
-#[path = "../examples/tour/scenarios.rs"]
-mod scenarios;
-#[path = "../examples/tour/table.rs"]
-mod table;
-
-use scenarios::*;
-use table::{Defence, Tour, Verdict};
+use crate::scenarios::*;
+use crate::table::{Defence, Tour, Verdict};
 
 /// Expected verdicts: bearer, PKCE, DPoP, mTLS (`None`: not applicable).
 type Expected = [Option<Verdict>; 4];
@@ -72,7 +65,7 @@ const EVIDENCE: [(&str, Defence, &str); 12] = [
 ];
 
 async fn tour() -> Tour {
-    scenarios::run().await.expect("the tour runs")
+    crate::scenarios::run().await.expect("the tour runs")
 }
 
 #[tokio::test]

@@ -1,17 +1,15 @@
-//! The guard in front of a real tonic server, called by a real tonic client (issue 5): gRPC
+//! The guard in front of a real tonic server, called by a real tonic client: gRPC
 //! statuses instead of HTTP 401s, DPoP over gRPC, mTLS through tonic's own TLS.
 #![cfg(all(feature = "tonic", any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 
-mod support;
-
 #[allow(dead_code)]
-#[path = "../examples/grpc_server.rs"]
+#[path = "../../examples/grpc_server.rs"]
 mod example;
 
 use std::net::SocketAddr;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 use tokio::net::TcpListener;
 use tonic::codegen::tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
@@ -363,7 +361,7 @@ async fn certificate_bound_token_over_tonic_tls() {
         .add_service(example::health_service());
     tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
 
-    let connect = |cert: Option<&support::Identity>| {
+    let connect = |cert: Option<&crate::support::Identity>| {
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(pki.ca_pem()))
             .domain_name("localhost");

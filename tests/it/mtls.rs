@@ -1,16 +1,14 @@
 //! Certificate-bound access tokens (RFC 8705) through real TLS: `serve_tls` with client
-//! certificates, tonic's own TLS, and a proxy's `Client-Cert` header (RFC 9440) (issue 4).
-
-mod support;
+//! certificates, tonic's own TLS, and a proxy's `Client-Cert` header (RFC 9440).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::support::*;
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use serde_json::{Value, json};
-use support::*;
 use tokio::io::AsyncReadExt;
 use tower_oauth_guard::mtls::serve::{ClientAuth, server_config};
 use tower_oauth_guard::mtls::{ClientCertHeader, serve::HANDSHAKE_TIMEOUT};

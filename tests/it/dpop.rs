@@ -1,15 +1,14 @@
-//! DPoP (RFC 9449) through a real axum server and a real JWKS issuer (issue 3).
+//! DPoP (RFC 9449) through a real axum server and a real JWKS issuer.
 //!
 //! Every proof check of RFC 9449 §4.3 has a test where exactly that one thing is wrong, sent
 //! beside a valid request that is accepted; then the scheme rules (§7.2), the public URI behind
 //! proxies, `jti` replay (§11.1) and server nonces (§8, §9).
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -24,7 +23,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use support::*;
 use tower_oauth_guard::dpop::proof::{ath_for, jwk_thumbprint};
 use tower_oauth_guard::dpop::{
     BaseUrl, MemoryReplayStore, NonceSecret, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
@@ -348,7 +346,7 @@ fn assert_bad_proof(reply: &Reply, description: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The valid request and the hand-off (issue item 7)
+// The valid request and the hand-off
 
 #[tokio::test]
 async fn valid_proof_reaches_the_handler_with_the_dpop_binding() {
@@ -396,7 +394,7 @@ async fn every_default_algorithm_is_accepted_and_others_are_not() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Proof checks, RFC 9449 §4.3 (issue item 2): one thing wrong each
+// Proof checks, RFC 9449 §4.3: one thing wrong each
 
 #[tokio::test]
 async fn proof_without_exactly_three_parts_is_refused() {
@@ -863,7 +861,7 @@ async fn proof_with_a_critical_header_is_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scheme and headers (issue item 1), modes and challenges (items 1 and 6)
+// Scheme and headers, modes and challenges
 
 #[tokio::test]
 async fn dpop_scheme_without_a_proof_header_is_refused() {
@@ -1059,7 +1057,7 @@ async fn an_issuer_can_require_dpop_while_the_guard_allows_bearer() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The request's public URI (issue item 3)
+// The request's public URI
 
 #[tokio::test]
 async fn the_configured_origin_holds_whatever_host_or_forwarded_headers_say() {
@@ -1342,7 +1340,7 @@ async fn guard_inside_a_nested_router_checks_the_full_path() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Replay (issue item 4)
+// Replay
 
 #[tokio::test]
 async fn replayed_proof_is_refused() {
@@ -1514,7 +1512,7 @@ async fn a_replay_store_slower_than_the_timeout_fails_closed() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Server nonces (issue item 5)
+// Server nonces
 
 const STEP: i64 = 60;
 

@@ -1,16 +1,14 @@
-//! Bearer JWT access tokens through a real axum server and a real JWKS server (issue: foundation).
-
-mod support;
+//! Bearer JWT access tokens through a real axum server and a real JWKS server.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::*;
 use tower_oauth_guard::{AccessToken, Claims, DpopMode, Issuer, OAuthGuard};
 
 const AUD: &str = "https://api.example";

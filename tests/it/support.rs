@@ -349,7 +349,7 @@ impl DpopKey {
     }
 }
 
-// ---- mtls, grpc, hyper (issues 4, 5): a test PKI and HTTPS clients with client certificates ---
+// ---- mtls, grpc, hyper: a test PKI and HTTPS clients with client certificates ---
 
 /// A certificate and its PKCS#8 private key.
 pub struct Identity {
@@ -543,7 +543,7 @@ pub async fn serve_https(app: Router, config: rustls::ServerConfig) -> SocketAdd
     addr
 }
 
-// --- redis (issue 6): redis-server processes for the distributed replay store -------------
+// --- redis: redis-server processes for the distributed replay store -------------
 
 /// A `redis-server` child on its own free loopback port, with its own directory; killed (and
 /// the directory removed) on drop.
@@ -687,4 +687,112 @@ impl TestRedis {
             TestRedis::Owned(server) => server.url(),
         }
     }
+}
+
+// ---- logs: one process-wide subscriber for every test that reads what the crate logs ----
+
+/// What the crate (and its dependencies) logged during the test run: the formatted text, at
+/// TRACE for this crate, and the events of the Redis replay store with their key prefix.
+pub struct Logs {
+    text: Arc<Mutex<Vec<u8>>>,
+    events: Arc<Mutex<Vec<(tracing::Level, String, String)>>>,
+}
+
+impl Logs {
+    /// Everything formatted so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// Messages of `tower_oauth_guard::redis` events at `level` from the store with `prefix`.
+    pub fn redis_events(&self, prefix: &str, level: tracing::Level) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, _, p)| *l == level && p == prefix)
+            .map(|(_, m, _)| m.clone())
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Writer {
+    type Writer = Writer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+struct RedisEvents(Arc<Mutex<Vec<(tracing::Level, String, String)>>>);
+
+struct EventFields {
+    message: String,
+    key_prefix: String,
+}
+
+impl tracing::field::Visit for EventFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "key_prefix" => self.key_prefix = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RedisEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "tower_oauth_guard::redis" {
+            return;
+        }
+        let mut fields = EventFields {
+            message: String::new(),
+            key_prefix: String::new(),
+        };
+        event.record(&mut fields);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), fields.message, fields.key_prefix));
+    }
+}
+
+/// Installs the process-wide subscriber once and returns what it captures.
+pub fn logs() -> &'static Logs {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs {
+            text: Arc::default(),
+            events: Arc::default(),
+        };
+        // Every level of this crate; its HTTP and TLS dependencies at DEBUG, which is enough
+        // to see what they would print of a request without megabytes of frame traces.
+        let filter = tracing_subscriber::EnvFilter::new(
+            "trace,h2=debug,hyper=debug,hyper_util=debug,rustls=debug,tokio=debug,runtime=debug",
+        );
+        let text = tracing_subscriber::fmt::layer()
+            .with_writer(Writer(logs.text.clone()))
+            .with_ansi(false)
+            .with_filter(filter);
+        let subscriber = tracing_subscriber::registry()
+            .with(text)
+            .with(RedisEvents(logs.events.clone()));
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
 }

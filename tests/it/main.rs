@@ -1,0 +1,34 @@
+//! The integration tests, in one binary with one copy of the fixtures (`support`): real HTTP,
+//! TLS, gRPC and Redis on 127.0.0.1, module by module in the order a request meets the guard.
+
+// grpc_server and hyper_server are compiled as their examples are, each with its own copy of
+// the examples' shared flags.
+#![allow(clippy::duplicate_mod)]
+
+mod support;
+
+mod jwt;
+
+mod dpop;
+
+mod mtls;
+
+mod security;
+
+mod grpc;
+
+mod hyper_server;
+
+mod tower_http_auth;
+
+mod replay_redis;
+
+mod tour;
+
+// The tour's own modules, at the root where its code expects them (`crate::scenarios`).
+#[path = "../../examples/tour/actors.rs"]
+mod actors;
+#[path = "../../examples/tour/scenarios.rs"]
+mod scenarios;
+#[path = "../../examples/tour/table.rs"]
+mod table;
