@@ -540,7 +540,7 @@ async fn remote_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dpop::BaseUrl;
+    use crate::dpop::htu::BaseUrl;
 
     /// The P-256 public key of RFC 7515 Appendix A.3.
     fn one_key() -> JwkSet {
@@ -676,7 +676,7 @@ mod tests {
             .dpop(DpopMode::Allowed)
             .public_uri(PublicUri::forwarded_by(
                 [],
-                crate::dpop::ForwardedHeaders::Forwarded,
+                crate::dpop::origin::ForwardedHeaders::Forwarded,
             ))
             .build()
             .await;

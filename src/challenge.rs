@@ -261,7 +261,8 @@ impl Challenge {
     }
 
     /// The response headers of this challenge, for HTTP or (with `grpc`) gRPC.
-    pub fn headers(&self, params: &ChallengeParams, grpc: bool) -> HeaderMap {
+    pub fn headers(&self, params: &ChallengeParams, protocol: Protocol) -> HeaderMap {
+        let grpc = protocol == Protocol::Grpc;
         let mut headers = HeaderMap::new();
         for value in self.www_authenticate(params) {
             headers.append(header::WWW_AUTHENTICATE, value);
@@ -305,11 +306,32 @@ impl Challenge {
 
     /// The whole response. gRPC answers are HTTP 200 "trailers-only" responses, because gRPC
     /// clients read `grpc-status`, not the HTTP status.
-    pub fn into_response<B: Default>(self, params: &ChallengeParams, grpc: bool) -> Response<B> {
+    pub fn into_response<B: Default>(self, params: &ChallengeParams, protocol: Protocol) -> Response<B> {
+        let grpc = protocol == Protocol::Grpc;
         let mut response = Response::new(B::default());
         *response.status_mut() = if grpc { StatusCode::OK } else { self.status };
-        *response.headers_mut() = self.headers(params, grpc);
+        *response.headers_mut() = self.headers(params, protocol);
         response
+    }
+}
+
+/// How a refusal is answered: an HTTP status, or a gRPC status in a trailers-only response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP: the status code and `WWW-Authenticate` (RFC 6750 §3, RFC 9449 §7.1).
+    Http,
+    /// gRPC over HTTP/2: HTTP 200 with `grpc-status`, the challenge in `www-authenticate`.
+    Grpc,
+}
+
+impl Protocol {
+    /// The protocol of `request`: gRPC for HTTP/2 with `application/grpc`, HTTP otherwise.
+    pub fn of<B>(request: &http::Request<B>) -> Self {
+        if is_grpc(request) {
+            Protocol::Grpc
+        } else {
+            Protocol::Http
+        }
     }
 }
 
@@ -404,7 +426,7 @@ mod tests {
             Some(Scheme::Bearer),
             &[Scheme::Bearer],
         );
-        let r: Response<String> = c.into_response(&ChallengeParams::default(), true);
+        let r: Response<String> = c.into_response(&ChallengeParams::default(), Protocol::Grpc);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "16");
         assert_eq!(r.headers()["grpc-message"], "token expired");

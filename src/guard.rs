@@ -14,7 +14,7 @@ use http::Response;
 use http::request::Parts;
 
 use crate::access_token::{AccessToken, Binding};
-use crate::challenge::{Challenge, ChallengeParams, Rejection};
+use crate::challenge::{Challenge, ChallengeParams, Protocol, Rejection};
 use crate::clock::Clock;
 use crate::dpop::{DpopConfig, DpopError, DpopMode};
 use crate::extract::{self, CredentialsError, Scheme};
@@ -73,6 +73,17 @@ pub(crate) fn next_guard_id() -> u64 {
     NEXT_GUARD_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Whether a route serves requests without credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Presence {
+    /// Credentials are required (401 without them).
+    #[default]
+    Required,
+    /// Requests without credentials pass anonymously; presented credentials are still
+    /// checked and refused when invalid.
+    Optional,
+}
+
 /// What the guard lets through.
 #[derive(Debug)]
 pub struct Admission {
@@ -108,11 +119,11 @@ impl OAuthGuard {
         &self.inner.challenge
     }
 
-    /// Builds the response for a refusal: HTTP 4xx/503, or a gRPC status when `grpc`.
-    pub fn refusal_response<B: Default>(&self, refusal: &Refusal, grpc: bool) -> Response<B> {
+    /// Builds the response for a refusal: HTTP 4xx/503, or a gRPC status.
+    pub fn refusal_response<B: Default>(&self, refusal: &Refusal, protocol: Protocol) -> Response<B> {
         refusal
             .challenge()
-            .into_response(&self.inner.challenge, grpc)
+            .into_response(&self.inner.challenge, protocol)
     }
 
     fn accepted_schemes(mode: DpopMode) -> Vec<Scheme> {
@@ -139,7 +150,7 @@ impl OAuthGuard {
         &self,
         parts: &mut Parts,
         policy: &Policy,
-        optional: bool,
+        presence: Presence,
     ) -> Result<Admission, Refusal> {
         let inner = &*self.inner;
         peer::strip_untrusted_client_cert(parts, inner.mtls.client_cert_header.as_ref());
@@ -167,7 +178,7 @@ impl OAuthGuard {
 
         let credentials = match extract::credentials(&parts.headers) {
             Ok(c) => c,
-            Err(e) if e.is_absent() && optional => {
+            Err(e) if e.is_absent() && presence == Presence::Optional => {
                 return Ok(Admission {
                     token: None,
                     dpop_nonce: None,

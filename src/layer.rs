@@ -1,4 +1,4 @@
-//! The tower face of the guard: [`GuardLayer`] and [`GuardService`].
+//! The tower face of the guard: [`OAuthGuardLayer`] and [`OAuthGuardService`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,7 +9,8 @@ use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::challenge::is_grpc;
+use crate::challenge::Protocol;
+use crate::guard::Presence;
 use crate::dpop::DPOP_NONCE;
 use crate::guard::OAuthGuard;
 use crate::policy::{Policy, Requirement};
@@ -33,25 +34,25 @@ use crate::policy::{Policy, Requirement};
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
-pub struct GuardLayer {
+pub struct OAuthGuardLayer {
     pub(crate) guard: OAuthGuard,
     pub(crate) policy: Arc<Policy>,
-    pub(crate) optional: bool,
+    pub(crate) presence: Presence,
 }
 
 impl OAuthGuard {
     /// A layer that demands a valid token (no scope).
-    pub fn layer(&self) -> GuardLayer {
-        GuardLayer::new(self.clone())
+    pub fn layer(&self) -> OAuthGuardLayer {
+        OAuthGuardLayer::new(self.clone())
     }
 }
 
-impl GuardLayer {
+impl OAuthGuardLayer {
     pub(crate) fn new(guard: OAuthGuard) -> Self {
-        GuardLayer {
+        OAuthGuardLayer {
             guard,
             policy: Arc::new(Policy::default()),
-            optional: false,
+            presence: Presence::Required,
         }
     }
 
@@ -82,30 +83,30 @@ impl GuardLayer {
     /// Lets requests without credentials through anonymously; presented credentials are still
     /// checked and refused when invalid.
     pub fn optional(mut self) -> Self {
-        self.optional = true;
+        self.presence = Presence::Optional;
         self
     }
 }
 
-impl<S> Layer<S> for GuardLayer {
-    type Service = GuardService<S>;
+impl<S> Layer<S> for OAuthGuardLayer {
+    type Service = OAuthGuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GuardService {
+        OAuthGuardService {
             inner,
             layer: self.clone(),
         }
     }
 }
 
-/// The service produced by [`GuardLayer`].
+/// The service produced by [`OAuthGuardLayer`].
 #[derive(Clone, Debug)]
-pub struct GuardService<S> {
+pub struct OAuthGuardService<S> {
     inner: S,
-    layer: GuardLayer,
+    layer: OAuthGuardLayer,
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GuardService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OAuthGuardService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -126,11 +127,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let grpc = is_grpc(&request);
+            let protocol = Protocol::of(&request);
             let (mut parts, body) = request.into_parts();
             match layer
                 .guard
-                .check(&mut parts, &layer.policy, layer.optional)
+                .check(&mut parts, &layer.policy, layer.presence)
                 .await
             {
                 Ok(admission) => {
@@ -149,7 +150,7 @@ where
                     }
                     Ok(response)
                 }
-                Err(refusal) => Ok(layer.guard.refusal_response(&refusal, grpc)),
+                Err(refusal) => Ok(layer.guard.refusal_response(&refusal, protocol)),
             }
         })
     }

@@ -62,59 +62,99 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The request's path through the crate, in order (blank lines keep rustfmt from sorting).
+// Every module is private; what a user needs is re-exported below, each item once.
 mod transport;
 
 mod http_syntax;
 
-pub mod extract;
+mod extract;
 
-pub mod token;
+mod token;
 
-pub mod dpop;
+mod dpop;
 
-pub mod mtls;
+mod mtls;
 
-pub mod access_token;
+mod access_token;
 
-pub mod policy;
+mod policy;
 
-pub mod challenge;
+mod challenge;
 
 // The guard that runs those steps, how it is configured, and its tower face.
-pub mod guard;
+mod guard;
 
-pub mod builder;
+mod builder;
 
-pub mod layer;
+mod layer;
 
 // Around it.
-pub mod clock;
+mod clock;
 mod crypto;
 mod jws;
 pub mod limits;
 pub mod pkce;
 
+// Integrations: thin leaves, each behind its feature.
 #[cfg(feature = "axum")]
-pub mod axum;
+mod axum;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 #[cfg(feature = "tower-http")]
-pub mod tower_http;
+mod tower_http;
 
+// 1. Credentials from the request head.
+pub use extract::{CredentialsError, DPOP, Scheme};
+
+// 2. The access token.
+#[cfg(feature = "fetch")]
+pub use token::discovery::DiscoveryError;
+#[cfg(feature = "fetch")]
+pub use token::fetch::FetchError;
+pub use token::keys::KeysError;
+pub use token::{Confirmation, KeySet, Scopes, TokenError};
+
+// 3a. DPoP (RFC 9449).
+pub use dpop::htu::{BaseUrl, HtuError, normalize_htu};
+pub use dpop::nonce::{DpopNonces, NonceCheck, NonceError, NonceSecret};
+pub use dpop::origin::{ForwardedHeaders, PublicUri};
+pub use dpop::proof::{
+    ExpectedRequest, MalformedProof, ProofError, ProofPolicy, VerifiedProof, ath_for,
+    jkt_matches, jwk_thumbprint, verify_proof,
+};
+pub use dpop::replay::{
+    MemoryReplayStore, ReplayCheck, ReplayFuture, ReplayKey, ReplayStore, ReplayStoreError,
+    ReplayWindow,
+};
+pub use dpop::{DPOP_NONCE, DpopError, DpopMode};
+
+// 3b. Certificate-bound tokens (RFC 8705, RFC 9440).
+pub use mtls::client_cert::{CLIENT_CERT, CLIENT_CERT_CHAIN, ClientCertError};
+#[cfg(feature = "serve-tls")]
+pub use mtls::serve::{
+    ClientAuth, ServeTlsError, load_certificates, load_private_key, serve_tls, server_config,
+};
+pub use mtls::{CertificateThumbprint, ClientCertHeader, MtlsError, MtlsMode};
+pub use transport::{PeerCertificates, RemoteAddr, TlsConnection};
+
+// 4. The hand-off and the route policy.
 pub use access_token::{AccessToken, Binding};
+pub use policy::{Policy, PolicyError, Requirement};
+
+// 5. The refusal.
+pub use challenge::{Challenge, ChallengeParams, ErrorCode, Protocol, Rejection};
+
+// The guard, its configuration, its tower face.
 pub use builder::{BuildError, Issuer, OAuthGuardBuilder};
-pub use challenge::{Challenge, Rejection};
+pub use guard::{Admission, OAuthGuard, Presence, Refusal};
+pub use layer::{OAuthGuardLayer, OAuthGuardService};
+
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use dpop::{DpopMode, DpopNonces, PublicUri};
-pub use guard::OAuthGuard;
-pub use layer::{GuardLayer, GuardService};
-pub use mtls::MtlsMode;
-pub use token::Scopes;
 
 #[cfg(feature = "axum")]
-pub use crate::axum::Claims;
+pub use crate::axum::{Claims, TokenRejection};
 #[cfg(feature = "tower-http")]
 pub use crate::tower_http::OAuthGuardAuthorizer;
 

@@ -39,7 +39,7 @@ impl std::fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 /// A requirement on a validated token: implement it for step-up or tenant checks, or pass a
-/// closure to [`crate::GuardLayer::require`].
+/// closure to [`crate::OAuthGuardLayer::require`].
 pub trait Requirement: Send + Sync + 'static {
     /// `true` lets the request through.
     fn allows(&self, token: &AccessToken) -> bool;

@@ -58,11 +58,11 @@
 use tonic::server::NamedService;
 
 use crate::access_token::AccessToken;
-use crate::layer::GuardService;
+use crate::layer::OAuthGuardService;
 
 /// A guarded service answers to the gRPC name of the service it guards, so it can be given
 /// to `Server::add_service` directly.
-impl<S: NamedService> NamedService for GuardService<S> {
+impl<S: NamedService> NamedService for OAuthGuardService<S> {
     const NAME: &'static str = S::NAME;
 }
 

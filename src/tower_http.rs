@@ -1,7 +1,7 @@
 //! tower-http integration (feature `tower-http`): the guard as tower-http's
 //! [`AsyncAuthorizeRequest`], for [`AsyncRequireAuthorizationLayer`].
 //!
-//! [`GuardLayer::authorizer`] turns a configured layer into an [`OAuthGuardAuthorizer`], so the
+//! [`OAuthGuardLayer::authorizer`] turns a configured layer into an [`OAuthGuardAuthorizer`], so the
 //! route's scopes, claim requirements and `optional` carry over:
 //!
 //! ```no_run
@@ -26,20 +26,20 @@
 //!
 //! An admitted request reaches the inner service with its [`AccessToken`] in the request
 //! extensions; a refused one gets the guard's answer (status and `WWW-Authenticate`, RFC 6750
-//! §3, or a trailers-only gRPC status for gRPC requests), exactly as from [`GuardLayer`].
+//! §3, or a trailers-only gRPC status for gRPC requests), exactly as from [`OAuthGuardLayer`].
 //!
-//! # One difference from [`GuardLayer`]
+//! # One difference from [`OAuthGuardLayer`]
 //!
 //! [`AsyncAuthorizeRequest`] has no say over a successful response, so the authorizer cannot add
 //! the fresh `DPoP-Nonce` (RFC 9449 §8.2) that the guard sends when a proof's nonce, still
 //! accepted, is no longer the current one. Clients get new nonces only through refusals: once
 //! their nonce is too old, the request is refused with `use_dpop_nonce` and a fresh `DPoP-Nonce`
 //! (RFC 9449 §8.1), and the client retries with it. With server nonces on, that costs a client
-//! one extra round trip per nonce lifetime; [`GuardLayer`] avoids it.
+//! one extra round trip per nonce lifetime; [`OAuthGuardLayer`] avoids it.
 //!
 //! [`AccessToken`]: crate::AccessToken
-//! [`GuardLayer`]: crate::GuardLayer
-//! [`GuardLayer::authorizer`]: crate::GuardLayer::authorizer
+//! [`OAuthGuardLayer`]: crate::OAuthGuardLayer
+//! [`OAuthGuardLayer::authorizer`]: crate::OAuthGuardLayer::authorizer
 //! [`AsyncRequireAuthorizationLayer`]: tower_http::auth::AsyncRequireAuthorizationLayer
 
 use std::future::Future;
@@ -50,36 +50,37 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tower_http::auth::AsyncAuthorizeRequest;
 
-use crate::challenge::is_grpc;
+use crate::challenge::Protocol;
+use crate::guard::Presence;
 use crate::guard::OAuthGuard;
-use crate::layer::GuardLayer;
+use crate::layer::OAuthGuardLayer;
 use crate::policy::Policy;
 
 /// An [`OAuthGuard`] with a route policy, as tower-http's [`AsyncAuthorizeRequest`]; made by
-/// [`GuardLayer::authorizer`](crate::GuardLayer::authorizer). `ResBody` is the body type of the
+/// [`OAuthGuardLayer::authorizer`](crate::OAuthGuardLayer::authorizer). `ResBody` is the body type of the
 /// guarded service's responses, inferred from that service.
 pub struct OAuthGuardAuthorizer<ResBody> {
     guard: OAuthGuard,
     policy: Arc<Policy>,
-    optional: bool,
+    presence: Presence,
     _body: PhantomData<fn() -> ResBody>,
 }
 
-impl GuardLayer {
+impl OAuthGuardLayer {
     /// This layer's guard and policy as tower-http's `AsyncAuthorizeRequest`, for
     /// `AsyncRequireAuthorizationLayer`. See [the module](crate::tower_http) for the one
     /// difference from the layer itself.
     pub fn authorizer<ResBody>(self) -> OAuthGuardAuthorizer<ResBody> {
-        OAuthGuardAuthorizer::new(self.guard, self.policy, self.optional)
+        OAuthGuardAuthorizer::new(self.guard, self.policy, self.presence)
     }
 }
 
 impl<ResBody> OAuthGuardAuthorizer<ResBody> {
-    pub(crate) fn new(guard: OAuthGuard, policy: Arc<Policy>, optional: bool) -> Self {
+    pub(crate) fn new(guard: OAuthGuard, policy: Arc<Policy>, presence: Presence) -> Self {
         OAuthGuardAuthorizer {
             guard,
             policy,
-            optional,
+            presence,
             _body: PhantomData,
         }
     }
@@ -88,7 +89,7 @@ impl<ResBody> OAuthGuardAuthorizer<ResBody> {
 // Not derived: a derive would demand `ResBody: Clone` / `ResBody: Debug`.
 impl<ResBody> Clone for OAuthGuardAuthorizer<ResBody> {
     fn clone(&self) -> Self {
-        Self::new(self.guard.clone(), self.policy.clone(), self.optional)
+        Self::new(self.guard.clone(), self.policy.clone(), self.presence)
     }
 }
 
@@ -97,7 +98,7 @@ impl<ResBody> std::fmt::Debug for OAuthGuardAuthorizer<ResBody> {
         f.debug_struct("OAuthGuardAuthorizer")
             .field("guard", &self.guard)
             .field("policy", &self.policy)
-            .field("optional", &self.optional)
+            .field("optional", &self.presence)
             .finish()
     }
 }
@@ -114,11 +115,11 @@ where
     fn authorize(&mut self, request: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let grpc = is_grpc(&request);
+            let protocol = Protocol::of(&request);
             let (mut parts, body) = request.into_parts();
             match this
                 .guard
-                .check(&mut parts, &this.policy, this.optional)
+                .check(&mut parts, &this.policy, this.presence)
                 .await
             {
                 Ok(admission) => {
@@ -133,7 +134,7 @@ where
                     }
                     Ok(Request::from_parts(parts, body))
                 }
-                Err(refusal) => Err(this.guard.refusal_response(&refusal, grpc)),
+                Err(refusal) => Err(this.guard.refusal_response(&refusal, protocol)),
             }
         })
     }

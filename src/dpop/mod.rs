@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use http::request::Parts;
 
-pub use htu::{BaseUrl, HtuError};
-pub use nonce::{DpopNonces, NonceCheck, NonceSecret};
-pub use origin::{ForwardedHeaders, PublicUri};
-pub use proof::{ExpectedRequest, ProofError, ProofPolicy, VerifiedProof};
+pub use htu::HtuError;
+pub use nonce::{DpopNonces, NonceCheck};
+pub use origin::PublicUri;
+pub use proof::{ProofError, ProofPolicy, VerifiedProof};
 pub use replay::{
     MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError, ReplayWindow,
 };
@@ -292,6 +292,8 @@ impl DpopConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use htu::BaseUrl;
+    use nonce::NonceSecret;
     use proptest::prelude::*;
 
     fn config(max_age: u64, max_future: u64, leeway: u64, margin: u64) -> DpopConfig {

@@ -12,7 +12,5 @@ pub mod serve;
 pub mod thumbprint;
 
 pub use binding::{MtlsConfig, MtlsError, MtlsMode};
-pub use peer::{ClientCertHeader, PeerCertificates, TlsConnection};
-#[cfg(feature = "serve-tls")]
-pub use serve::{ClientAuth, ServeTlsError, serve_tls, server_config};
+pub use peer::ClientCertHeader;
 pub use thumbprint::CertificateThumbprint;

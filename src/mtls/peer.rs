@@ -9,7 +9,7 @@ use http::request::Parts;
 
 use super::client_cert::{self, ClientCertError};
 use crate::transport;
-pub use crate::transport::{PeerCertificates, RemoteAddr, TlsConnection};
+
 
 /// Trust in a TLS-terminating proxy that forwards the client certificate in `Client-Cert`
 /// (RFC 9440 §2). Off unless configured: anyone can send that header.
