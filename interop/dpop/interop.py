@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """DPoP interop: requests-oauth2client's DPoPKey/DPoPToken against the running example server.
 
-Usage: interop.py SERVER_COMMAND...   e.g. interop.py target/debug/examples/resource_server
+Usage: interop.py SERVER_COMMAND...   (interop/dpop/run PATH/TO/resource_server runs it)
 
 The script plays the authorization server (it generates an issuer key, writes jwks.json and
 mints access tokens bound with cnf.jkt to the client's key), starts the example server with
@@ -12,6 +12,7 @@ retry after `use_dpop_nonce`. It exits non-zero unless every check below holds.
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,11 @@ class Server:
     def stop(self):
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.log.close()
 
 
@@ -203,4 +208,6 @@ def run(a, b, c, mint):
 
 
 if __name__ == "__main__":
+    # Stopped from outside, still stop the servers (the finally blocks run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

@@ -8,6 +8,7 @@ a nonce challenge (UNAUTHENTICATED + dpop-nonce metadata), success with the nonc
 UNAUTHENTICATED for a replayed proof and for a call without credentials.
 
 Usage: interop.py PATH/TO/grpc_server     (exits non-zero on the first failed check)
+       (interop/grpc/run PATH/TO/grpc_server runs it)
 """
 
 import base64
@@ -15,6 +16,8 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -125,7 +128,12 @@ def main() -> None:
         run(port, public_url, issuer_key)
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"interop: {passed} passed, 0 failed")
 
 
@@ -227,4 +235,6 @@ def run(port: int, public_url: str, issuer_key: ec.EllipticCurvePrivateKey) -> N
 
 
 if __name__ == "__main__":
+    # Stopped from outside, still stop the server (the finally block runs on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
