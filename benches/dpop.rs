@@ -29,10 +29,10 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
-use tower_oauth_guard::dpop::MemoryReplayStore;
-use tower_oauth_guard::dpop::proof::{ath_for, jwk_thumbprint};
-use tower_oauth_guard::policy::Policy;
+use tower_oauth_guard::MemoryReplayStore;
+use tower_oauth_guard::Policy;
 use tower_oauth_guard::{DpopMode, OAuthGuard};
+use tower_oauth_guard::{ath_for, jwk_thumbprint};
 
 const ISSUER: &str = "https://issuer.bench.example";
 const AUDIENCE: &str = "https://api.bench.example";
@@ -189,7 +189,8 @@ impl RawVerify {
 }
 
 fn check(rt: &Runtime, guard: &OAuthGuard, policy: &Policy, mut parts: Parts) {
-    let admitted = rt.block_on(guard.check(&mut parts, policy, false));
+    let admitted =
+        rt.block_on(guard.check(&mut parts, policy, tower_oauth_guard::Presence::Required));
     assert!(admitted.is_ok(), "the benchmark request was refused");
     black_box(admitted.ok());
 }

@@ -13,10 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower_oauth_guard::dpop::{
-    MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow,
-};
 use tower_oauth_guard::redis::RedisReplayStore;
+use tower_oauth_guard::{MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow};
 
 /// The guard's clock, fixed: the stores' cost must not depend on when the bench runs. Redis
 /// remembers each proof for the window's 70 s from its own now (this `until` is long past).

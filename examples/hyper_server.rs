@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The handler is a `tower::service_fn` over `http::Request<hyper::body::Incoming>`; the guard
-//! wraps it through `tower::ServiceBuilder`, and `tower_oauth_guard::mtls::serve_tls` serves it
+//! wraps it through `tower::ServiceBuilder`, and `tower_oauth_guard::serve_tls` serves it
 //! (with the client certificate in each request's extensions, for `cnf.x5t#S256` tokens).
 //! Routes: `GET /whoami` (any valid token) answers `{"sub","client_id","scope","binding"}`;
 //! `GET /admin` also needs scope `admin`. Without `--tls-cert`, plain HTTP through hyper-util.
@@ -21,7 +21,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_oauth_guard::mtls::serve::serve_tls;
+use tower_oauth_guard::serve_tls;
 use tower_oauth_guard::{AccessToken, OAuthGuard};
 
 #[path = "common/flags.rs"]
@@ -122,7 +122,7 @@ where
                 // Lets the guard know the peer, e.g. for a trusted Client-Cert proxy.
                 request
                     .extensions_mut()
-                    .insert(tower_oauth_guard::mtls::peer::RemoteAddr(remote));
+                    .insert(tower_oauth_guard::RemoteAddr(remote));
                 request
             },
         ));

@@ -22,9 +22,9 @@ use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 use tower_oauth_guard::AccessToken;
-use tower_oauth_guard::dpop::DPOP_NONCE;
-use tower_oauth_guard::extract::DPOP;
-use tower_oauth_guard::mtls::serve::serve_tls;
+use tower_oauth_guard::DPOP;
+use tower_oauth_guard::DPOP_NONCE;
+use tower_oauth_guard::serve_tls;
 
 #[path = "common/flags.rs"]
 mod flags;

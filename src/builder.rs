@@ -540,6 +540,7 @@ async fn remote_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
     use crate::dpop::htu::BaseUrl;
 
     /// The P-256 public key of RFC 7515 Appendix A.3.
@@ -565,7 +566,7 @@ mod tests {
         let result = builder().build().await;
         assert!(matches!(result, Err(BuildError::NoCryptoBackend)));
         // Standalone proof verification refuses instead of panicking too.
-        let expected = crate::dpop::ExpectedRequest {
+        let expected = crate::dpop::proof::ExpectedRequest {
             method: "GET",
             htu: "https://api.example/",
             access_token: None,

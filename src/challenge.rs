@@ -306,7 +306,11 @@ impl Challenge {
 
     /// The whole response. gRPC answers are HTTP 200 "trailers-only" responses, because gRPC
     /// clients read `grpc-status`, not the HTTP status.
-    pub fn into_response<B: Default>(self, params: &ChallengeParams, protocol: Protocol) -> Response<B> {
+    pub fn into_response<B: Default>(
+        self,
+        params: &ChallengeParams,
+        protocol: Protocol,
+    ) -> Response<B> {
         let grpc = protocol == Protocol::Grpc;
         let mut response = Response::new(B::default());
         *response.status_mut() = if grpc { StatusCode::OK } else { self.status };

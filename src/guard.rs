@@ -120,7 +120,11 @@ impl OAuthGuard {
     }
 
     /// Builds the response for a refusal: HTTP 4xx/503, or a gRPC status.
-    pub fn refusal_response<B: Default>(&self, refusal: &Refusal, protocol: Protocol) -> Response<B> {
+    pub fn refusal_response<B: Default>(
+        &self,
+        refusal: &Refusal,
+        protocol: Protocol,
+    ) -> Response<B> {
         refusal
             .challenge()
             .into_response(&self.inner.challenge, protocol)

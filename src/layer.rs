@@ -10,9 +10,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::challenge::Protocol;
-use crate::guard::Presence;
 use crate::dpop::DPOP_NONCE;
 use crate::guard::OAuthGuard;
+use crate::guard::Presence;
 use crate::policy::{Policy, Requirement};
 
 /// Applies an [`OAuthGuard`] and a route [`Policy`] to a service.

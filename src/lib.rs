@@ -6,18 +6,18 @@
 //! RFC 9449, or a TLS client certificate, RFC 8705), apply the route's scopes, and answer every
 //! failure with the standard challenge (RFC 6750 §3), or a gRPC status for gRPC requests.
 //!
-//! Each request flows one way through the modules, in this order:
+//! Each request flows one way through the guard, in this order:
 //!
-//! 1. [`extract`]: the `Authorization` and `DPoP` headers, bounded in size;
-//! 2. [`token`]: the access token, validated (and cached once verified);
-//! 3. [`dpop`] / [`mtls`]: the binding, `cnf.jkt` or `cnf.x5t#S256`;
-//! 4. [`policy`]: scopes and claim requirements;
-//! 5. the inner service, with an [`AccessToken`] in its request extensions;
-//!    or [`challenge`]: the refusal, status and `WWW-Authenticate`.
+//! 1. credentials: the `Authorization` and `DPoP` headers, bounded in size ([`limits`]);
+//! 2. the access token, validated against the issuer's keys (and cached once verified);
+//! 3. the binding: a DPoP proof for `cnf.jkt`, or the client certificate for `cnf.x5t#S256`;
+//! 4. the route's [`Policy`]: scopes and claim requirements;
+//! 5. the inner service, with an [`AccessToken`] in its request extensions; or the refusal
+//!    ([`Rejection`], answered as a [`Challenge`]): status and `WWW-Authenticate`.
 //!
-//! [`guard`] runs these steps in one function that reads top to bottom; [`builder`] configures
-//! it and [`layer`] makes it a tower `Layer`. Integrations are thin leaves, each behind its feature:
-//! axum extractors (`axum`), tonic helpers (`tonic`), a Redis replay store (`redis`), tower-http's
+//! [`OAuthGuard`] runs these steps; [`OAuthGuardBuilder`] configures it and [`OAuthGuardLayer`]
+//! makes it a tower `Layer`. Integrations are thin leaves, each behind its feature: axum
+//! extractors (`axum`), tonic helpers (`tonic`), a Redis replay store (`redis`), tower-http's
 //! `AsyncAuthorizeRequest` (`tower-http`).
 //!
 //! ```no_run
@@ -121,8 +121,8 @@ pub use dpop::htu::{BaseUrl, HtuError, normalize_htu};
 pub use dpop::nonce::{DpopNonces, NonceCheck, NonceError, NonceSecret};
 pub use dpop::origin::{ForwardedHeaders, PublicUri};
 pub use dpop::proof::{
-    ExpectedRequest, MalformedProof, ProofError, ProofPolicy, VerifiedProof, ath_for,
-    jkt_matches, jwk_thumbprint, verify_proof,
+    ExpectedRequest, MalformedProof, ProofError, ProofPolicy, VerifiedProof, ath_for, jkt_matches,
+    jwk_thumbprint, verify_proof,
 };
 pub use dpop::replay::{
     MemoryReplayStore, ReplayCheck, ReplayFuture, ReplayKey, ReplayStore, ReplayStoreError,
@@ -134,7 +134,8 @@ pub use dpop::{DPOP_NONCE, DpopError, DpopMode};
 pub use mtls::client_cert::{CLIENT_CERT, CLIENT_CERT_CHAIN, ClientCertError};
 #[cfg(feature = "serve-tls")]
 pub use mtls::serve::{
-    ClientAuth, ServeTlsError, load_certificates, load_private_key, serve_tls, server_config,
+    ClientAuth, HANDSHAKE_TIMEOUT, ServeTlsError, load_certificates, load_private_key, serve_tls,
+    server_config,
 };
 pub use mtls::{CertificateThumbprint, ClientCertHeader, MtlsError, MtlsMode};
 pub use transport::{PeerCertificates, RemoteAddr, TlsConnection};

@@ -67,7 +67,7 @@
 //!
 //! One client key (`jkt`) signing unique proofs as fast as it can must not fill Redis and deny
 //! the others. A new proof is stored only while its client key has fewer than `max_per_key`
-//! live proofs (default [`DEFAULT_MAX_PROOFS_PER_KEY`], set with
+//! live proofs (default 10 000, set with
 //! [`max_per_key`](RedisReplayStoreBuilder::max_per_key)); past that it gets
 //! [`OverQuota`](ReplayCheck::OverQuota) (the guard answers `429`), while its replays still get
 //! [`Replayed`](ReplayCheck::Replayed) and other keys are unaffected. The bound is exact, in
@@ -322,7 +322,7 @@ impl RedisReplayStoreBuilder {
     }
 
     /// How many live proofs one client key (`jkt`) may have in Redis (default
-    /// [`DEFAULT_MAX_PROOFS_PER_KEY`]); past that its new proofs get
+    /// 10 000); past that its new proofs get
     /// [`ReplayCheck::OverQuota`]. Every instance sharing the prefix should use the same
     /// value. See the [module](self) documentation for the memory this bounds.
     pub fn max_per_key(mut self, max: u64) -> Self {
@@ -758,7 +758,7 @@ fn window_millis(window: ReplayWindow) -> (u64, u64) {
 fn ttl_millis(ttl: Duration) -> u64 {
     let millis = ttl
         .as_millis()
-        .saturating_add(u128::from(ttl.subsec_nanos() % 1_000_000 != 0));
+        .saturating_add(u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000)));
     u64::try_from(millis).unwrap_or(u64::MAX).max(1)
 }
 

@@ -1,7 +1,7 @@
 //! Connection facts, read once from the request extensions: whether the request came over TLS,
 //! the client's certificate chain, and the address of the TCP peer.
 //!
-//! [`serve_tls`](crate::mtls::serve_tls) inserts [`TlsConnection`], [`RemoteAddr`] and
+//! [`serve_tls`](crate::serve_tls) inserts [`TlsConnection`], [`RemoteAddr`] and
 //! [`PeerCertificates`]; axum's `ConnectInfo<SocketAddr>` and tonic's `TcpConnectInfo` /
 //! `TlsConnectInfo` are read as well. Every step that needs a connection fact asks here.
 
@@ -12,7 +12,7 @@ use http::request::Parts;
 use pki_types::CertificateDer;
 
 /// The client's certificate chain, leaf first, as a request extension.
-/// [`serve_tls`](crate::mtls::serve_tls) inserts it into every request of a connection that
+/// [`serve_tls`](crate::serve_tls) inserts it into every request of a connection that
 /// presented one.
 #[derive(Clone)]
 pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
@@ -39,7 +39,7 @@ impl std::fmt::Debug for PeerCertificates {
 pub struct TlsConnection;
 
 /// Request extension: the address of the TCP peer, inserted by
-/// [`serve_tls`](crate::mtls::serve_tls).
+/// [`serve_tls`](crate::serve_tls).
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub SocketAddr);
 

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use clap::{Args, ValueEnum};
-use tower_oauth_guard::dpop::{BaseUrl, ForwardedHeaders, NonceSecret};
-use tower_oauth_guard::mtls::ClientCertHeader;
+use tower_oauth_guard::ClientCertHeader;
+use tower_oauth_guard::{BaseUrl, ForwardedHeaders, NonceSecret};
 use tower_oauth_guard::{DpopMode, DpopNonces, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
 /// Which tokens to trust and how they must be bound.
@@ -188,9 +188,7 @@ impl ServerFlags {
         mtls_required: bool,
     ) -> Result<Option<rustls::ServerConfig>, Box<dyn std::error::Error>> {
         use std::sync::Arc;
-        use tower_oauth_guard::mtls::serve::{
-            ClientAuth, load_certificates, load_private_key, server_config,
-        };
+        use tower_oauth_guard::{ClientAuth, load_certificates, load_private_key, server_config};
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };

@@ -18,8 +18,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use tower_oauth_guard::dpop::proof::{ath_for, jwk_thumbprint};
 use tower_oauth_guard::pkce::CodeChallenge;
+use tower_oauth_guard::{ath_for, jwk_thumbprint};
 
 use crate::scenarios::{API, Error};
 

@@ -20,11 +20,11 @@ use http_body_util::{BodyExt, Full};
 use pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_oauth_guard::dpop::BaseUrl;
-use tower_oauth_guard::mtls::CertificateThumbprint;
-use tower_oauth_guard::mtls::serve::{ClientAuth, serve_tls, server_config};
+use tower_oauth_guard::BaseUrl;
+use tower_oauth_guard::CertificateThumbprint;
 use tower_oauth_guard::pkce::{ChallengeMethod, CodeVerifier};
 use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
+use tower_oauth_guard::{ClientAuth, serve_tls, server_config};
 
 use crate::actors::{
     AuthorizationServer, DpopKey, HttpsClient, ISSUER, Pki, SigningKey, install_jwt_provider,

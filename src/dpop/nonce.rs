@@ -38,7 +38,7 @@ const MIN_STEP_SECS: u64 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NonceError {
-    /// The secret is shorter than [`MIN_SECRET_LEN`] bytes (RFC 2104 §3).
+    /// The secret is shorter than 32 bytes (RFC 2104 §3).
     SecretTooShort,
     /// The operating system's random number generator failed.
     Rng,
@@ -74,7 +74,7 @@ impl NonceSecret {
         Self::from_bytes(&bytes)
     }
 
-    /// Uses `bytes` (at least [`MIN_SECRET_LEN`] long) as the secret, e.g. one
+    /// Uses `bytes` (at least 32 bytes long) as the secret, e.g. one
     /// loaded from configuration so several instances agree.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, NonceError> {
         if bytes.len() < MIN_SECRET_LEN {

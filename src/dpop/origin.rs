@@ -24,7 +24,7 @@ pub enum PublicUri {
     /// the origin. Several URLs serve an API with several public names.
     Fixed(Vec<BaseUrl>),
     /// The forwarding headers `headers` names, honoured only on connections from these proxy
-    /// addresses (the TCP peer, from [`serve_tls`](crate::mtls::serve_tls), axum's
+    /// addresses (the TCP peer, from [`serve_tls`](crate::serve_tls), axum's
     /// `ConnectInfo<SocketAddr>` or tonic); the other family is never read. Of a list, the last
     /// element counts: the one the trusted proxy itself added. The proxy must send both the
     /// protocol and the host; DPoP requests without them, or from any other peer, are refused

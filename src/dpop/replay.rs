@@ -335,7 +335,7 @@ pub struct MemoryReplayStore {
 
 impl MemoryReplayStore {
     /// A store that remembers at most `max_entries` live proofs, at most
-    /// [`DEFAULT_MAX_PROOFS_PER_KEY`] of them from any one client key.
+    /// 10 000 (`DEFAULT_MAX_PROOFS_PER_KEY`) of them from any one client key.
     pub fn new(max_entries: u64) -> Self {
         Self::with_limits(max_entries, DEFAULT_MAX_PROOFS_PER_KEY)
     }

@@ -10,7 +10,6 @@ use http::request::Parts;
 use super::client_cert::{self, ClientCertError};
 use crate::transport;
 
-
 /// Trust in a TLS-terminating proxy that forwards the client certificate in `Client-Cert`
 /// (RFC 9440 §2). Off unless configured: anyone can send that header.
 #[derive(Debug, Clone)]
@@ -20,7 +19,7 @@ pub struct ClientCertHeader {
 
 impl ClientCertHeader {
     /// Honour the header only on connections from these proxy addresses (needs the peer
-    /// address: [`RemoteAddr`], or axum's `ConnectInfo<SocketAddr>`).
+    /// address: [`RemoteAddr`](crate::RemoteAddr), or axum's `ConnectInfo<SocketAddr>`).
     pub fn from_proxies(proxies: impl IntoIterator<Item = IpAddr>) -> Self {
         ClientCertHeader {
             proxies: Some(proxies.into_iter().collect()),

@@ -28,7 +28,7 @@ pub enum FetchError {
     Status(http::StatusCode),
     /// The body exceeds the limit for this kind of document.
     TooLarge,
-    /// No answer within [`FETCH_TIMEOUT`].
+    /// No answer within the fetch timeout (10 s).
     Timeout,
     /// No TLS crypto provider (see the crate's features).
     NoTlsProvider,

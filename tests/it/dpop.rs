@@ -23,15 +23,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use tower_oauth_guard::dpop::proof::{ath_for, jwk_thumbprint};
-use tower_oauth_guard::dpop::{
-    BaseUrl, MemoryReplayStore, NonceSecret, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
-    ReplayStoreError, ReplayWindow,
-};
 use tower_oauth_guard::{
     AccessToken, Binding, Claims, Clock, DpopMode, DpopNonces, Issuer, OAuthGuard,
     OAuthGuardBuilder, PublicUri,
 };
+use tower_oauth_guard::{
+    BaseUrl, MemoryReplayStore, NonceSecret, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
+    ReplayStoreError, ReplayWindow,
+};
+use tower_oauth_guard::{ath_for, jwk_thumbprint};
 
 const AUD: &str = "https://api.example";
 
@@ -1228,7 +1228,7 @@ async fn configured_public_urls_set_scheme_host_and_prefix() {
 
 #[tokio::test]
 async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
-    use tower_oauth_guard::dpop::ForwardedHeaders::{Forwarded, XForwarded, XForwardedWithPrefix};
+    use tower_oauth_guard::ForwardedHeaders::{Forwarded, XForwarded, XForwardedWithPrefix};
     let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let env = Env::start(|b| b).await;
     let authorization = format!("DPoP {}", env.token);
@@ -1447,7 +1447,7 @@ impl ReplayStore for CountingStore {
         &'a self,
         key: &'a ReplayKey,
         window: ReplayWindow,
-    ) -> tower_oauth_guard::dpop::replay::ReplayFuture<'a> {
+    ) -> tower_oauth_guard::ReplayFuture<'a> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.windows.lock().unwrap().push(window);

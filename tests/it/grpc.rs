@@ -19,7 +19,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_layer::Layer;
-use tower_oauth_guard::dpop::{BaseUrl, NonceSecret};
+use tower_oauth_guard::{BaseUrl, NonceSecret};
 use tower_oauth_guard::{DpopMode, DpopNonces, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
 const AUD: &str = "https://grpc.example";

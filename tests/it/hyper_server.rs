@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_oauth_guard::mtls::serve::{ClientAuth, serve_tls, server_config};
+use tower_oauth_guard::{ClientAuth, serve_tls, server_config};
 
 const AUD: &str = "https://hyper.example";
 

@@ -1,6 +1,8 @@
 //! The integration tests, in one binary with one copy of the fixtures (`support`): real HTTP,
 //! TLS, gRPC and Redis on 127.0.0.1, module by module in the order a request meets the guard.
 
+// The fixtures serve axum routers and sign with a crypto backend.
+#![cfg(all(feature = "axum", any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 // grpc_server and hyper_server are compiled as their examples are, each with its own copy of
 // the examples' shared flags.
 #![allow(clippy::duplicate_mod)]

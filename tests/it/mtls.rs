@@ -10,9 +10,9 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
-use tower_oauth_guard::mtls::serve::{ClientAuth, server_config};
-use tower_oauth_guard::mtls::{ClientCertHeader, serve::HANDSHAKE_TIMEOUT};
 use tower_oauth_guard::{AccessToken, MtlsMode, OAuthGuard};
+use tower_oauth_guard::{ClientAuth, server_config};
+use tower_oauth_guard::{ClientCertHeader, HANDSHAKE_TIMEOUT};
 
 const AUD: &str = "https://api.example";
 

@@ -10,11 +10,11 @@ use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use serde_json::json;
-use tower_oauth_guard::dpop::{
-    BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow,
-};
 use tower_oauth_guard::redis::{RedisReplayStore, RedisStoreError};
 use tower_oauth_guard::{AccessToken, Clock, DpopMode, PublicUri};
+use tower_oauth_guard::{
+    BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow,
+};
 
 const AUD: &str = "https://api.example";
 /// Every instance answers to the same public URL, so one proof's `htu` fits all of them.
@@ -517,7 +517,8 @@ async fn fails_closed_while_redis_is_down_and_recovers_without_restarting_the_ap
         .connect(&redis.url())
         .await
         .unwrap();
-    let guard_default = tower_oauth_guard::dpop::DEFAULT_REPLAY_TIMEOUT;
+    // The guard's own default replay timeout (50 ms).
+    let guard_default = tower_oauth_guard::redis::DEFAULT_TIMEOUT;
     let base = instance(
         &issuer,
         store.clone(),

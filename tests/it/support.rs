@@ -303,7 +303,7 @@ impl DpopKey {
         let mut key = SigningKey::generate("dpop");
         key.jwk.common.key_id = None;
         key.jwk.common.key_algorithm = None;
-        let jkt = tower_oauth_guard::dpop::proof::jwk_thumbprint(&key.jwk).unwrap();
+        let jkt = tower_oauth_guard::jwk_thumbprint(&key.jwk).unwrap();
         DpopKey { key, jkt }
     }
 
@@ -330,7 +330,7 @@ impl DpopKey {
             "iat": now(),
         });
         if let Some(t) = token {
-            c["ath"] = json!(tower_oauth_guard::dpop::proof::ath_for(t));
+            c["ath"] = json!(tower_oauth_guard::ath_for(t));
         }
         if let Some(n) = nonce {
             c["nonce"] = json!(n);
@@ -531,11 +531,11 @@ where
     ))
 }
 
-/// Serves `app` with [`tower_oauth_guard::mtls::serve_tls`] on 127.0.0.1; returns its address.
+/// Serves `app` with [`tower_oauth_guard::serve_tls`] on 127.0.0.1; returns its address.
 pub async fn serve_https(app: Router, config: rustls::ServerConfig) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(tower_oauth_guard::mtls::serve_tls(
+    tokio::spawn(tower_oauth_guard::serve_tls(
         listener,
         Arc::new(config),
         app,

@@ -22,7 +22,7 @@ mod authorizer {
     use hyper_util::rt::TokioExecutor;
     use serde_json::{Value, json};
     use tower_http::auth::AsyncRequireAuthorizationLayer;
-    use tower_oauth_guard::dpop::BaseUrl;
+    use tower_oauth_guard::BaseUrl;
     use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
 
     use super::AUD;
