@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tower_oauth_guard::MemoryReplayStore;
 use tower_oauth_guard::Policy;
-use tower_oauth_guard::{DpopMode, OAuthGuard};
+use tower_oauth_guard::{BaseUrl, DpopMode, OAuthGuard, PublicUri};
 use tower_oauth_guard::{ath_for, jwk_thumbprint};
 
 const ISSUER: &str = "https://issuer.bench.example";
@@ -119,18 +119,23 @@ impl Fixture {
     }
 
     async fn guard(&self, token_cache: bool) -> OAuthGuard {
-        OAuthGuard::builder()
+        let builder = OAuthGuard::builder()
             .issuer(ISSUER)
             .audience(AUDIENCE)
             .jwks(JwkSet {
                 keys: vec![self.issuer.jwk.clone()],
             })
             .dpop(DpopMode::Required)
-            .token_cache(if token_cache { 10_000 } else { 0 })
-            .replay_store(MemoryReplayStore::new(REPLAY_CAPACITY))
-            .build()
-            .await
-            .expect("guard")
+            .public_uri(PublicUri::fixed(
+                BaseUrl::parse(&format!("http://{HOST}")).expect("base URL"),
+            ))
+            .replay_store(MemoryReplayStore::new(REPLAY_CAPACITY));
+        let builder = if token_cache {
+            builder
+        } else {
+            builder.no_token_cache()
+        };
+        builder.build().await.expect("guard")
     }
 
     /// The head of a request with the bound token and a proof never used before.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
+use crate::algorithm::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 
 use crate::challenge::ChallengeParams;
@@ -117,8 +117,6 @@ pub enum BuildError {
     MissingAudience(String),
     /// An issuer has no key source.
     MissingKeys(String),
-    /// HMAC algorithms cannot verify tokens here: a public JWK would become an HMAC secret.
-    SymmetricAlgorithm,
     /// The HTTP client could not be set up.
     #[cfg(feature = "fetch")]
     HttpClient(FetchError),
@@ -154,7 +152,6 @@ impl std::fmt::Display for BuildError {
             Self::DuplicateIssuer(i) => write!(f, "issuer {i} configured twice"),
             Self::MissingAudience(i) => write!(f, "issuer {i} has no audience"),
             Self::MissingKeys(i) => write!(f, "issuer {i} has no key source"),
-            Self::SymmetricAlgorithm => f.write_str("HMAC algorithms are not allowed"),
             #[cfg(feature = "fetch")]
             Self::HttpClient(e) => write!(f, "HTTP client: {e}"),
             #[cfg(feature = "fetch")]
@@ -271,7 +268,8 @@ impl OAuthGuardBuilder {
         self.last(Issuer::discover)
     }
 
-    /// Signature algorithms accepted for access tokens. HMAC algorithms make `build` fail.
+    /// Signature algorithms accepted for access tokens (asymmetric only: [`Algorithm`] has no
+    /// HMAC or `none`).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.rules.algorithms = algorithms.into_iter().collect();
         self
@@ -289,9 +287,16 @@ impl OAuthGuardBuilder {
         self
     }
 
-    /// Size of the verified-token cache; 0 turns it off.
-    pub fn token_cache(mut self, capacity: u64) -> Self {
-        self.cache_capacity = capacity;
+    /// Size of the verified-token cache (default 10 000 tokens): a token seen before skips
+    /// parsing and signature verification until its `exp`, or five minutes at most.
+    pub fn token_cache(mut self, capacity: std::num::NonZeroU64) -> Self {
+        self.cache_capacity = capacity.get();
+        self
+    }
+
+    /// Verifies every token's signature on every request: no verified-token cache.
+    pub fn no_token_cache(mut self) -> Self {
+        self.cache_capacity = 0;
         self
     }
 
@@ -375,7 +380,7 @@ impl OAuthGuardBuilder {
         self
     }
 
-    /// mTLS mode (default [`MtlsMode::Optional`]).
+    /// mTLS mode (default [`MtlsMode::Allowed`]).
     pub fn mtls(mut self, mode: MtlsMode) -> Self {
         self.mtls.mode = mode;
         self
@@ -413,17 +418,6 @@ impl OAuthGuardBuilder {
                 Some(public) if !public.is_usable() => return Err(BuildError::EmptyPublicOrigin),
                 Some(_) => {}
             }
-        }
-        let symmetric = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-        if self.rules.algorithms.iter().any(|a| symmetric.contains(a))
-            || self
-                .dpop
-                .policy
-                .algorithms
-                .iter()
-                .any(|a| symmetric.contains(a))
-        {
-            return Err(BuildError::SymmetricAlgorithm);
         }
         #[cfg(feature = "fetch")]
         let mut client: Option<HttpClient> = None;
@@ -591,9 +585,7 @@ mod tests {
 
     #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
     #[tokio::test]
-    async fn refuses_hmac_algorithms_and_missing_audience() {
-        let hs = builder().algorithms([Algorithm::HS256]).build().await;
-        assert!(matches!(hs, Err(BuildError::SymmetricAlgorithm)));
+    async fn refuses_a_missing_audience_and_an_orphan_setting() {
         let no_aud = OAuthGuard::builder()
             .issuer("https://issuer.example")
             .jwks(one_key())

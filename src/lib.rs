@@ -89,6 +89,7 @@ mod builder;
 mod layer;
 
 // Around it.
+mod algorithm;
 mod clock;
 mod crypto;
 mod jws;
@@ -159,7 +160,7 @@ pub use crate::axum::{Claims, TokenRejection};
 #[cfg(feature = "tower-http")]
 pub use crate::tower_http::OAuthGuardAuthorizer;
 
-pub use jsonwebtoken::Algorithm;
+pub use algorithm::Algorithm;
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

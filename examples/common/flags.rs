@@ -61,7 +61,7 @@ pub struct GuardFlags {
 
     /// mTLS mode (RFC 8705): required = only certificate-bound tokens, and a client
     /// certificate on every connection.
-    #[arg(long, value_enum, default_value_t = Mtls::Optional)]
+    #[arg(long, value_enum, default_value_t = Mtls::Allowed)]
     mtls: Mtls,
     /// Honour a TLS-terminating proxy's Client-Cert header (RFC 9440) on connections from
     /// this proxy address (repeatable).
@@ -88,7 +88,7 @@ enum ProxyHeaders {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mtls {
-    Optional,
+    Allowed,
     Required,
 }
 

@@ -170,7 +170,7 @@ impl DpopConfig {
             .policy
             .algorithms
             .iter()
-            .map(|a| format!("{a:?}"))
+            .map(|a| a.name().to_owned())
             .collect();
         names.join(" ")
     }
@@ -370,7 +370,7 @@ mod tests {
     }
 
     /// A proof another guard verified for `GET https://api.example/r` at `iat`.
-    fn verified(alg: jsonwebtoken::Algorithm, iat: i64, nonce: Option<String>) -> VerifiedProof {
+    fn verified(alg: crate::Algorithm, iat: i64, nonce: Option<String>) -> VerifiedProof {
         VerifiedProof {
             jkt: "jkt".into(),
             jti: "jti".into(),
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn a_proof_another_guard_verified_must_meet_this_guards_rules() {
-        use jsonwebtoken::Algorithm::{ES256, ES384};
+        use crate::Algorithm::{ES256, ES384};
         const NOW: i64 = 1_700_000_000;
         let parts = http::Request::get("/r").body(()).unwrap().into_parts().0;
         let public = PublicUri::fixed(BaseUrl::parse("https://api.example").unwrap());

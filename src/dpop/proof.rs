@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::jws::{self, CompactJws, SplitError};
@@ -20,7 +19,9 @@ use jsonwebtoken::jwk::{
     EllipticCurveKeyType, Jwk, OctetKeyPairParameters, OctetKeyPairType, RSAKeyParameters,
     RSAKeyType,
 };
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+
+use crate::algorithm::Algorithm;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -75,7 +76,7 @@ impl fmt::Debug for ExpectedRequest<'_> {
 /// Local policy for accepting proofs (RFC 9449 §4.3 items 5 and 11).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofPolicy {
-    /// Accepted `alg` values. HMAC algorithms are refused even if listed:
+    /// Accepted `alg` values; [`Algorithm`] has no HMAC or `none`, since
     /// a proof must use an asymmetric algorithm (§4.2).
     pub algorithms: Vec<Algorithm>,
     /// How far `iat` may lie in the past (§11.1). Whole seconds count.
@@ -369,7 +370,7 @@ pub(crate) fn verify_proof_matching(
         parts.jws.signature,
         parts.jws.signing_input.as_bytes(),
         &key,
-        alg,
+        alg.jwt(),
     ) {
         Ok(true) => {}
         Ok(false) => return Err(ProofError::InvalidSignature),
@@ -519,13 +520,13 @@ fn allowed_algorithm(
     header: &Map<String, Value>,
     policy: &ProofPolicy,
 ) -> Result<Algorithm, ProofError> {
-    // "none" and unregistered names fail to parse, so they never get here.
+    // `none`, HMAC and unregistered names have no `Algorithm`, so they never get here.
     let alg = header
         .get("alg")
         .and_then(Value::as_str)
-        .and_then(|name| Algorithm::from_str(name).ok())
+        .and_then(Algorithm::from_name)
         .ok_or(ProofError::AlgorithmNotAllowed)?;
-    if alg.family() == AlgorithmFamily::Hmac || !policy.algorithms.contains(&alg) {
+    if !policy.algorithms.contains(&alg) {
         return Err(ProofError::AlgorithmNotAllowed);
     }
     Ok(alg)
@@ -541,7 +542,7 @@ fn allowed_algorithm(
 fn public_jwk_for(alg: Algorithm, members: &Map<String, Value>) -> Result<Jwk, ProofError> {
     let kty = members.get("kty").and_then(Value::as_str);
     let crv = members.get("crv").and_then(Value::as_str);
-    let algorithm = match alg.family() {
+    let algorithm = match alg.jwt().family() {
         AlgorithmFamily::Ec => {
             let (curve, curve_name, coordinate_len) = match alg {
                 Algorithm::ES256 => (EllipticCurve::P256, "P-256", P256_COORDINATE_LEN),

@@ -7,9 +7,10 @@ use super::thumbprint::CertificateThumbprint;
 /// Whether unbound tokens are accepted (RFC 8705 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MtlsMode {
-    /// Tokens with `cnf.x5t#S256` are checked; other tokens pass.
+    /// Certificate-bound tokens are checked; unbound tokens pass (as with
+    /// [`DpopMode::Allowed`](crate::DpopMode::Allowed)).
     #[default]
-    Optional,
+    Allowed,
     /// Only certificate-bound tokens are accepted.
     Required,
 }
@@ -73,7 +74,7 @@ impl MtlsConfig {
         let Some(expected) = x5t_s256 else {
             return match mode {
                 MtlsMode::Required => Err(MtlsError::TokenNotBound),
-                MtlsMode::Optional => Ok(None),
+                MtlsMode::Allowed => Ok(None),
             };
         };
         let leaf = peer::leaf_certificate(parts, self.client_cert_header.as_ref())

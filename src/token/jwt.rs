@@ -1,9 +1,8 @@
 //! JWT access tokens: RFC 9068 §4 validation on top of RFC 7515 / RFC 7519.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
-use jsonwebtoken::Algorithm;
+use crate::algorithm::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::jws::{self, CompactJws};
@@ -76,8 +75,9 @@ pub(crate) async fn validate(
             .ok_or(TokenError::Malformed)
     };
     let header = Header::from_json(json(jws.header)?)?;
-    let alg = Algorithm::from_str(&header.alg).map_err(|_| TokenError::AlgorithmNotAllowed)?;
-    if !rules.algorithms.contains(&alg) || is_symmetric(alg) {
+    // `none`, HMAC and unknown names have no `Algorithm`: never allowed (RFC 9068 §4 check 6).
+    let alg = Algorithm::from_name(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
+    if !rules.algorithms.contains(&alg) {
         return Err(TokenError::AlgorithmNotAllowed);
     }
     if !typ_allowed(header.typ.as_deref(), rules.require_at_jwt_typ) {
@@ -92,10 +92,15 @@ pub(crate) async fn validate(
         .ok_or(TokenError::UnknownIssuer)?;
     let key = issuer
         .keys
-        .key(header.kid.as_deref(), alg)
+        .key(header.kid.as_deref(), alg.jwt())
         .await
         .ok_or(TokenError::UnknownKey)?;
-    match jsonwebtoken::crypto::verify(jws.signature, jws.signing_input.as_bytes(), &key.key, alg) {
+    match jsonwebtoken::crypto::verify(
+        jws.signature,
+        jws.signing_input.as_bytes(),
+        &key.key,
+        alg.jwt(),
+    ) {
         Ok(true) => {}
         _ => return Err(TokenError::InvalidSignature),
     }
@@ -133,10 +138,6 @@ pub(crate) async fn validate(
             .ok_or(TokenError::UnsupportedConfirmation)?,
         claims,
     })
-}
-
-fn is_symmetric(alg: Algorithm) -> bool {
-    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
 /// RFC 9068 §4: `typ` is `at+jwt` or `application/at+jwt`, compared case-insensitively

@@ -507,7 +507,7 @@ async fn proof_with_alg_none_or_hmac_is_refused() {
 #[tokio::test]
 async fn proof_alg_outside_the_configured_allow_list_is_refused() {
     let policy = ProofPolicy {
-        algorithms: vec![Algorithm::ES384],
+        algorithms: vec![tower_oauth_guard::Algorithm::ES384],
         ..ProofPolicy::default()
     };
     let env = Env::start(|b| b.dpop_proof_policy(policy)).await;

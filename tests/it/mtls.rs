@@ -96,7 +96,7 @@ fn required(pki: &TestPki) -> ClientAuth {
 
 #[tokio::test]
 async fn bound_token_with_its_certificate_is_accepted_over_http1_and_http2() {
-    let api = Https::start(MtlsMode::Optional, optional).await;
+    let api = Https::start(MtlsMode::Allowed, optional).await;
     let token = api.bound_token(&api.pki.client_a);
     for alpn in [Alpn::Http1, Alpn::Http2] {
         let reply = api.get(Some(&api.pki.client_a), alpn, &token).await;
@@ -108,7 +108,7 @@ async fn bound_token_with_its_certificate_is_accepted_over_http1_and_http2() {
 
 #[tokio::test]
 async fn bound_token_with_another_certificate_is_invalid_token() {
-    let api = Https::start(MtlsMode::Optional, optional).await;
+    let api = Https::start(MtlsMode::Allowed, optional).await;
     let token = api.bound_token(&api.pki.client_a);
     for alpn in [Alpn::Http1, Alpn::Http2] {
         let reply = api.get(Some(&api.pki.client_b), alpn, &token).await;
@@ -118,7 +118,7 @@ async fn bound_token_with_another_certificate_is_invalid_token() {
 
 #[tokio::test]
 async fn bound_token_without_a_certificate_is_invalid_token() {
-    let api = Https::start(MtlsMode::Optional, optional).await;
+    let api = Https::start(MtlsMode::Allowed, optional).await;
     let token = api.bound_token(&api.pki.client_a);
     let reply = api.get(None, Alpn::Http1, &token).await;
     reply.assert_error(401, "Bearer", "invalid_token");
@@ -126,7 +126,7 @@ async fn bound_token_without_a_certificate_is_invalid_token() {
 
 #[tokio::test]
 async fn unbound_tokens_pass_in_optional_mode_with_or_without_a_certificate() {
-    let api = Https::start(MtlsMode::Optional, optional).await;
+    let api = Https::start(MtlsMode::Allowed, optional).await;
     let token = api.issuer.token(AUD, json!({}));
     for client in [None, Some(&api.pki.client_a)] {
         let reply = api.get(client, Alpn::Http2, &token).await;
@@ -161,7 +161,7 @@ async fn required_client_auth_refuses_the_handshake_without_a_certificate() {
 
 #[tokio::test]
 async fn a_client_stuck_in_the_handshake_does_not_block_others() {
-    let api = Https::start(MtlsMode::Optional, optional).await;
+    let api = Https::start(MtlsMode::Allowed, optional).await;
     let addr = api.url["https://".len()..]
         .split('/')
         .next()
@@ -206,7 +206,7 @@ async fn a_client_stuck_in_the_handshake_does_not_block_others() {
 async fn behind_proxy(header: Option<ClientCertHeader>) -> (TestIssuer, TestPki, String) {
     let issuer = TestIssuer::start().await;
     let pki = TestPki::generate();
-    let guard = guard(&issuer, MtlsMode::Optional, header).await;
+    let guard = guard(&issuer, MtlsMode::Allowed, header).await;
     let base = serve(app(&guard)).await;
     (issuer, pki, format!("{base}/api/whoami"))
 }
@@ -305,7 +305,7 @@ async fn serve_tls_supplies_the_proxy_address_for_the_client_cert_header() {
     .unwrap();
     let guard = guard(
         &issuer,
-        MtlsMode::Optional,
+        MtlsMode::Allowed,
         Some(ClientCertHeader::from_proxies([LOCALHOST])),
     )
     .await;
@@ -352,7 +352,7 @@ mod grpc {
         install_rustls_provider();
         let issuer = TestIssuer::start().await;
         let pki = TestPki::generate();
-        let guard = guard(&issuer, MtlsMode::Optional, None).await;
+        let guard = guard(&issuer, MtlsMode::Allowed, None).await;
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
             .set_service_status("", ServingStatus::Serving)
