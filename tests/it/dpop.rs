@@ -5,7 +5,7 @@
 //! proxies, `jti` replay (§11.1) and server nonces (§8, §9).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::support::*;
@@ -24,8 +24,8 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use tower_oauth_guard::{
-    AccessToken, Binding, Claims, Clock, DpopMode, DpopNonces, Issuer, OAuthGuard,
-    OAuthGuardBuilder, PublicUri,
+    AccessToken, Binding, Claims, DpopMode, DpopNonces, Issuer, OAuthGuard, OAuthGuardBuilder,
+    PublicUri,
 };
 use tower_oauth_guard::{
     BaseUrl, MemoryReplayStore, NonceSecret, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
@@ -37,28 +37,6 @@ const AUD: &str = "https://api.example";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// A clock the test moves by hand; the guard and the proofs read the same one.
-#[derive(Clone)]
-struct TestClock(Arc<AtomicI64>);
-
-impl TestClock {
-    fn at(now: i64) -> Self {
-        TestClock(Arc::new(AtomicI64::new(now)))
-    }
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-    fn set(&self, now: i64) {
-        self.0.store(now, Ordering::SeqCst)
-    }
-}
-
-impl Clock for TestClock {
-    fn now_unix(&self) -> i64 {
-        self.now()
-    }
-}
 
 /// A DPoP client key that signs proofs with any header, so that malformed proofs can be built.
 struct ProofKey {

@@ -431,22 +431,10 @@ async fn typed_claims_and_custom_requirements() {
     assert_eq!(reply.www_authenticate(), vec!["Bearer".to_owned()]);
 }
 
-/// A clock the test moves by hand.
-#[derive(Clone)]
-struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
-
-impl tower_oauth_guard::Clock for ManualClock {
-    fn now_unix(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 #[tokio::test]
 async fn cached_tokens_still_expire() {
     let issuer = TestIssuer::start().await;
-    let clock = ManualClock(std::sync::Arc::new(
-        std::sync::atomic::AtomicI64::new(now()),
-    ));
+    let clock = TestClock::at(now());
     let guard = issuer
         .guard(AUD)
         .leeway(Duration::from_secs(5))
@@ -460,7 +448,7 @@ async fn cached_tokens_still_expire() {
     for _ in 0..3 {
         assert_eq!(get_with_token(&url, &token).await.status, 200);
     }
-    clock.0.fetch_add(100 + 5, Ordering::SeqCst);
+    clock.set(clock.now() + 100 + 5);
     let reply = get_with_token(&url, &token).await;
     reply.assert_error(401, "Bearer", "invalid_token");
     assert!(reply.www_authenticate()[0].contains("token expired"));

@@ -3,7 +3,7 @@
 #![cfg(all(feature = "redis", feature = "axum"))]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 use tower_oauth_guard::redis::{RedisReplayStore, RedisStoreError};
-use tower_oauth_guard::{AccessToken, Clock, DpopMode, PublicUri};
+use tower_oauth_guard::{AccessToken, DpopMode, PublicUri};
 use tower_oauth_guard::{
     BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow,
 };
@@ -27,16 +27,6 @@ const RELAXED: Duration = Duration::from_secs(2);
 /// A unique key namespace per test, so tests can share one Redis.
 fn prefix() -> String {
     format!("tog:test:{}:", rand_u64())
-}
-
-/// A guard time that only moves when told.
-#[derive(Clone)]
-struct TestClock(Arc<AtomicI64>);
-
-impl Clock for TestClock {
-    fn now_unix(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 struct Options {
@@ -437,7 +427,7 @@ async fn guard_entry_lives_as_long_as_the_proof_window() {
     let ns = prefix();
     let store = store(&redis.url(), &ns).await;
     let t0 = now();
-    let clock = TestClock(Arc::new(AtomicI64::new(t0)));
+    let clock = TestClock::at(t0);
     let policy = ProofPolicy {
         max_age: Duration::from_secs(1),
         max_future: Duration::ZERO,

@@ -2,7 +2,6 @@
 //! must be refused (or, where the RFC says so, served), and no credential may leak into
 //! `Debug` output or logs.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,32 +11,13 @@ use axum::routing::get;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 use tower_oauth_guard::{
-    AccessToken, Clock, DpopMode, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri,
+    AccessToken, DpopMode, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri,
 };
 use tower_oauth_guard::{
     BaseUrl, MemoryReplayStore, ProofPolicy, ReplayKey, ReplayStore, ReplayWindow,
 };
 
 const AUD: &str = "https://api.example";
-
-/// A clock the test moves by hand.
-#[derive(Clone)]
-struct TestClock(Arc<AtomicI64>);
-
-impl TestClock {
-    fn at(now: i64) -> Self {
-        TestClock(Arc::new(AtomicI64::new(now)))
-    }
-    fn set(&self, now: i64) {
-        self.0.store(now, Ordering::SeqCst)
-    }
-}
-
-impl Clock for TestClock {
-    fn now_unix(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 async fn whoami(token: AccessToken) -> axum::Json<Value> {
     axum::Json(json!({

@@ -39,6 +39,28 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// A clock the test moves by hand; the guard and the proofs read the same one.
+#[derive(Clone)]
+pub struct TestClock(pub Arc<std::sync::atomic::AtomicI64>);
+
+impl TestClock {
+    pub fn at(now: i64) -> Self {
+        TestClock(Arc::new(std::sync::atomic::AtomicI64::new(now)))
+    }
+    pub fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn set(&self, now: i64) {
+        self.0.store(now, Ordering::SeqCst)
+    }
+}
+
+impl tower_oauth_guard::Clock for TestClock {
+    fn now_unix(&self) -> i64 {
+        self.now()
+    }
+}
+
 /// An ES256 signing key with its public JWK.
 #[derive(Clone)]
 pub struct SigningKey {
