@@ -120,11 +120,13 @@ impl Fixture {
 
     async fn guard(&self, token_cache: bool) -> OAuthGuard {
         let builder = OAuthGuard::builder()
-            .issuer(ISSUER)
-            .audience(AUDIENCE)
-            .jwks(JwkSet {
-                keys: vec![self.issuer.jwk.clone()],
-            })
+            .trust(
+                tower_oauth_guard::Issuer::new(ISSUER)
+                    .audience(AUDIENCE)
+                    .jwks(JwkSet {
+                        keys: vec![self.issuer.jwk.clone()],
+                    }),
+            )
             .dpop(DpopMode::Required)
             .public_uri(PublicUri::fixed(
                 BaseUrl::parse(&format!("http://{HOST}")).expect("base URL"),

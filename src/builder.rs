@@ -109,8 +109,6 @@ pub enum BuildError {
     NoCryptoBackend,
     /// No issuer configured.
     NoIssuer,
-    /// A builder method that configures "the last issuer" was called before any issuer.
-    IssuerSettingWithoutIssuer,
     /// The same issuer configured twice.
     DuplicateIssuer(String),
     /// An issuer has no audience (RFC 9068 §4 check 5 cannot be skipped).
@@ -146,9 +144,6 @@ impl std::fmt::Display for BuildError {
                 "no crypto backend: enable feature `aws-lc-rs` or `rust-crypto`, or pass a provider",
             ),
             Self::NoIssuer => f.write_str("no issuer configured"),
-            Self::IssuerSettingWithoutIssuer => {
-                f.write_str("audience/keys configured before any issuer")
-            }
             Self::DuplicateIssuer(i) => write!(f, "issuer {i} configured twice"),
             Self::MissingAudience(i) => write!(f, "issuer {i} has no audience"),
             Self::MissingKeys(i) => write!(f, "issuer {i} has no key source"),
@@ -181,7 +176,6 @@ impl std::error::Error for BuildError {}
 /// always checked), proxy headers ignored.
 pub struct OAuthGuardBuilder {
     issuers: Vec<Issuer>,
-    misuse: bool,
     rules: JwtRules,
     cache_capacity: u64,
     realm: Option<String>,
@@ -199,7 +193,6 @@ impl Default for OAuthGuardBuilder {
     fn default() -> Self {
         OAuthGuardBuilder {
             issuers: Vec::new(),
-            misuse: false,
             rules: JwtRules {
                 algorithms: DEFAULT_ALGORITHMS.to_vec(),
                 leeway: DEFAULT_LEEWAY.as_secs() as i64,
@@ -220,52 +213,10 @@ impl Default for OAuthGuardBuilder {
 }
 
 impl OAuthGuardBuilder {
-    /// Trusts `issuer` (exact `iss` match). Following `audience`/`jwks*`/`discover` calls
-    /// configure this issuer; call again for more issuers.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuers.push(Issuer::new(issuer));
-        self
-    }
-
     /// Trusts a fully configured [`Issuer`].
     pub fn trust(mut self, issuer: Issuer) -> Self {
         self.issuers.push(issuer);
         self
-    }
-
-    fn last(mut self, f: impl FnOnce(Issuer) -> Issuer) -> Self {
-        match self.issuers.pop() {
-            Some(i) => self.issuers.push(f(i)),
-            None => self.misuse = true,
-        }
-        self
-    }
-
-    /// Audience of the last issuer.
-    pub fn audience(self, audience: impl Into<String>) -> Self {
-        self.last(|i| i.audience(audience))
-    }
-
-    /// Static JWK Set of the last issuer.
-    pub fn jwks(self, set: JwkSet) -> Self {
-        self.last(|i| i.jwks(set))
-    }
-
-    /// JWK Set file of the last issuer.
-    pub fn jwks_file(self, path: impl Into<PathBuf>) -> Self {
-        self.last(|i| i.jwks_file(path))
-    }
-
-    /// JWK Set URL of the last issuer.
-    #[cfg(feature = "fetch")]
-    pub fn jwks_url(self, url: impl Into<String>) -> Self {
-        self.last(|i| i.jwks_url(url))
-    }
-
-    /// Discover the last issuer's JWK Set URL from its metadata.
-    #[cfg(feature = "fetch")]
-    pub fn discover(self) -> Self {
-        self.last(Issuer::discover)
     }
 
     /// Signature algorithms accepted for access tokens (asymmetric only: [`Algorithm`] has no
@@ -396,9 +347,6 @@ impl OAuthGuardBuilder {
     pub async fn build(self) -> Result<OAuthGuard, BuildError> {
         if !crate::crypto::install_jwt_provider(self.jwt_provider) {
             return Err(BuildError::NoCryptoBackend);
-        }
-        if self.misuse {
-            return Err(BuildError::IssuerSettingWithoutIssuer);
         }
         if self.issuers.is_empty() {
             return Err(BuildError::NoIssuer);
@@ -547,11 +495,12 @@ mod tests {
         .unwrap()
     }
 
+    fn issuer() -> Issuer {
+        Issuer::new("https://issuer.example").audience("api")
+    }
+
     fn builder() -> OAuthGuardBuilder {
-        OAuthGuard::builder()
-            .issuer("https://issuer.example")
-            .audience("api")
-            .jwks(one_key())
+        OAuthGuard::builder().trust(issuer().jwks(one_key()))
     }
 
     #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
@@ -585,24 +534,27 @@ mod tests {
 
     #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
     #[tokio::test]
-    async fn refuses_a_missing_audience_and_an_orphan_setting() {
+    async fn refuses_a_missing_audience_keys_or_issuer() {
         let no_aud = OAuthGuard::builder()
-            .issuer("https://issuer.example")
-            .jwks(one_key())
+            .trust(Issuer::new("https://issuer.example").jwks(one_key()))
             .build()
             .await;
         assert!(matches!(no_aud, Err(BuildError::MissingAudience(_))));
-        let orphan = OAuthGuard::builder().audience("api").build().await;
-        assert!(matches!(
-            orphan,
-            Err(BuildError::IssuerSettingWithoutIssuer)
-        ));
+        let no_keys = OAuthGuard::builder().trust(issuer()).build().await;
+        assert!(matches!(no_keys, Err(BuildError::MissingKeys(_))));
+        let none = OAuthGuard::builder().build().await;
+        assert!(matches!(none, Err(BuildError::NoIssuer)));
+        let twice = builder().trust(issuer().jwks(one_key())).build().await;
+        assert!(matches!(twice, Err(BuildError::DuplicateIssuer(_))));
     }
 
     #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
     #[tokio::test]
     async fn refuses_a_static_key_set_without_usable_keys() {
-        let empty = builder().jwks(JwkSet { keys: vec![] }).build().await;
+        let empty = OAuthGuard::builder()
+            .trust(issuer().jwks(JwkSet { keys: vec![] }))
+            .build()
+            .await;
         assert!(
             matches!(empty, Err(BuildError::Keys(_, KeysError::NoUsableKey))),
             "{empty:?}"
@@ -611,7 +563,10 @@ mod tests {
             {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}
         ]}))
         .unwrap();
-        let oct = builder().jwks(secret_only).build().await;
+        let oct = OAuthGuard::builder()
+            .trust(issuer().jwks(secret_only))
+            .build()
+            .await;
         assert!(matches!(
             oct,
             Err(BuildError::Keys(_, KeysError::NoUsableKey))

@@ -20,12 +20,14 @@ use crate::policy::{Policy, Requirement};
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::{Router, routing::get};
-/// use tower_oauth_guard::{AccessToken, OAuthGuard};
+/// use tower_oauth_guard::{AccessToken, Issuer, OAuthGuard};
 ///
 /// let guard = OAuthGuard::builder()
-///     .issuer("https://issuer.example")
-///     .audience("https://api.example")
-///     .jwks_url("https://issuer.example/jwks")
+///     .trust(
+///         Issuer::new("https://issuer.example")
+///             .audience("https://api.example")
+///             .jwks_url("https://issuer.example/jwks"),
+///     )
 ///     .build()
 ///     .await?;
 /// let app: Router = Router::new()

@@ -22,13 +22,15 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use tower_oauth_guard::{AccessToken, OAuthGuard};
+//! use tower_oauth_guard::{AccessToken, Issuer, OAuthGuard};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let guard = OAuthGuard::builder()
-//!     .issuer("https://issuer.example")        // exact match on `iss`
-//!     .audience("https://api.example")         // `aud` must contain it
-//!     .jwks_url("https://issuer.example/jwks") // or .jwks(set), .jwks_file(path), .discover()
+//!     .trust(
+//!         Issuer::new("https://issuer.example")        // exact match on `iss`
+//!             .audience("https://api.example")         // `aud` must contain it
+//!             .jwks_url("https://issuer.example/jwks"), // or .jwks(set), .jwks_file(path), .discover()
+//!     )
 //!     .build()
 //!     .await?;
 //!

@@ -8,15 +8,17 @@
 //! rustls). It needs Redis 6.2 or later (`SET .. PXAT`), or a compatible server such as Valkey.
 //!
 //! ```no_run
-//! use tower_oauth_guard::OAuthGuard;
+//! use tower_oauth_guard::{Issuer, OAuthGuard};
 //! use tower_oauth_guard::redis::RedisReplayStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let replay = RedisReplayStore::connect("redis://10.0.0.5:6379/").await?;
 //! let guard = OAuthGuard::builder()
-//!     .issuer("https://issuer.example")
-//!     .audience("https://api.example")
-//!     .jwks_url("https://issuer.example/jwks")
+//!     .trust(
+//!         Issuer::new("https://issuer.example")
+//!             .audience("https://api.example")
+//!             .jwks_url("https://issuer.example/jwks"),
+//!     )
 //!     .replay_store(replay.clone()) // keep `replay` for `unavailable_count()`
 //!     .build()
 //!     .await?;

@@ -28,13 +28,15 @@ use crate::policy::Policy;
 /// ```no_run
 /// use axum::{Router, routing::get};
 /// use tower_http::auth::AsyncRequireAuthorizationLayer;
-/// use tower_oauth_guard::{AccessToken, OAuthGuard};
+/// use tower_oauth_guard::{AccessToken, Issuer, OAuthGuard};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let guard = OAuthGuard::builder()
-///     .issuer("https://issuer.example")
-///     .audience("https://api.example")
-///     .jwks_url("https://issuer.example/jwks")
+///     .trust(
+///         Issuer::new("https://issuer.example")
+///             .audience("https://api.example")
+///             .jwks_url("https://issuer.example/jwks"),
+///     )
 ///     .build()
 ///     .await?;
 /// let app: Router = Router::new()

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use clap::{Args, ValueEnum};
 use tower_oauth_guard::ClientCertHeader;
-use tower_oauth_guard::{BaseUrl, ForwardedHeaders, NonceSecret};
+use tower_oauth_guard::{BaseUrl, ForwardedHeaders, Issuer, NonceSecret};
 use tower_oauth_guard::{DpopMode, DpopNonces, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
 /// Which tokens to trust and how they must be bound.
@@ -129,14 +129,13 @@ impl GuardFlags {
         local: SocketAddr,
         tls: bool,
     ) -> Result<OAuthGuardBuilder, Box<dyn std::error::Error>> {
-        let mut builder = OAuthGuard::builder()
-            .issuer(&self.issuer)
-            .audience(&self.audience);
-        builder = match self.jwks.as_deref() {
-            Some(j) if j.starts_with("http://") || j.starts_with("https://") => builder.jwks_url(j),
-            Some(j) => builder.jwks_file(j),
-            None => builder.discover(),
+        let issuer = Issuer::new(&self.issuer).audience(&self.audience);
+        let issuer = match self.jwks.as_deref() {
+            Some(j) if j.starts_with("http://") || j.starts_with("https://") => issuer.jwks_url(j),
+            Some(j) => issuer.jwks_file(j),
+            None => issuer.discover(),
         };
+        let mut builder = OAuthGuard::builder().trust(issuer);
         if let Some(realm) = &self.realm {
             builder = builder.realm(realm);
         }

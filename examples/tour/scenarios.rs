@@ -218,9 +218,11 @@ pub async fn run() -> Result<Tour, Error> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let base = format!("https://{}", listener.local_addr()?);
     let guard = OAuthGuard::builder()
-        .issuer(ISSUER)
-        .audience(API)
-        .jwks(auth.jwks())
+        .trust(
+            tower_oauth_guard::Issuer::new(ISSUER)
+                .audience(API)
+                .jwks(auth.jwks()),
+        )
         // DPoP proofs must name this server's own URL.
         .dpop(DpopMode::Allowed)
         .public_uri(PublicUri::fixed(BaseUrl::parse(&base)?))

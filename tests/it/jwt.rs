@@ -284,9 +284,11 @@ async fn known_keys_keep_working_while_jwks_is_down() {
 async fn discovery_finds_the_jwks() {
     let issuer = TestIssuer::start().await;
     let guard = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .discover()
+        .trust(
+            tower_oauth_guard::Issuer::new(&issuer.issuer)
+                .audience(AUD)
+                .discover(),
+        )
         .build()
         .await
         .unwrap();
@@ -300,9 +302,11 @@ async fn discovery_refuses_a_metadata_issuer_mismatch() {
     let issuer = TestIssuer::start().await;
     // Same server, but we claim a different issuer identifier than the metadata states.
     let err = OAuthGuard::builder()
-        .issuer(format!("{}/", issuer.issuer))
-        .audience(AUD)
-        .discover()
+        .trust(
+            tower_oauth_guard::Issuer::new(format!("{}/", issuer.issuer))
+                .audience(AUD)
+                .discover(),
+        )
         .build()
         .await
         .unwrap_err();

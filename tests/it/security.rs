@@ -156,10 +156,12 @@ async fn nested(
 ) -> String {
     let (listener, base) = bind().await;
     let outer = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .audience("https://other-api.example")
-        .jwks_url(issuer.jwks_url())
+        .trust(
+            tower_oauth_guard::Issuer::new(&issuer.issuer)
+                .audience(AUD)
+                .audience("https://other-api.example")
+                .jwks_url(issuer.jwks_url()),
+        )
         .trust(
             tower_oauth_guard::Issuer::new(&other.issuer)
                 .audience(AUD)
@@ -245,9 +247,11 @@ async fn an_inner_guard_holds_an_admitted_token_to_its_own_keys_rules_and_proof_
     let (listener, base) = bind().await;
     let outer = issuer.guard(AUD).build().await.unwrap();
     let inner = OAuthGuard::builder()
-        .issuer(&issuer.issuer)
-        .audience(AUD)
-        .jwks(set)
+        .trust(
+            tower_oauth_guard::Issuer::new(&issuer.issuer)
+                .audience(AUD)
+                .jwks(set),
+        )
         .build()
         .await
         .unwrap();
@@ -554,9 +558,11 @@ async fn an_issuer_rsa_key_below_2048_bits_is_never_used() {
     let keys = tower_oauth_guard::KeySet::from_jwk_set(&set);
     assert_eq!(keys.len(), 1, "the weak key was kept");
     let guard = OAuthGuard::builder()
-        .issuer("https://weak.example")
-        .audience("api")
-        .jwks(set)
+        .trust(
+            tower_oauth_guard::Issuer::new("https://weak.example")
+                .audience("api")
+                .jwks(set),
+        )
         .clock(tower_oauth_guard::FixedClock(1_700_000_100))
         .build()
         .await

@@ -169,10 +169,11 @@ impl TestIssuer {
 
     /// A guard builder trusting this issuer for `aud`, keys from its JWKS URL.
     pub fn guard(&self, aud: &str) -> tower_oauth_guard::OAuthGuardBuilder {
-        tower_oauth_guard::OAuthGuard::builder()
-            .issuer(&self.issuer)
-            .audience(aud)
-            .jwks_url(self.jwks_url())
+        tower_oauth_guard::OAuthGuard::builder().trust(
+            tower_oauth_guard::Issuer::new(&self.issuer)
+                .audience(aud)
+                .jwks_url(self.jwks_url()),
+        )
     }
 
     pub fn key(&self, index: usize) -> SigningKey {
