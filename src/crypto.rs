@@ -73,7 +73,12 @@ pub(crate) fn ensure_jwt_provider() {
 
 /// The rustls provider: the process default if the application installed one, else the one
 /// this crate's features select.
-#[cfg(any(feature = "serve-tls", feature = "redis", feature = "tonic"))]
+#[cfg(any(
+    feature = "fetch",
+    feature = "serve-tls",
+    feature = "redis",
+    feature = "tonic"
+))]
 pub(crate) fn tls_provider() -> Option<std::sync::Arc<rustls::crypto::CryptoProvider>> {
     if let Some(p) = rustls::crypto::CryptoProvider::get_default() {
         return Some(p.clone());

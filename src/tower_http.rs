@@ -103,7 +103,7 @@ impl<ResBody> std::fmt::Debug for OAuthGuardAuthorizer<ResBody> {
         f.debug_struct("OAuthGuardAuthorizer")
             .field("guard", &self.guard)
             .field("policy", &self.policy)
-            .field("optional", &self.presence)
+            .field("presence", &self.presence)
             .finish()
     }
 }
