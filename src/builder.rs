@@ -529,7 +529,18 @@ mod tests {
         // first use; a built guard has installed aws-lc-rs explicitly.
         let guard = builder().build().await;
         assert!(guard.is_ok(), "{guard:?}");
-        assert!(crate::crypto::jwt_provider_ready());
+        // The choice itself: aws-lc-rs whenever its feature is on, RustCrypto otherwise.
+        let chosen = crate::crypto::jwt_provider().unwrap();
+        #[cfg(feature = "aws-lc-rs")]
+        assert!(std::ptr::eq(
+            chosen,
+            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+        ));
+        #[cfg(not(feature = "aws-lc-rs"))]
+        assert!(std::ptr::eq(
+            chosen,
+            &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+        ));
     }
 
     #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]

@@ -298,6 +298,36 @@ async fn discovery_finds_the_jwks() {
 }
 
 #[tokio::test]
+async fn discovery_falls_back_to_rfc_8414_metadata_with_the_path_inserted() {
+    // An issuer with a path that publishes only RFC 8414 metadata, at the well-known URI with
+    // the issuer's path appended after it (RFC 8414 §3.1); the OpenID Connect location 404s.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let iss = format!("{origin}/tenant");
+    let key = SigningKey::generate("k8414");
+    let jwks = json!({ "keys": [key.jwk.clone()] });
+    let metadata = json!({ "issuer": iss, "jwks_uri": format!("{iss}/keys") });
+    let server = Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server/tenant",
+            get(move || async move { axum::Json(metadata) }),
+        )
+        .route("/tenant/keys", get(move || async move { axum::Json(jwks) }));
+    let _ = serve_on(listener, server);
+    let guard = OAuthGuard::builder()
+        .trust(Issuer::new(&iss).audience(AUD).discover())
+        .build()
+        .await
+        .unwrap();
+    let base = serve(app(&guard)).await;
+    let mut claims = json!({"iss": iss, "sub": "alice", "aud": AUD, "exp": now() + 300});
+    claims["scope"] = json!("read");
+    let token = key.sign(at_header(&key.kid), &claims);
+    let reply = get_with_token(&format!("{base}/api/whoami"), &token).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
 async fn discovery_refuses_a_metadata_issuer_mismatch() {
     let issuer = TestIssuer::start().await;
     // Same server, but we claim a different issuer identifier than the metadata states.
