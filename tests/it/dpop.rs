@@ -372,28 +372,9 @@ async fn every_default_algorithm_is_accepted_and_others_are_not() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Proof checks, RFC 9449 §4.3: one thing wrong each
-
-#[tokio::test]
-async fn proof_without_exactly_three_parts_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    let valid = env.proof("GET", &url);
-    let parts: Vec<&str> = valid.split('.').collect();
-    for bad in [
-        format!("{}.{}", parts[0], parts[1]),
-        format!("{valid}.{}", parts[2]),
-        format!("{}.{}..{}", parts[0], parts[1], parts[2]),
-    ] {
-        let reply = env.with_proof("GET", &url, &bad).await;
-        assert_bad_proof(
-            &reply,
-            "malformed DPoP proof: not three dot-separated parts",
-        );
-    }
-    let reply = env.with_proof("GET", &url, &valid).await;
-    assert_dpop_ok(&reply, &env.key.jkt);
-}
+// Proof checks, RFC 9449 §4.3, through the guard: each check on its own is a unit test in
+// src/dpop/proof/tests.rs; these prove the wiring (limits, policy, method, origin, window, ath,
+// cnf.jkt) and the answer a proof failure gets.
 
 /// A valid proof of exactly `len` bytes, padded with an extra claim and `kid`.
 fn proof_of_len(env: &Env, url: &str, len: usize) -> String {
@@ -424,62 +405,6 @@ async fn proof_over_4_kib_is_refused() {
     assert_bad_proof(&reply, "malformed DPoP proof header");
     let reply = env.with_proof("GET", &url, &at_limit).await;
     assert_dpop_ok(&reply, &env.key.jkt);
-}
-
-#[tokio::test]
-async fn proof_not_typed_dpop_jwt_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    for typ in [
-        json!("JWT"),
-        json!("DPOP+JWT"),
-        json!("application/dpop+jwt"),
-        Value::Null,
-    ] {
-        let proof = env.proof_edited("GET", &url, |header, _| {
-            match &typ {
-                Value::Null => {
-                    header.as_object_mut().unwrap().remove("typ");
-                }
-                typ => header["typ"] = typ.clone(),
-            };
-        });
-        let reply = env.with_proof("GET", &url, &proof).await;
-        assert_bad_proof(&reply, "DPoP proof typ is not dpop+jwt");
-    }
-    env.assert_valid_accepted("GET", "/api/whoami").await;
-}
-
-#[tokio::test]
-async fn proof_with_alg_none_or_hmac_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    let claims = env.claims("GET", &url);
-    // alg none, with and without a signature part.
-    let mut header = env.key.header();
-    header["alg"] = json!("none");
-    let unsigned = format!("{}.{}", b64_json(&header), b64_json(&claims));
-    for proof in [format!("{unsigned}."), format!("{unsigned}.AAAA")] {
-        let reply = env.with_proof("GET", &url, &proof).await;
-        assert_eq!(reply.status, 401);
-        assert!(reply.www_authenticate()[0].contains("error=\"invalid_dpop_proof\""));
-    }
-    let reply = env
-        .with_proof("GET", &url, &format!("{unsigned}.AAAA"))
-        .await;
-    assert_bad_proof(&reply, "DPoP proof alg is not allowed");
-    // HS256 keyed with the public JWK (the classic confusion), the jwk still in the header.
-    let secret = ProofKey {
-        encoding: EncodingKey::from_secret(env.key.jwk.to_string().as_bytes()),
-        alg: Algorithm::HS256,
-        jwk: env.key.jwk.clone(),
-        jkt: env.key.jkt.clone(),
-    };
-    let reply = env
-        .with_proof("GET", &url, &secret.sign(&secret.header(), &claims))
-        .await;
-    assert_bad_proof(&reply, "DPoP proof alg is not allowed");
-    env.assert_valid_accepted("GET", "/api/whoami").await;
 }
 
 #[tokio::test]
@@ -514,52 +439,6 @@ async fn proof_alg_outside_the_configured_allow_list_is_refused() {
 }
 
 #[tokio::test]
-async fn proof_without_jwk_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    let proof = env.proof_edited("GET", &url, |header, _| {
-        header.as_object_mut().unwrap().remove("jwk");
-        header["kid"] = json!(env.key.jkt);
-    });
-    let reply = env.with_proof("GET", &url, &proof).await;
-    assert_bad_proof(&reply, "DPoP proof has no jwk header");
-    env.assert_valid_accepted("GET", "/api/whoami").await;
-}
-
-#[tokio::test]
-async fn proof_jwk_with_a_private_member_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-        let proof = env.proof_edited("GET", &url, |header, _| {
-            header["jwk"][member] = json!("AQAB");
-        });
-        let reply = env.with_proof("GET", &url, &proof).await;
-        assert_bad_proof(&reply, "DPoP proof jwk contains a private key");
-    }
-    env.assert_valid_accepted("GET", "/api/whoami").await;
-}
-
-#[tokio::test]
-async fn proof_jwk_not_matching_alg_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    let others = [ProofKey::es384(), ProofKey::ed25519()];
-    for other in &others {
-        // Signed with ES256 by the bound key, but the header carries another kind of key.
-        let proof = env.proof_edited("GET", &url, |header, _| {
-            header["jwk"] = other.jwk.clone();
-        });
-        let reply = env.with_proof("GET", &url, &proof).await;
-        assert_bad_proof(
-            &reply,
-            "DPoP proof jwk key type or curve does not match alg",
-        );
-    }
-    env.assert_valid_accepted("GET", "/api/whoami").await;
-}
-
-#[tokio::test]
 async fn proof_with_a_bad_signature_is_refused() {
     let env = Env::start(|b| b).await;
     let url = env.url("/api/whoami");
@@ -578,50 +457,6 @@ async fn proof_with_a_bad_signature_is_refused() {
     let reply = env.with_proof("POST", &url, &tampered).await;
     assert_bad_proof(&reply, "DPoP proof signature is invalid");
     let reply = env.with_proof("GET", &url, &valid).await;
-    assert_dpop_ok(&reply, &env.key.jkt);
-}
-
-#[tokio::test]
-async fn proof_missing_a_required_claim_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    for claim in ["jti", "htm", "htu", "iat"] {
-        let proof = env.proof_edited("GET", &url, |_, claims| {
-            claims.as_object_mut().unwrap().remove(claim);
-        });
-        let reply = env.with_proof("GET", &url, &proof).await;
-        assert_bad_proof(&reply, &format!("DPoP proof has no {claim} claim"));
-    }
-    // Present but of the wrong type.
-    for (claim, value) in [
-        ("jti", json!(1)),
-        ("iat", json!("now")),
-        ("htu", json!([url])),
-    ] {
-        let proof = env.proof_edited("GET", &url, |_, claims| {
-            claims[claim] = value.clone();
-        });
-        let reply = env.with_proof("GET", &url, &proof).await;
-        assert_bad_proof(&reply, &format!("DPoP proof {claim} claim is invalid"));
-    }
-    env.assert_valid_accepted("GET", "/api/whoami").await;
-}
-
-#[tokio::test]
-async fn proof_jti_longer_than_256_characters_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    let with_jti =
-        |jti: String| env.proof_edited("GET", &url, |_, claims| claims["jti"] = json!(jti));
-    let reply = env
-        .with_proof("GET", &url, &with_jti(format!("{:0>257}", rand_u64())))
-        .await;
-    assert_bad_proof(&reply, "DPoP proof jti claim is invalid");
-    let reply = env.with_proof("GET", &url, &with_jti(String::new())).await;
-    assert_bad_proof(&reply, "DPoP proof jti claim is invalid");
-    let reply = env
-        .with_proof("GET", &url, &with_jti(format!("{:0>256}", rand_u64())))
-        .await;
     assert_dpop_ok(&reply, &env.key.jkt);
 }
 
@@ -806,35 +641,6 @@ async fn proof_key_other_than_cnf_jkt_is_refused_as_invalid_token() {
         "invalid_token",
         "DPoP key does not match the token binding",
     );
-    env.assert_valid_accepted("GET", "/api/whoami").await;
-}
-
-#[tokio::test]
-async fn extra_proof_claims_and_headers_are_tolerated() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    let now = env.clock.now();
-    let proof = env.proof_edited("GET", &url, |header, claims| {
-        header["kid"] = json!("client-key");
-        claims["nbf"] = json!(now + 3600);
-        claims["exp"] = json!(now - 3600);
-        claims["iss"] = json!("client-1");
-        claims["something"] = json!({"nested": [1, 2]});
-    });
-    let reply = env.with_proof("GET", &url, &proof).await;
-    assert_dpop_ok(&reply, &env.key.jkt);
-}
-
-#[tokio::test]
-async fn proof_with_a_critical_header_is_refused() {
-    let env = Env::start(|b| b).await;
-    let url = env.url("/api/whoami");
-    let proof = env.proof_edited("GET", &url, |header, _| {
-        header["crit"] = json!(["exp"]);
-        header["exp"] = json!(0);
-    });
-    let reply = env.with_proof("GET", &url, &proof).await;
-    assert_bad_proof(&reply, "DPoP proof has a crit header");
     env.assert_valid_accepted("GET", "/api/whoami").await;
 }
 
