@@ -195,6 +195,15 @@ impl DpopConfig {
             .map(|n| n.issue(u64::try_from(now).unwrap_or(0)))
     }
 
+    /// How a failed proof check is answered: with nonces on, a stale proof is answered with a
+    /// nonce to use (RFC 9449 §9); anything else is the proof's own fault.
+    fn proof_failure(&self, e: ProofError) -> DpopError {
+        match e {
+            ProofError::IatTooOld if self.nonces.is_some() => DpopError::NonceStale,
+            e => DpopError::Proof(e),
+        }
+    }
+
     /// The server nonce check (RFC 9449 §9): `Ok(refresh)` when nonces are off or `nonce` is
     /// valid; `refresh` asks for a new nonce in the response (§8.2).
     fn check_nonce(&self, nonce: Option<&str>, now: i64) -> Result<bool, DpopError> {
@@ -222,10 +231,7 @@ impl DpopConfig {
         if !self.policy.algorithms.contains(&verified.alg) {
             return Err(DpopError::Proof(ProofError::AlgorithmNotAllowed));
         }
-        proof::check_iat(verified.iat, now, &self.policy).map_err(|e| match e {
-            ProofError::IatTooOld if self.nonces.is_some() => DpopError::NonceStale,
-            e => DpopError::Proof(e),
-        })?;
+        proof::check_iat(verified.iat, now, &self.policy).map_err(|e| self.proof_failure(e))?;
         let public = self
             .public_uri
             .as_ref()
@@ -262,11 +268,7 @@ impl DpopConfig {
             &self.policy,
             now,
         )
-        .map_err(|e| match e {
-            // With nonces on, a stale proof is answered with a nonce to use (RFC 9449 §9).
-            ProofError::IatTooOld if self.nonces.is_some() => DpopError::NonceStale,
-            e => DpopError::Proof(e),
-        })?;
+        .map_err(|e| self.proof_failure(e))?;
         let refresh_nonce = self.check_nonce(verified.nonce.as_deref(), now)?;
         if !proof::jkt_matches(jkt, &verified.jkt) {
             return Err(DpopError::KeyMismatch);
