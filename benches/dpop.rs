@@ -25,13 +25,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BatchSize, Criterion};
 use http::request::Parts;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tower_oauth_guard::MemoryReplayStore;
 use tower_oauth_guard::Policy;
-use tower_oauth_guard::{BaseUrl, DpopMode, OAuthGuard, PublicUri};
+use tower_oauth_guard::{BaseUrl, Dpop, KeySet, OAuthGuard, PublicUri};
 use tower_oauth_guard::{ath_for, jwk_thumbprint};
 
 const ISSUER: &str = "https://issuer.bench.example";
@@ -99,7 +99,8 @@ impl Fixture {
         issuer.jwk.common.key_id = Some("k1".into());
         let mut client = Key::es256();
         client.jwk.common = Default::default();
-        let jkt = jwk_thumbprint(&client.jwk).expect("thumbprint");
+        let jkt =
+            jwk_thumbprint(&serde_json::to_string(&client.jwk).expect("JSON")).expect("thumbprint");
         let now = now();
         let token = issuer.sign(
             &json!({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}),
@@ -123,15 +124,21 @@ impl Fixture {
             .trust(
                 tower_oauth_guard::Issuer::new(ISSUER)
                     .audience(AUDIENCE)
-                    .jwks(JwkSet {
-                        keys: vec![self.issuer.jwk.clone()],
-                    }),
+                    .jwks(
+                        KeySet::from_json(
+                            serde_json::json!({"keys": [self.issuer.jwk]})
+                                .to_string()
+                                .as_bytes(),
+                        )
+                        .expect("issuer key"),
+                    ),
             )
-            .dpop(DpopMode::Required)
-            .public_uri(PublicUri::fixed(
-                BaseUrl::parse(&format!("http://{HOST}")).expect("base URL"),
-            ))
-            .replay_store(MemoryReplayStore::new(REPLAY_CAPACITY));
+            .dpop(
+                Dpop::required(PublicUri::fixed(
+                    BaseUrl::parse(&format!("http://{HOST}")).expect("base URL"),
+                ))
+                .replay_store(MemoryReplayStore::new(REPLAY_CAPACITY)),
+            );
         let builder = if token_cache {
             builder
         } else {

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::algorithm::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
 
 use crate::challenge::ChallengeParams;
 use crate::clock::{Clock, SystemClock};
-use crate::dpop::{DpopConfig, DpopMode, DpopNonces, ProofPolicy, PublicUri, ReplayStore};
+use crate::dpop::{Dpop, DpopMode};
 use crate::guard::{DEFAULT_LEEWAY, Inner, IssuerModes, OAuthGuard};
 use crate::limits::MAX_REALM_LEN;
-use crate::mtls::{ClientCertHeader, MtlsConfig, MtlsMode};
+use crate::mtls::{Mtls, MtlsMode};
 use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
 #[cfg(feature = "fetch")]
 use crate::token::discovery::{DiscoveryError, discover_jwks_uri};
@@ -54,9 +53,9 @@ impl Issuer {
         self
     }
 
-    /// Keys from a fixed JWK Set.
-    pub fn jwks(mut self, set: JwkSet) -> Self {
-        self.keys = Some(JwksSource::Static(set));
+    /// Keys from a fixed JWK Set, e.g. [`KeySet::from_json`].
+    pub fn jwks(mut self, keys: KeySet) -> Self {
+        self.keys = Some(JwksSource::Static(keys));
         self
     }
 
@@ -105,7 +104,7 @@ impl OAuthGuard {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// No crypto backend feature and no provider given ([`OAuthGuardBuilder::jwt_crypto_provider`]).
+    /// No crypto backend: enable feature `aws-lc-rs` or `rust-crypto`.
     NoCryptoBackend,
     /// No issuer configured.
     NoIssuer,
@@ -126,11 +125,12 @@ pub enum BuildError {
     Discovery(String, DiscoveryError),
     /// The issuer's keys could not be loaded, or hold no usable key.
     Keys(String, KeysError),
-    /// The guard accepts DPoP (its mode, or an issuer's, is `Allowed` or `Required`) but has
-    /// no public origin for `htu` (RFC 9449 §4.3 check 9): set
-    /// [`OAuthGuardBuilder::public_uri`], e.g. `PublicUri::fixed(BaseUrl::parse("https://api.example")?)`.
-    DpopWithoutPublicOrigin,
-    /// [`PublicUri::Fixed`] with no URL, or [`PublicUri::TrustForwarded`] with no proxy.
+    /// An issuer accepts DPoP ([`Issuer::dpop`]) but the guard has no DPoP settings to check
+    /// proofs with (no public origin for `htu`, RFC 9449 §4.3 check 9): set
+    /// [`OAuthGuardBuilder::dpop`] too.
+    DpopNotConfigured(String),
+    /// [`PublicUri::Fixed`](crate::PublicUri::Fixed) with no URL, or
+    /// [`PublicUri::TrustForwarded`](crate::PublicUri::TrustForwarded) with no proxy.
     EmptyPublicOrigin,
     /// The `realm` cannot be sent in a `WWW-Authenticate` header: it must be at most
     /// [`MAX_REALM_LEN`] bytes of visible ASCII and spaces.
@@ -140,9 +140,9 @@ pub enum BuildError {
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NoCryptoBackend => f.write_str(
-                "no crypto backend: enable feature `aws-lc-rs` or `rust-crypto`, or pass a provider",
-            ),
+            Self::NoCryptoBackend => {
+                f.write_str("no crypto backend: enable feature `aws-lc-rs` or `rust-crypto`")
+            }
             Self::NoIssuer => f.write_str("no issuer configured"),
             Self::DuplicateIssuer(i) => write!(f, "issuer {i} configured twice"),
             Self::MissingAudience(i) => write!(f, "issuer {i} has no audience"),
@@ -154,8 +154,9 @@ impl std::fmt::Display for BuildError {
             #[cfg(feature = "fetch")]
             Self::Discovery(i, e) => write!(f, "issuer {i}: discovery: {e}"),
             Self::Keys(i, e) => write!(f, "issuer {i}: keys: {e}"),
-            Self::DpopWithoutPublicOrigin => f.write_str(
-                "DPoP is accepted but no public origin is set: call .public_uri(PublicUri::fixed(BaseUrl::parse(\"https://your.api\")?)) (or PublicUri::forwarded_by(proxy addresses))",
+            Self::DpopNotConfigured(i) => write!(
+                f,
+                "issuer {i} accepts DPoP but the guard has no DPoP settings: call .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(\"https://your.api\")?)))"
             ),
             Self::EmptyPublicOrigin => {
                 f.write_str("public_uri names no URL (Fixed) or no proxy (TrustForwarded)")
@@ -179,14 +180,13 @@ pub struct OAuthGuardBuilder {
     rules: JwtRules,
     cache_capacity: u64,
     realm: Option<String>,
-    dpop: DpopConfig,
-    mtls: MtlsConfig,
+    dpop: Dpop,
+    mtls: Mtls,
     clock: Arc<dyn Clock>,
     #[cfg(feature = "fetch")]
     http_tls: Option<rustls::ClientConfig>,
     #[cfg(feature = "fetch")]
     unknown_kid_cooldown: Duration,
-    jwt_provider: Option<&'static jsonwebtoken::crypto::CryptoProvider>,
 }
 
 impl Default for OAuthGuardBuilder {
@@ -200,14 +200,13 @@ impl Default for OAuthGuardBuilder {
             },
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             realm: None,
-            dpop: DpopConfig::default(),
-            mtls: MtlsConfig::default(),
+            dpop: Dpop::disabled(),
+            mtls: Mtls::default(),
             clock: Arc::new(SystemClock),
             #[cfg(feature = "fetch")]
             http_tls: None,
             #[cfg(feature = "fetch")]
             unknown_kid_cooldown: DEFAULT_UNKNOWN_KID_COOLDOWN,
-            jwt_provider: None,
         }
     }
 }
@@ -232,9 +231,10 @@ impl OAuthGuardBuilder {
         self
     }
 
-    /// Demand `typ: at+jwt` (RFC 9068 §4 check 2).
-    pub fn require_at_jwt_typ(mut self, require: bool) -> Self {
-        self.rules.require_at_jwt_typ = require;
+    /// Demand `typ: at+jwt` (RFC 9068 §4 check 2). By default untyped and plain `JWT` tokens,
+    /// which most issuers still send, pass too; other kinds (`dpop+jwt`, ...) never do.
+    pub fn require_at_jwt_typ(mut self) -> Self {
+        self.rules.require_at_jwt_typ = true;
         self
     }
 
@@ -277,75 +277,23 @@ impl OAuthGuardBuilder {
         self
     }
 
-    /// The `jsonwebtoken` crypto provider, needed only when neither crypto feature is on.
-    pub fn jwt_crypto_provider(
-        mut self,
-        provider: &'static jsonwebtoken::crypto::CryptoProvider,
-    ) -> Self {
-        self.jwt_provider = Some(provider);
+    /// Accept DPoP-bound tokens (RFC 9449): off until set, since accepting DPoP needs the
+    /// API's public origin, which [`Dpop`]'s constructors take.
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.dpop = dpop;
         self
     }
 
-    /// DPoP mode (default [`DpopMode::Disabled`]). Accepting DPoP needs
-    /// [`public_uri`](Self::public_uri) too; `build` says so otherwise.
-    pub fn dpop(mut self, mode: DpopMode) -> Self {
-        self.dpop.mode = mode;
-        self
-    }
-
-    /// DPoP proof rules: algorithms and `iat` window (RFC 9449 §4.3, §11.1).
-    pub fn dpop_proof_policy(mut self, policy: ProofPolicy) -> Self {
-        self.dpop.policy = policy;
-        self
-    }
-
-    /// Require server-issued nonces in DPoP proofs (RFC 9449 §8).
-    pub fn dpop_nonces(mut self, nonces: DpopNonces) -> Self {
-        self.dpop.nonces = Some(nonces);
-        self
-    }
-
-    /// Where `jti`s are remembered (default: in process). Share one store between instances.
-    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
-        self.dpop.replay = Arc::new(store);
-        self
-    }
-
-    /// How long a replay check may take before the request fails closed (default 50 ms).
-    pub fn replay_timeout(mut self, timeout: Duration) -> Self {
-        self.dpop.replay_timeout = timeout;
-        self
-    }
-
-    /// The public origin that a proof's `htu` must name (RFC 9449 §4.3 check 9): required
-    /// when DPoP is accepted.
-    pub fn public_uri(mut self, public: PublicUri) -> Self {
-        self.dpop.public_uri = Some(public);
-        self
-    }
-
-    /// How much longer than this instance's own acceptance window a shared replay store
-    /// keeps each proof, for clock skew between instances (default 5 s; RFC 9449 §11.1).
-    pub fn replay_skew_margin(mut self, margin: Duration) -> Self {
-        self.dpop.replay_skew_margin = margin;
-        self
-    }
-
-    /// mTLS mode (default [`MtlsMode::Allowed`]).
-    pub fn mtls(mut self, mode: MtlsMode) -> Self {
-        self.mtls.mode = mode;
-        self
-    }
-
-    /// Trust a TLS-terminating proxy's `Client-Cert` header (RFC 9440).
-    pub fn trust_client_cert_header(mut self, trust: ClientCertHeader) -> Self {
-        self.mtls.client_cert_header = Some(trust);
+    /// Certificate-bound tokens (RFC 8705): default [`Mtls::allowed`], bound tokens checked
+    /// and unbound ones passed.
+    pub fn mtls(mut self, mtls: Mtls) -> Self {
+        self.mtls = mtls;
         self
     }
 
     /// Loads keys (fetching remote ones) and returns the guard.
     pub async fn build(self) -> Result<OAuthGuard, BuildError> {
-        if !crate::crypto::install_jwt_provider(self.jwt_provider) {
+        if !crate::crypto::install_jwt_provider() {
             return Err(BuildError::NoCryptoBackend);
         }
         if self.issuers.is_empty() {
@@ -357,14 +305,15 @@ impl OAuthGuardBuilder {
         {
             return Err(BuildError::InvalidRealm);
         }
-        let accepts_dpop = |mode: Option<DpopMode>| mode.is_some_and(|m| m != DpopMode::Disabled);
-        if accepts_dpop(Some(self.dpop.mode))
-            || self.issuers.iter().any(|i| accepts_dpop(i.dpop_mode))
-        {
-            match &self.dpop.public_uri {
-                None => return Err(BuildError::DpopWithoutPublicOrigin),
-                Some(public) if !public.is_usable() => return Err(BuildError::EmptyPublicOrigin),
-                Some(_) => {}
+        match &self.dpop.public_uri {
+            Some(public) if !public.is_usable() => return Err(BuildError::EmptyPublicOrigin),
+            Some(_) => {}
+            None => {
+                let accepts_dpop =
+                    |i: &&Issuer| i.dpop_mode.is_some_and(|m| m != DpopMode::Disabled);
+                if let Some(issuer) = self.issuers.iter().find(accepts_dpop) {
+                    return Err(BuildError::DpopNotConfigured(issuer.issuer.clone()));
+                }
             }
         }
         #[cfg(feature = "fetch")]
@@ -380,8 +329,7 @@ impl OAuthGuardBuilder {
                 .keys
                 .ok_or_else(|| BuildError::MissingKeys(name.clone()))?;
             let keys = match source {
-                JwksSource::Static(set) => {
-                    let keys = KeySet::from_jwk_set(&set);
+                JwksSource::Static(keys) => {
                     if keys.is_empty() {
                         return Err(BuildError::Keys(name.clone(), KeysError::NoUsableKey));
                     }
@@ -484,14 +432,18 @@ mod tests {
     use super::*;
     #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
     use crate::dpop::htu::BaseUrl;
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    use crate::dpop::origin::PublicUri;
 
     /// The P-256 public key of RFC 7515 Appendix A.3.
-    fn one_key() -> JwkSet {
-        serde_json::from_value(serde_json::json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": "a3",
-            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
-        }]}))
+    fn one_key() -> KeySet {
+        KeySet::from_json(
+            br#"{"keys": [{
+                "kty": "EC", "crv": "P-256", "kid": "a3",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+            }]}"#,
+        )
         .unwrap()
     }
 
@@ -563,25 +515,17 @@ mod tests {
     #[tokio::test]
     async fn refuses_a_static_key_set_without_usable_keys() {
         let empty = OAuthGuard::builder()
-            .trust(issuer().jwks(JwkSet { keys: vec![] }))
+            .trust(issuer().jwks(KeySet::default()))
             .build()
             .await;
         assert!(
             matches!(empty, Err(BuildError::Keys(_, KeysError::NoUsableKey))),
             "{empty:?}"
         );
-        let secret_only: JwkSet = serde_json::from_value(serde_json::json!({"keys": [
-            {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}
-        ]}))
-        .unwrap();
-        let oct = OAuthGuard::builder()
-            .trust(issuer().jwks(secret_only))
-            .build()
-            .await;
-        assert!(matches!(
-            oct,
-            Err(BuildError::Keys(_, KeysError::NoUsableKey))
-        ));
+        let secret_only = KeySet::from_json(
+            br#"{"keys": [{"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}"#,
+        );
+        assert!(matches!(secret_only, Err(KeysError::NoUsableKey)));
     }
 
     #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
@@ -601,52 +545,56 @@ mod tests {
 
     #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
     #[tokio::test]
-    async fn accepting_dpop_needs_a_public_origin() {
-        // Off by default, so the minimal bearer guard builds without one.
+    async fn an_issuer_accepting_dpop_needs_the_guards_dpop_settings() {
+        // Off by default, so the minimal bearer guard builds without a public origin.
         assert!(builder().build().await.is_ok());
-        for mode in [DpopMode::Allowed, DpopMode::Required] {
-            let r = builder().dpop(mode).build().await;
-            assert!(
-                matches!(r, Err(BuildError::DpopWithoutPublicOrigin)),
-                "{mode:?}"
-            );
-            assert!(r.unwrap_err().to_string().contains(".public_uri("));
-        }
-        let per_issuer = builder()
+        let dpop_issuer = || {
+            Issuer::new("https://other.example")
+                .audience("api")
+                .jwks(one_key())
+                .dpop(DpopMode::Allowed)
+        };
+        let per_issuer = builder().trust(dpop_issuer()).build().await;
+        assert!(
+            matches!(&per_issuer, Err(BuildError::DpopNotConfigured(i)) if i == "https://other.example"),
+            "{per_issuer:?}"
+        );
+        assert!(
+            per_issuer
+                .unwrap_err()
+                .to_string()
+                .contains(".dpop(Dpop::allowed(")
+        );
+        // An issuer that turns DPoP off needs nothing.
+        let off = builder()
             .trust(
                 Issuer::new("https://other.example")
                     .audience("api")
                     .jwks(one_key())
-                    .dpop(DpopMode::Allowed),
+                    .dpop(DpopMode::Disabled),
             )
             .build()
             .await;
-        assert!(matches!(
-            per_issuer,
-            Err(BuildError::DpopWithoutPublicOrigin)
-        ));
+        assert!(off.is_ok());
+        let public = || PublicUri::fixed(BaseUrl::parse("https://api.example").unwrap());
+        let with_settings = builder()
+            .dpop(Dpop::allowed(public()))
+            .trust(dpop_issuer())
+            .build()
+            .await;
+        assert!(with_settings.is_ok());
         let empty = builder()
-            .dpop(DpopMode::Allowed)
-            .public_uri(PublicUri::Fixed(vec![]))
+            .dpop(Dpop::allowed(PublicUri::Fixed(vec![])))
             .build()
             .await;
         assert!(matches!(empty, Err(BuildError::EmptyPublicOrigin)));
         let no_proxy = builder()
-            .dpop(DpopMode::Allowed)
-            .public_uri(PublicUri::forwarded_by(
+            .dpop(Dpop::required(PublicUri::forwarded_by(
                 [],
                 crate::dpop::origin::ForwardedHeaders::Forwarded,
-            ))
+            )))
             .build()
             .await;
         assert!(matches!(no_proxy, Err(BuildError::EmptyPublicOrigin)));
-        let ok = builder()
-            .dpop(DpopMode::Required)
-            .public_uri(PublicUri::fixed(
-                BaseUrl::parse("https://api.example").unwrap(),
-            ))
-            .build()
-            .await;
-        assert!(ok.is_ok());
     }
 }

@@ -35,14 +35,12 @@ pub(crate) fn jwt_provider() -> Option<&'static jsonwebtoken::crypto::CryptoProv
     }
 }
 
-/// Installs `provider` (or the feature-selected one) as `jsonwebtoken`'s process default.
+/// Installs the feature-selected provider as `jsonwebtoken`'s process default.
 ///
-/// Returns false when there is nothing to install. An already installed provider is kept: the
+/// Returns false when no crypto feature is on. An already installed provider is kept: the
 /// application chose it on purpose.
-pub(crate) fn install_jwt_provider(
-    provider: Option<&'static jsonwebtoken::crypto::CryptoProvider>,
-) -> bool {
-    match provider.or_else(jwt_provider) {
+pub(crate) fn install_jwt_provider() -> bool {
+    match jwt_provider() {
         Some(p) => {
             let _already_installed = p.install_default();
             INSTALLED.store(true, Ordering::Release);
@@ -55,8 +53,7 @@ pub(crate) fn install_jwt_provider(
 /// Set once this crate has made sure `jsonwebtoken` has a provider.
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// Whether `jsonwebtoken` can be called without panicking: a feature-selected provider, or
-/// one handed to a guard builder.
+/// Whether `jsonwebtoken` can be called without panicking: a feature-selected provider.
 pub(crate) fn jwt_provider_ready() -> bool {
     ensure_jwt_provider();
     INSTALLED.load(Ordering::Acquire)
@@ -67,7 +64,7 @@ pub(crate) fn jwt_provider_ready() -> bool {
 pub(crate) fn ensure_jwt_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        install_jwt_provider(None);
+        install_jwt_provider();
     });
 }
 

@@ -16,9 +16,9 @@ use http::request::Parts;
 use crate::access_token::{AccessToken, Binding};
 use crate::challenge::{Challenge, ChallengeParams, Protocol, Rejection};
 use crate::clock::Clock;
-use crate::dpop::{DpopConfig, DpopError, DpopMode};
+use crate::dpop::{Dpop, DpopError, DpopMode};
 use crate::extract::{self, CredentialsError, Scheme};
-use crate::mtls::{MtlsConfig, MtlsMode, peer};
+use crate::mtls::{Mtls, MtlsMode, peer};
 use crate::policy::Policy;
 use crate::token::TokenValidator;
 
@@ -39,8 +39,8 @@ pub(crate) struct Inner {
     pub(crate) validator: TokenValidator,
     /// Issuers whose tokens use other DPoP or mTLS modes than the guard's.
     pub(crate) issuer_modes: HashMap<String, IssuerModes>,
-    pub(crate) dpop: DpopConfig,
-    pub(crate) mtls: MtlsConfig,
+    pub(crate) dpop: Dpop,
+    pub(crate) mtls: Mtls,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) challenge: ChallengeParams,
 }

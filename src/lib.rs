@@ -29,7 +29,7 @@
 //!     .trust(
 //!         Issuer::new("https://issuer.example")        // exact match on `iss`
 //!             .audience("https://api.example")         // `aud` must contain it
-//!             .jwks_url("https://issuer.example/jwks"), // or .jwks(set), .jwks_file(path), .discover()
+//!             .jwks_url("https://issuer.example/jwks"), // or .jwks(KeySet), .jwks_file(path), .discover()
 //!     )
 //!     .build()
 //!     .await?;
@@ -131,7 +131,7 @@ pub use dpop::replay::{
     MemoryReplayStore, ReplayCheck, ReplayFuture, ReplayKey, ReplayStore, ReplayStoreError,
     ReplayWindow,
 };
-pub use dpop::{DPOP_NONCE, DpopError, DpopMode};
+pub use dpop::{DPOP_NONCE, Dpop, DpopError, DpopMode};
 
 // 3b. Certificate-bound tokens (RFC 8705, RFC 9440).
 pub use mtls::client_cert::{CLIENT_CERT, CLIENT_CERT_CHAIN, ClientCertError};
@@ -140,7 +140,7 @@ pub use mtls::serve::{
     ClientAuth, HANDSHAKE_TIMEOUT, ServeTlsError, load_certificates, load_private_key, serve_tls,
     server_config,
 };
-pub use mtls::{CertificateThumbprint, ClientCertHeader, MtlsError, MtlsMode};
+pub use mtls::{CertificateThumbprint, ClientCertHeader, Mtls, MtlsError, MtlsMode};
 pub use transport::{PeerCertificates, RemoteAddr, TlsConnection};
 
 // 4. The hand-off and the route policy.

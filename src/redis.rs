@@ -8,7 +8,7 @@
 //! rustls). It needs Redis 6.2 or later (`SET .. PXAT`), or a compatible server such as Valkey.
 //!
 //! ```no_run
-//! use tower_oauth_guard::{Issuer, OAuthGuard};
+//! use tower_oauth_guard::{BaseUrl, Dpop, Issuer, OAuthGuard, PublicUri};
 //! use tower_oauth_guard::redis::RedisReplayStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,7 +19,10 @@
 //!             .audience("https://api.example")
 //!             .jwks_url("https://issuer.example/jwks"),
 //!     )
-//!     .replay_store(replay.clone()) // keep `replay` for `unavailable_count()`
+//!     .dpop(
+//!         Dpop::allowed(PublicUri::fixed(BaseUrl::parse("https://api.example")?))
+//!             .replay_store(replay.clone()), // keep `replay` for `unavailable_count()`
+//!     )
 //!     .build()
 //!     .await?;
 //! # Ok(()) }

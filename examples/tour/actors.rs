@@ -14,12 +14,12 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tower_oauth_guard::pkce::CodeChallenge;
-use tower_oauth_guard::{ath_for, jwk_thumbprint};
+use tower_oauth_guard::{KeySet, ath_for, jwk_thumbprint};
 
 use crate::scenarios::{API, Error};
 
@@ -76,10 +76,10 @@ impl AuthorizationServer {
         })
     }
 
-    pub fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: vec![self.key.jwk.clone()],
-        }
+    /// The server's public keys, as its `jwks_uri` would serve them.
+    pub fn jwks(&self) -> Result<KeySet, Error> {
+        let document = serde_json::json!({ "keys": [self.key.jwk] });
+        Ok(KeySet::from_json(document.to_string().as_bytes())?)
     }
 
     /// A token for `audience`, bound by `cnf` when given, expiring in `lifetime` seconds.
@@ -156,7 +156,7 @@ pub struct DpopKey {
 impl DpopKey {
     pub fn generate() -> Result<Self, Error> {
         let key = SigningKey::generate(None)?;
-        let jkt = jwk_thumbprint(&key.jwk)?;
+        let jkt = jwk_thumbprint(&serde_json::to_string(&key.jwk)?)?;
         Ok(DpopKey { key, jkt })
     }
 

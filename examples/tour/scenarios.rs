@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tower_oauth_guard::BaseUrl;
 use tower_oauth_guard::CertificateThumbprint;
 use tower_oauth_guard::pkce::{ChallengeMethod, CodeVerifier};
-use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
+use tower_oauth_guard::{AccessToken, Dpop, OAuthGuard, PublicUri};
 use tower_oauth_guard::{ClientAuth, serve_tls, server_config};
 
 use crate::actors::{
@@ -221,11 +221,10 @@ pub async fn run() -> Result<Tour, Error> {
         .trust(
             tower_oauth_guard::Issuer::new(ISSUER)
                 .audience(API)
-                .jwks(auth.jwks()),
+                .jwks(auth.jwks()?),
         )
         // DPoP proofs must name this server's own URL.
-        .dpop(DpopMode::Allowed)
-        .public_uri(PublicUri::fixed(BaseUrl::parse(&base)?))
+        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(&base)?)))
         .build()
         .await?;
     let app = Router::new()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gRPC interop: Python grpcio calls examples/grpc_server.rs with DPoP metadata.
+"""gRPC interop: Python grpcio calls examples/resource_server --grpc with DPoP metadata.
 
 The script is its own authorization server: it generates an issuer key, writes it to jwks.json,
 starts the example server on that JWK Set, mints a DPoP-bound access token (cnf.jkt) and signs
@@ -7,8 +7,8 @@ one DPoP proof per RPC (htm POST, htu = public URL + /grpc.health.v1.Health/Chec
 a nonce challenge (UNAUTHENTICATED + dpop-nonce metadata), success with the nonce, and
 UNAUTHENTICATED for a replayed proof and for a call without credentials.
 
-Usage: interop.py PATH/TO/grpc_server     (exits non-zero on the first failed check)
-       (interop/grpc/run PATH/TO/grpc_server runs it)
+Usage: interop.py PATH/TO/resource_server     (exits non-zero on the first failed check)
+       (interop/grpc/run PATH/TO/resource_server runs it)
 """
 
 import base64
@@ -79,13 +79,13 @@ def wait_for_port(port: int, server: subprocess.Popen) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"grpc_server exited early with {server.returncode}")
+            sys.exit(f"the server exited early with {server.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
-    sys.exit("grpc_server did not start listening")
+    sys.exit("the server did not start listening")
 
 
 def metadata(error: grpc.RpcError) -> dict:
@@ -114,6 +114,7 @@ def main() -> None:
     server = subprocess.Popen(
         [
             binary,
+            "--grpc",
             "--listen", f"127.0.0.1:{port}",
             "--issuer", ISSUER,
             "--audience", AUDIENCE,

@@ -126,22 +126,38 @@ impl std::fmt::Display for DpopError {
 
 impl std::error::Error for DpopError {}
 
-/// DPoP settings of a guard.
+/// A guard's DPoP settings (RFC 9449): the mode, the public origin that `htu` must name, the
+/// proof rules, server nonces and the replay store.
+///
+/// Accepting DPoP needs the API's public origin, so both constructors take it:
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use tower_oauth_guard::{BaseUrl, Dpop, DpopNonces, NonceSecret, PublicUri};
+///
+/// let dpop = Dpop::required(PublicUri::fixed(BaseUrl::parse("https://api.example")?))
+///     .nonces(DpopNonces::new(NonceSecret::generate()?))
+///     .replay_timeout(Duration::from_millis(20));
+/// # let _ = dpop;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
-pub struct DpopConfig {
+pub struct Dpop {
     pub(crate) mode: DpopMode,
     pub(crate) policy: ProofPolicy,
     pub(crate) nonces: Option<DpopNonces>,
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) replay_timeout: Duration,
     pub(crate) replay_skew_margin: Duration,
-    /// Where `htu`'s origin comes from; a guard that accepts DPoP is built only with one.
+    /// Where `htu`'s origin comes from; `None` only while DPoP is off.
     pub(crate) public_uri: Option<PublicUri>,
 }
 
-impl std::fmt::Debug for DpopConfig {
+impl std::fmt::Debug for Dpop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DpopConfig")
+        f.debug_struct("Dpop")
             .field("mode", &self.mode)
             .field("nonces", &self.nonces.is_some())
             .field("public_uri", &self.public_uri)
@@ -149,9 +165,60 @@ impl std::fmt::Debug for DpopConfig {
     }
 }
 
-impl Default for DpopConfig {
-    fn default() -> Self {
-        DpopConfig {
+impl Dpop {
+    /// `Bearer` and `DPoP` both accepted (RFC 9449 §7.2); DPoP-bound tokens need a proof
+    /// whose `htu` names `public_uri`.
+    pub fn allowed(public_uri: PublicUri) -> Self {
+        Dpop {
+            mode: DpopMode::Allowed,
+            public_uri: Some(public_uri),
+            ..Dpop::disabled()
+        }
+    }
+
+    /// Only DPoP-bound tokens with a valid proof whose `htu` names `public_uri`.
+    pub fn required(public_uri: PublicUri) -> Self {
+        Dpop {
+            mode: DpopMode::Required,
+            ..Dpop::allowed(public_uri)
+        }
+    }
+
+    /// Proof rules: algorithms and `iat` window (RFC 9449 §4.3, §11.1).
+    pub fn proof_policy(mut self, policy: ProofPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Require server-issued nonces in proofs (RFC 9449 §8).
+    pub fn nonces(mut self, nonces: DpopNonces) -> Self {
+        self.nonces = Some(nonces);
+        self
+    }
+
+    /// Where `jti`s are remembered (default: [`MemoryReplayStore`], in process). Share one
+    /// store between the instances behind one origin.
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.replay = Arc::new(store);
+        self
+    }
+
+    /// How long a replay check may take before the request fails closed (default 50 ms).
+    pub fn replay_timeout(mut self, timeout: Duration) -> Self {
+        self.replay_timeout = timeout;
+        self
+    }
+
+    /// How much longer than this instance's own acceptance window a shared replay store
+    /// keeps each proof, for clock skew between instances (default 5 s; RFC 9449 §11.1).
+    pub fn replay_skew_margin(mut self, margin: Duration) -> Self {
+        self.replay_skew_margin = margin;
+        self
+    }
+
+    /// DPoP off: the guard's setting until [`OAuthGuardBuilder::dpop`](crate::OAuthGuardBuilder::dpop).
+    pub(crate) fn disabled() -> Self {
+        Dpop {
             mode: DpopMode::Disabled,
             policy: ProofPolicy::default(),
             nonces: None,
@@ -161,9 +228,6 @@ impl Default for DpopConfig {
             public_uri: None,
         }
     }
-}
-
-impl DpopConfig {
     /// The `algs` challenge parameter (RFC 9449 §7.1).
     pub(crate) fn algs(&self) -> String {
         let names: Vec<String> = self
@@ -298,8 +362,8 @@ mod tests {
     use nonce::NonceSecret;
     use proptest::prelude::*;
 
-    fn config(max_age: u64, max_future: u64, leeway: u64, margin: u64) -> DpopConfig {
-        DpopConfig {
+    fn config(max_age: u64, max_future: u64, leeway: u64, margin: u64) -> Dpop {
+        Dpop {
             policy: ProofPolicy {
                 max_age: Duration::from_secs(max_age),
                 max_future: Duration::from_secs(max_future),
@@ -307,7 +371,7 @@ mod tests {
                 ..ProofPolicy::default()
             },
             replay_skew_margin: Duration::from_secs(margin),
-            ..DpopConfig::default()
+            ..Dpop::disabled()
         }
     }
 
@@ -390,14 +454,14 @@ mod tests {
         const NOW: i64 = 1_700_000_000;
         let parts = http::Request::get("/r").body(()).unwrap().into_parts().0;
         let public = PublicUri::fixed(BaseUrl::parse("https://api.example").unwrap());
-        let dpop = DpopConfig {
+        let dpop = Dpop {
             policy: ProofPolicy {
                 algorithms: vec![ES256],
                 max_age: Duration::from_secs(10),
                 ..ProofPolicy::default()
             },
             public_uri: Some(public),
-            ..DpopConfig::default()
+            ..Dpop::disabled()
         };
         assert_eq!(
             dpop.admits_verified(&parts, &verified(ES256, NOW, None), NOW)
@@ -419,11 +483,11 @@ mod tests {
             Err(DpopError::Proof(ProofError::IatInFuture))
         ));
         // Another origin.
-        let elsewhere = DpopConfig {
+        let elsewhere = Dpop {
             public_uri: Some(PublicUri::fixed(
                 BaseUrl::parse("https://b.example").unwrap(),
             )),
-            ..DpopConfig::default()
+            ..Dpop::disabled()
         };
         assert!(matches!(
             elsewhere.admits_verified(&parts, &verified(ES256, NOW, None), NOW),
@@ -431,7 +495,7 @@ mod tests {
         ));
         // Nonces: this guard's own, or none.
         let secret = NonceSecret::from_bytes(&[7; 32]).unwrap();
-        let with_nonces = DpopConfig {
+        let with_nonces = Dpop {
             nonces: Some(DpopNonces::new(secret)),
             ..dpop
         };
@@ -455,7 +519,7 @@ mod tests {
 
     #[test]
     fn the_window_saturates_instead_of_panicking() {
-        let dpop = DpopConfig {
+        let dpop = Dpop {
             policy: ProofPolicy {
                 max_age: Duration::MAX,
                 max_future: Duration::MAX,
@@ -463,7 +527,7 @@ mod tests {
                 ..ProofPolicy::default()
             },
             replay_skew_margin: Duration::MAX,
-            ..DpopConfig::default()
+            ..Dpop::disabled()
         };
         assert_eq!(dpop.replay_window(i64::MAX, 0).until, i64::MAX);
         assert_eq!(dpop.replay_window(0, 0).until, i64::MAX);

@@ -418,7 +418,7 @@ pub(crate) fn verify_proof_matching(
     }
 
     Ok(VerifiedProof {
-        jkt: jwk_thumbprint(&jwk)?,
+        jkt: thumbprint(&jwk)?,
         jti,
         iat,
         alg,
@@ -435,18 +435,37 @@ pub fn ath_for(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
-/// RFC 7638 SHA-256 thumbprint of a public JWK, base64url (RFC 9449 §6.1).
+/// RFC 7638 SHA-256 thumbprint of a public JWK given as JSON, base64url (RFC 9449 §6.1): the
+/// `jkt` a DPoP client's key is bound by.
+///
+/// ```
+/// // RFC 8037 Appendix A.3.
+/// let jkt = tower_oauth_guard::jwk_thumbprint(
+///     r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+/// );
+/// assert_eq!(jkt.as_deref(), Ok("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"));
+/// ```
+///
+/// # Errors
+///
+/// [`ProofError::InvalidJwk`] for JSON that is not a JWK (or is longer than a whole proof
+/// may be, [`MAX_DPOP_PROOF_LEN`]) and for a key type and curve pair that RFC 7518 or RFC 8037
+/// does not define; [`ProofError::PrivateKeyInJwk`] for a symmetric (`oct`) key, whose
+/// thumbprint would publish a digest of the secret.
+pub fn jwk_thumbprint(jwk: &str) -> Result<String, ProofError> {
+    if jwk.len() > MAX_DPOP_PROOF_LEN {
+        return Err(ProofError::InvalidJwk);
+    }
+    let jwk: Jwk = serde_json::from_str(jwk).map_err(|_| ProofError::InvalidJwk)?;
+    thumbprint(&jwk)
+}
+
+/// RFC 7638 SHA-256 thumbprint of a parsed public JWK, base64url.
 ///
 /// Hashes the required members only, sorted, without whitespace
 /// (RFC 7638 §3.2). Written here rather than using jsonwebtoken's, which
 /// does not escape member values and panics on serialization failure.
-///
-/// # Errors
-///
-/// [`ProofError::PrivateKeyInJwk`] for a symmetric (`oct`) key, whose
-/// thumbprint would publish a digest of the secret; [`ProofError::InvalidJwk`]
-/// for a key type and curve pair that RFC 7518 or RFC 8037 does not define.
-pub fn jwk_thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
+pub(crate) fn thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
     let canonical = match &jwk.algorithm {
         AlgorithmParameters::EllipticCurve(params) => {
             let crv = match params.curve {

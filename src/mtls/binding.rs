@@ -54,14 +54,43 @@ impl std::fmt::Display for MtlsError {
 
 impl std::error::Error for MtlsError {}
 
-/// mTLS settings of a guard.
+/// A guard's mTLS settings (RFC 8705 §3): whether unbound tokens pass, and whether a
+/// TLS-terminating proxy's `Client-Cert` header (RFC 9440) is trusted.
+///
+/// ```
+/// use tower_oauth_guard::{ClientCertHeader, Mtls};
+///
+/// let mtls = Mtls::required()
+///     .client_cert_header(ClientCertHeader::from_proxies(["10.0.0.7".parse().unwrap()]));
+/// # let _ = mtls;
+/// ```
 #[derive(Debug, Clone, Default)]
-pub struct MtlsConfig {
+pub struct Mtls {
     pub(crate) mode: MtlsMode,
     pub(crate) client_cert_header: Option<ClientCertHeader>,
 }
 
-impl MtlsConfig {
+impl Mtls {
+    /// Certificate-bound tokens are checked; unbound tokens pass (the default).
+    pub fn allowed() -> Self {
+        Mtls::default()
+    }
+
+    /// Only certificate-bound tokens are accepted.
+    pub fn required() -> Self {
+        Mtls {
+            mode: MtlsMode::Required,
+            client_cert_header: None,
+        }
+    }
+
+    /// Read the client certificate from a trusted TLS-terminating proxy's `Client-Cert`
+    /// header (RFC 9440) when the request comes from one of its addresses.
+    pub fn client_cert_header(mut self, trust: ClientCertHeader) -> Self {
+        self.client_cert_header = Some(trust);
+        self
+    }
+
     /// Checks `x5t#S256` (if the token has one, or if binding is required) against the
     /// request's client certificate. `mode` is the guard's, or the token issuer's override.
     /// Returns the thumbprint that matched.

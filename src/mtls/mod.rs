@@ -11,6 +11,6 @@ pub mod peer;
 pub mod serve;
 pub mod thumbprint;
 
-pub use binding::{MtlsConfig, MtlsError, MtlsMode};
+pub use binding::{Mtls, MtlsError, MtlsMode};
 pub use peer::ClientCertHeader;
 pub use thumbprint::CertificateThumbprint;

@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 
@@ -120,8 +118,21 @@ fn signature_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
     })
 }
 
-/// A parsed JWK Set: the public signature keys of one issuer.
-#[derive(Default)]
+/// A parsed JWK Set (RFC 7517 §5): the public signature keys of one issuer.
+///
+/// ```
+/// use tower_oauth_guard::KeySet;
+///
+/// // The P-256 key of RFC 7515 Appendix A.3.
+/// let keys = KeySet::from_json(br#"{"keys": [{
+///     "kty": "EC", "crv": "P-256", "kid": "a3",
+///     "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+///     "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+/// }]}"#)?;
+/// assert_eq!(keys.len(), 1);
+/// # Ok::<(), tower_oauth_guard::KeysError>(())
+/// ```
+#[derive(Default, Clone)]
 pub struct KeySet {
     keys: Vec<Arc<VerificationKey>>,
 }
@@ -139,20 +150,6 @@ impl std::fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// Keeps the usable public signature keys of `set`; others (symmetric, encryption,
-    /// unsupported curves) are skipped.
-    pub fn from_jwk_set(set: &JwkSet) -> Self {
-        KeySet {
-            keys: set
-                .keys
-                .iter()
-                .filter_map(VerificationKey::from_jwk)
-                .take(MAX_KEYS)
-                .map(Arc::new)
-                .collect(),
-        }
-    }
-
     /// Parses a JWK Set document. Keys that do not parse are skipped rather than failing the
     /// whole set, so an issuer adding a key type we do not know does not lock everyone out.
     pub fn from_json(bytes: &[u8]) -> Result<Self, KeysError> {
@@ -206,7 +203,7 @@ impl KeySet {
 #[derive(Debug, Clone)]
 pub enum JwksSource {
     /// A fixed set.
-    Static(JwkSet),
+    Static(KeySet),
     /// A JSON file read once when the guard is built.
     File(std::path::PathBuf),
     /// `jwks_uri`, fetched and refreshed.

@@ -24,8 +24,8 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use tower_oauth_guard::{
-    AccessToken, Binding, Claims, DpopMode, DpopNonces, Issuer, OAuthGuard, OAuthGuardBuilder,
-    PublicUri,
+    AccessToken, Binding, Claims, Dpop, DpopMode, DpopNonces, Issuer, OAuthGuard,
+    OAuthGuardBuilder, PublicUri,
 };
 use tower_oauth_guard::{
     BaseUrl, MemoryReplayStore, NonceSecret, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore,
@@ -51,7 +51,7 @@ impl ProofKey {
         install_provider();
         let mut model = Jwk::from_encoding_key(&encoding, alg).unwrap();
         model.common = Default::default();
-        let jkt = jwk_thumbprint(&model).unwrap();
+        let jkt = jwk_thumbprint(&serde_json::to_string(&model).unwrap()).unwrap();
         let jwk = serde_json::to_value(&model).unwrap();
         ProofKey {
             encoding,
@@ -176,15 +176,33 @@ struct Env {
     token: String,
 }
 
+/// Changes to a test API's guard beyond its DPoP settings: gets the builder (DPoP not yet
+/// set) and the API's own URL as a public origin.
+type Configure = Box<dyn FnOnce(OAuthGuardBuilder, PublicUri) -> OAuthGuardBuilder>;
+
+/// The guard with DPoP in `mode` at its own URL.
+fn dpop_mode(mode: DpopMode) -> Configure {
+    Box::new(move |b, own| match mode {
+        DpopMode::Allowed => b.dpop(Dpop::allowed(own)),
+        DpopMode::Required => b.dpop(Dpop::required(own)),
+        _ => b,
+    })
+}
+
 impl Env {
-    async fn start(configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder) -> Env {
-        Self::start_at(now(), configure).await
+    /// DPoP allowed, with the API's own URL as the public origin and `dpop` applied.
+    async fn start(dpop: impl FnOnce(Dpop) -> Dpop + 'static) -> Env {
+        Self::start_at(now(), Box::new(|b, own| b.dpop(dpop(Dpop::allowed(own))))).await
     }
 
-    async fn start_at(
-        time: i64,
-        configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
+    /// A guard configured by `configure` alone.
+    async fn start_guard(
+        configure: impl FnOnce(OAuthGuardBuilder, PublicUri) -> OAuthGuardBuilder + 'static,
     ) -> Env {
+        Self::start_at(now(), Box::new(configure)).await
+    }
+
+    async fn start_at(time: i64, configure: Configure) -> Env {
         let issuer = TestIssuer::start().await;
         let clock = TestClock::at(time);
         let key = ProofKey::es256();
@@ -196,25 +214,31 @@ impl Env {
             key,
             token,
         };
-        env.base = env.serve(configure).await;
+        env.base = env.serve_guard(configure).await;
         env
     }
 
     /// Another API instance trusting the same issuer and reading the same clock; DPoP
-    /// allowed, with its own URL as the public origin unless `configure` says otherwise.
-    async fn serve(
+    /// allowed, with its own URL as the public origin and `dpop` applied.
+    async fn serve(&self, dpop: impl FnOnce(Dpop) -> Dpop + 'static) -> String {
+        self.serve_guard(|b, own| b.dpop(dpop(Dpop::allowed(own))))
+            .await
+    }
+
+    /// Another API instance trusting the same issuer and reading the same clock, configured
+    /// by `configure`.
+    async fn serve_guard(
         &self,
-        configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
+        configure: impl FnOnce(OAuthGuardBuilder, PublicUri) -> OAuthGuardBuilder,
     ) -> String {
         let (listener, base) = bind().await;
         let builder = self
             .issuer
             .guard(AUD)
             .realm("api")
-            .clock(self.clock.clone())
-            .dpop(DpopMode::Allowed)
-            .public_uri(PublicUri::fixed(BaseUrl::parse(&base).unwrap()));
-        let guard = configure(builder).build().await.unwrap();
+            .clock(self.clock.clone());
+        let own = PublicUri::fixed(BaseUrl::parse(&base).unwrap());
+        let guard = configure(builder, own).build().await.unwrap();
         serve_on(listener, app(&guard))
     }
 
@@ -328,7 +352,7 @@ fn assert_bad_proof(reply: &Reply, description: &str) {
 
 #[tokio::test]
 async fn valid_proof_reaches_the_handler_with_the_dpop_binding() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     for method in ["GET", "POST"] {
         let reply = env.assert_valid_accepted(method, "/api/whoami").await;
         let body = reply.json();
@@ -341,7 +365,7 @@ async fn valid_proof_reaches_the_handler_with_the_dpop_binding() {
 
 #[tokio::test]
 async fn every_default_algorithm_is_accepted_and_others_are_not() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let rsa = ProofKey::rsa(Algorithm::RS256);
     let keys = [
@@ -397,7 +421,7 @@ fn proof_of_len(env: &Env, url: &str, len: usize) -> String {
 
 #[tokio::test]
 async fn proof_over_4_kib_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let at_limit = proof_of_len(&env, &url, 4096);
     let over = proof_of_len(&env, &url, 4097);
@@ -413,7 +437,7 @@ async fn proof_alg_outside_the_configured_allow_list_is_refused() {
         algorithms: vec![tower_oauth_guard::Algorithm::ES384],
         ..ProofPolicy::default()
     };
-    let env = Env::start(|b| b.dpop_proof_policy(policy)).await;
+    let env = Env::start(|d| d.proof_policy(policy)).await;
     let url = env.url("/api/whoami");
     let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
     assert_eq!(reply.status, 401);
@@ -440,7 +464,7 @@ async fn proof_alg_outside_the_configured_allow_list_is_refused() {
 
 #[tokio::test]
 async fn proof_with_a_bad_signature_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     // Signed by another key while the header names the bound key.
     let thief = ProofKey::es256();
@@ -462,7 +486,7 @@ async fn proof_with_a_bad_signature_is_refused() {
 
 #[tokio::test]
 async fn proof_for_another_method_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     for htm in ["POST", "get", "HEAD"] {
         let proof = env.proof_edited("GET", &url, |_, claims| claims["htm"] = json!(htm));
@@ -475,7 +499,7 @@ async fn proof_for_another_method_is_refused() {
 
 #[tokio::test]
 async fn proof_for_another_uri_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let port = env.base.rsplit(':').next().unwrap();
     for htu in [
@@ -520,7 +544,7 @@ async fn send_as_host(env: &Env, path: &str, htu: &str) -> Reply {
 #[tokio::test]
 async fn htu_is_compared_after_normalization_and_without_query() {
     let public = BaseUrl::parse("http://api.example").unwrap();
-    let env = Env::start(|b| b.public_uri(PublicUri::fixed(public))).await;
+    let env = Env::start_guard(|b, _| b.dpop(Dpop::allowed(PublicUri::fixed(public)))).await;
     // The public URL `http://api.example` has the default port 80.
     for (path, htu) in [
         ("/api/whoami", "http://api.example/api/whoami"),
@@ -550,7 +574,7 @@ async fn htu_is_compared_after_normalization_and_without_query() {
 
 #[tokio::test]
 async fn proof_iat_outside_the_window_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let now = env.clock.now();
     let at = |iat: i64| env.proof_edited("GET", &url, |_, claims| claims["iat"] = json!(iat));
@@ -578,7 +602,7 @@ async fn configured_window_and_leeway_move_the_iat_bounds() {
         leeway: Duration::from_secs(2),
         ..ProofPolicy::default()
     };
-    let env = Env::start(|b| b.dpop_proof_policy(policy)).await;
+    let env = Env::start(|d| d.proof_policy(policy)).await;
     let url = env.url("/api/whoami");
     let now = env.clock.now();
     let at = |iat: i64| env.proof_edited("GET", &url, |_, claims| claims["iat"] = json!(iat));
@@ -600,7 +624,7 @@ async fn configured_window_and_leeway_move_the_iat_bounds() {
 
 #[tokio::test]
 async fn proof_without_ath_or_for_another_token_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let proof = env.proof_edited("GET", &url, |_, claims| {
         claims.as_object_mut().unwrap().remove("ath");
@@ -629,7 +653,7 @@ async fn proof_without_ath_or_for_another_token_is_refused() {
 
 #[tokio::test]
 async fn proof_key_other_than_cnf_jkt_is_refused_as_invalid_token() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     // A thief with the token and their own, perfectly valid, proof key.
     let thief = ProofKey::es256();
@@ -649,7 +673,7 @@ async fn proof_key_other_than_cnf_jkt_is_refused_as_invalid_token() {
 
 #[tokio::test]
 async fn dpop_scheme_without_a_proof_header_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let authorization = format!("DPoP {}", env.token);
     let reply = send(
         "GET",
@@ -662,7 +686,7 @@ async fn dpop_scheme_without_a_proof_header_is_refused() {
 
 #[tokio::test]
 async fn two_dpop_headers_or_a_joined_value_are_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let (a, b) = (env.proof("GET", &url), env.proof("GET", &url));
     let authorization = format!("DPoP {}", env.token);
@@ -691,7 +715,7 @@ async fn two_dpop_headers_or_a_joined_value_are_refused() {
 #[tokio::test]
 async fn bound_token_presented_as_bearer_is_refused() {
     for mode in [DpopMode::Allowed, DpopMode::Disabled, DpopMode::Required] {
-        let env = Env::start(|b| b.dpop(mode)).await;
+        let env = Env::start_guard(dpop_mode(mode)).await;
         let url = env.url("/api/whoami");
         let bearer = format!("Bearer {}", env.token);
         // Without a proof, and with a perfectly valid one: a downgrade either way (§7.2).
@@ -726,7 +750,7 @@ async fn bound_token_presented_as_bearer_is_refused() {
 
 #[tokio::test]
 async fn dpop_scheme_with_an_unbound_token_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let unbound = env.issuer.token(AUD, json!({}));
     let mut claims = env.claims("GET", &url);
@@ -745,7 +769,7 @@ async fn dpop_scheme_with_an_unbound_token_is_refused() {
 /// uses the `Bearer` scheme with an unbound token, as a server that does not know DPoP would.
 #[tokio::test]
 async fn dpop_header_beside_an_unbound_bearer_token_is_ignored() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let unbound = env.issuer.token(AUD, json!({}));
     let bearer = format!("Bearer {unbound}");
@@ -759,7 +783,7 @@ async fn dpop_header_beside_an_unbound_bearer_token_is_ignored() {
 
 #[tokio::test]
 async fn allowed_mode_challenges_with_both_schemes_and_lists_algs() {
-    let env = Env::start(|b| b.dpop(DpopMode::Allowed)).await;
+    let env = Env::start(|d| d).await;
     let reply = send("GET", &env.url("/api/whoami"), &[]).await;
     assert_eq!(reply.status, 401);
     assert_eq!(
@@ -779,7 +803,7 @@ async fn allowed_mode_challenges_with_both_schemes_and_lists_algs() {
 
 #[tokio::test]
 async fn required_mode_refuses_bearer_and_challenges_with_dpop_only() {
-    let env = Env::start(|b| b.dpop(DpopMode::Required)).await;
+    let env = Env::start_guard(dpop_mode(DpopMode::Required)).await;
     let url = env.url("/api/whoami");
     let reply = send("GET", &url, &[]).await;
     assert_eq!(reply.status, 401);
@@ -795,7 +819,7 @@ async fn required_mode_refuses_bearer_and_challenges_with_dpop_only() {
 
 #[tokio::test]
 async fn disabled_mode_does_not_speak_dpop() {
-    let env = Env::start(|b| b.dpop(DpopMode::Disabled)).await;
+    let env = Env::start_guard(dpop_mode(DpopMode::Disabled)).await;
     let url = env.url("/api/whoami");
     let reply = send("GET", &url, &[]).await;
     assert_eq!(reply.status, 401);
@@ -812,11 +836,11 @@ async fn disabled_mode_does_not_speak_dpop() {
 
 #[tokio::test]
 async fn an_issuer_can_require_dpop_while_the_guard_allows_bearer() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let strict = TestIssuer::start().await;
     let base = env
-        .serve(|b| {
-            b.trust(
+        .serve_guard(|b, own| {
+            b.dpop(Dpop::allowed(own)).trust(
                 Issuer::new(&strict.issuer)
                     .audience(AUD)
                     .jwks_url(strict.jwks_url())
@@ -845,7 +869,7 @@ async fn an_issuer_can_require_dpop_while_the_guard_allows_bearer() {
 
 #[tokio::test]
 async fn the_configured_origin_holds_whatever_host_or_forwarded_headers_say() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let authorization = format!("DPoP {}", env.token);
     let spoofed = [
@@ -898,11 +922,9 @@ async fn an_absolute_form_target_never_chooses_the_origin() {
     // A proof minted for API B, with a token whose audience covers A and B, sent to A with
     // `GET http://api-b.example/... HTTP/1.1`.
     for public in [None, Some(PublicUri::DangerousHostHeader)] {
-        let env = Env::start(|b| match public.clone() {
-            Some(p) => b.public_uri(p),
-            None => b,
-        })
-        .await;
+        let configured = public.clone();
+        let env =
+            Env::start_guard(move |b, own| b.dpop(Dpop::allowed(configured.unwrap_or(own)))).await;
         let authority = env.base.trim_start_matches("http://").to_owned();
         let other = "http://api-b.example/api/whoami";
         let request = |target: &str, host: &str, htu: &str| {
@@ -929,7 +951,7 @@ async fn an_absolute_form_target_never_chooses_the_origin() {
 
 #[tokio::test]
 async fn the_host_header_counts_only_when_dangerously_asked_for() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let authorization = format!("DPoP {}", env.token);
     let send_as = |host: &'static str, proof: String| {
@@ -954,7 +976,7 @@ async fn the_host_header_counts_only_when_dangerously_asked_for() {
         "DPoP proof htu does not match the request URI",
     );
     let dangerous = env
-        .serve(|b| b.public_uri(PublicUri::DangerousHostHeader))
+        .serve_guard(|b, _| b.dpop(Dpop::allowed(PublicUri::DangerousHostHeader)))
         .await;
     let reply = send(
         "GET",
@@ -975,7 +997,7 @@ async fn configured_public_urls_set_scheme_host_and_prefix() {
         BaseUrl::parse("https://API.example:443/gateway/").unwrap(),
         BaseUrl::parse("https://api2.example").unwrap(),
     ]);
-    let env = Env::start(|b| b.public_uri(public)).await;
+    let env = Env::start_guard(|b, _| b.dpop(Dpop::allowed(public))).await;
     let url = env.url("/api/whoami");
     let authorization = format!("DPoP {}", env.token);
     // The proxy terminated TLS, stripped /gateway and rewrote Host; forwarded headers lie.
@@ -1014,7 +1036,7 @@ async fn configured_public_urls_set_scheme_host_and_prefix() {
 async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
     use tower_oauth_guard::ForwardedHeaders::{Forwarded, XForwarded, XForwardedWithPrefix};
     let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let authorization = format!("DPoP {}", env.token);
     let cases = [
         (
@@ -1054,7 +1076,9 @@ async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
     ];
     for (family, forwarded, htu) in cases {
         let base = env
-            .serve(|b| b.public_uri(PublicUri::forwarded_by([loopback], family)))
+            .serve_guard(move |b, _| {
+                b.dpop(Dpop::allowed(PublicUri::forwarded_by([loopback], family)))
+            })
             .await;
         let url = format!("{base}/api/whoami");
         let proof = env.proof("GET", htu);
@@ -1072,7 +1096,12 @@ async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
         assert_bad_proof(&reply, "DPoP proof htu does not match the request URI");
     }
     let forwarded = env
-        .serve(|b| b.public_uri(PublicUri::forwarded_by([loopback], Forwarded)))
+        .serve_guard(move |b, _| {
+            b.dpop(Dpop::allowed(PublicUri::forwarded_by(
+                [loopback],
+                Forwarded,
+            )))
+        })
         .await;
     let forwarded_url = format!("{forwarded}/api/whoami");
     // Forwarded headers that cannot be a public URI, or none at all (no fallback to the
@@ -1094,7 +1123,7 @@ async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
     // The same headers from a peer that is not a listed proxy are not honoured.
     let proxy: std::net::IpAddr = "192.0.2.9".parse().unwrap();
     let other = env
-        .serve(|b| b.public_uri(PublicUri::forwarded_by([proxy], Forwarded)))
+        .serve_guard(move |b, _| b.dpop(Dpop::allowed(PublicUri::forwarded_by([proxy], Forwarded))))
         .await;
     let proof = env.proof("GET", "https://api.example/api/whoami");
     let reply = send(
@@ -1113,7 +1142,7 @@ async fn forwarded_headers_set_the_public_uri_from_listed_proxies_only() {
 
 #[tokio::test]
 async fn guard_inside_a_nested_router_checks_the_full_path() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/v1/whoami");
     let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
     assert_dpop_ok(&reply, &env.key.jkt);
@@ -1128,7 +1157,7 @@ async fn guard_inside_a_nested_router_checks_the_full_path() {
 
 #[tokio::test]
 async fn replayed_proof_is_refused() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let proof = env.proof("GET", &url);
     let reply = env.with_proof("GET", &url, &proof).await;
@@ -1143,7 +1172,7 @@ async fn replayed_proof_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_requests_racing_one_proof_admit_exactly_one() {
-    let env = Arc::new(Env::start(|b| b).await);
+    let env = Arc::new(Env::start(|d| d).await);
     for round in 0..5 {
         let url = env.url("/api/whoami");
         let proof = Arc::new(env.proof("GET", &url));
@@ -1173,7 +1202,7 @@ async fn eight_requests_racing_one_proof_admit_exactly_one() {
 
 #[tokio::test]
 async fn same_jti_from_another_key_is_not_a_replay() {
-    let env = Env::start(|b| b).await;
+    let env = Env::start(|d| d).await;
     let url = env.url("/api/whoami");
     let other = ProofKey::es256();
     let other_token = env.bound_token(&other);
@@ -1198,7 +1227,7 @@ async fn same_jti_from_another_key_is_not_a_replay() {
 
 #[tokio::test]
 async fn full_replay_store_fails_closed() {
-    let env = Env::start(|b| b.replay_store(MemoryReplayStore::new(2))).await;
+    let env = Env::start(|d| d.replay_store(MemoryReplayStore::new(2))).await;
     let url = env.url("/api/whoami");
     let first = env.proof("GET", &url);
     let reply = env.with_proof("GET", &url, &first).await;
@@ -1252,7 +1281,7 @@ async fn a_custom_replay_store_is_consulted_only_for_valid_proofs() {
         windows: Default::default(),
         delay: Duration::ZERO,
     };
-    let env = Env::start(|b| b.replay_store(store)).await;
+    let env = Env::start(|d| d.replay_store(store)).await;
     let url = env.url("/api/whoami");
     let proof = env.proof("GET", &url);
     env.with_proof("GET", &url, &proof).await;
@@ -1280,8 +1309,8 @@ async fn a_replay_store_slower_than_the_timeout_fails_closed() {
         windows: Default::default(),
         delay: Duration::from_millis(300),
     };
-    let env = Env::start(|b| {
-        b.replay_store(store)
+    let env = Env::start(|d| {
+        d.replay_store(store)
             .replay_timeout(Duration::from_millis(20))
     })
     .await;
@@ -1324,7 +1353,7 @@ fn assert_use_nonce(reply: &Reply, description: &str) -> String {
 
 #[tokio::test]
 async fn nonce_flow_first_challenge_then_retry_succeeds() {
-    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let env = Env::start(|d| d.nonces(DpopNonces::new(secret(1)))).await;
     let url = env.url("/api/whoami");
     let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
     let nonce = assert_use_nonce(&reply, "resource server requires nonce in DPoP proof");
@@ -1342,7 +1371,7 @@ async fn nonce_flow_first_challenge_then_retry_succeeds() {
 
 #[tokio::test]
 async fn invalid_nonces_are_refused_with_a_fresh_one() {
-    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let env = Env::start(|d| d.nonces(DpopNonces::new(secret(1)))).await;
     let url = env.url("/api/whoami");
     let now = u64::try_from(env.clock.now()).unwrap();
     let foreign = DpopNonces::new(secret(2)).issue(now);
@@ -1362,13 +1391,9 @@ async fn invalid_nonces_are_refused_with_a_fresh_one() {
 
 #[tokio::test]
 async fn guards_sharing_a_secret_accept_each_others_nonces() {
-    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(7)))).await;
-    let peer = env
-        .serve(|b| b.dpop_nonces(DpopNonces::new(secret(7))))
-        .await;
-    let stranger = env
-        .serve(|b| b.dpop_nonces(DpopNonces::new(secret(8))))
-        .await;
+    let env = Env::start(|d| d.nonces(DpopNonces::new(secret(7)))).await;
+    let peer = env.serve(|d| d.nonces(DpopNonces::new(secret(7)))).await;
+    let stranger = env.serve(|d| d.nonces(DpopNonces::new(secret(8)))).await;
     let url = env.url("/api/whoami");
     let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
     let nonce = assert_use_nonce(&reply, "resource server requires nonce");
@@ -1394,9 +1419,9 @@ async fn guards_sharing_a_secret_accept_each_others_nonces() {
 
 #[tokio::test]
 async fn rotated_secret_still_accepts_nonces_of_the_previous_one() {
-    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let env = Env::start(|d| d.nonces(DpopNonces::new(secret(1)))).await;
     let rotated = env
-        .serve(|b| b.dpop_nonces(DpopNonces::new(secret(2)).previous(secret(1))))
+        .serve(|d| d.nonces(DpopNonces::new(secret(2)).previous(secret(1))))
         .await;
     let url = env.url("/api/whoami");
     let old = assert_use_nonce(
@@ -1427,7 +1452,7 @@ async fn rotated_secret_still_accepts_nonces_of_the_previous_one() {
 
 #[tokio::test]
 async fn stale_iat_with_nonces_on_asks_for_a_nonce() {
-    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let env = Env::start(|d| d.nonces(DpopNonces::new(secret(1)))).await;
     let url = env.url("/api/whoami");
     let nonce = DpopNonces::new(secret(1)).issue(u64::try_from(env.clock.now()).unwrap());
     let proof = env.proof_edited("GET", &url, |_, claims| {
@@ -1446,7 +1471,11 @@ async fn stale_iat_with_nonces_on_asks_for_a_nonce() {
 #[tokio::test]
 async fn success_carries_a_fresh_nonce_when_the_current_one_is_about_to_expire() {
     let start = next_step_start();
-    let env = Env::start_at(start, |b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let env = Env::start_at(
+        start,
+        Box::new(|b, own| b.dpop(Dpop::allowed(own).nonces(DpopNonces::new(secret(1))))),
+    )
+    .await;
     let url = env.url("/api/whoami");
     let nonce = assert_use_nonce(
         &env.with_proof("GET", &url, &env.proof("GET", &url)).await,
@@ -1482,7 +1511,7 @@ async fn success_carries_a_fresh_nonce_when_the_current_one_is_about_to_expire()
 
 #[tokio::test]
 async fn nonce_problems_do_not_mask_proof_problems() {
-    let env = Env::start(|b| b.dpop_nonces(DpopNonces::new(secret(1)))).await;
+    let env = Env::start(|d| d.nonces(DpopNonces::new(secret(1)))).await;
     let url = env.url("/api/whoami");
     // A proof that is wrong in itself is invalid_dpop_proof even without a nonce...
     let bad = env.proof_edited("GET", &url, |_, claims| claims["htm"] = json!("POST"));

@@ -3,7 +3,7 @@
 #![cfg(all(feature = "tonic", any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 
 #[allow(dead_code)]
-#[path = "../../examples/grpc_server.rs"]
+#[path = "../../examples/resource_server/grpc.rs"]
 mod example;
 
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_layer::Layer;
 use tower_oauth_guard::{BaseUrl, NonceSecret};
-use tower_oauth_guard::{DpopMode, DpopNonces, OAuthGuard, OAuthGuardBuilder, PublicUri};
+use tower_oauth_guard::{Dpop, DpopNonces, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
 const AUD: &str = "https://grpc.example";
 const CHECK: &str = "/grpc.health.v1.Health/Check";
@@ -29,11 +29,12 @@ const WATCH: &str = "/grpc.health.v1.Health/Watch";
 /// DPoP allowed; `htu`'s origin is the `:authority` the client sent (HTTP/2), which these
 /// tests know only once the server is bound. Fixed public URLs have their own test.
 fn builder(issuer: &TestIssuer) -> OAuthGuardBuilder {
-    issuer
-        .guard(AUD)
-        .realm("grpc")
-        .dpop(DpopMode::Allowed)
-        .public_uri(PublicUri::DangerousHostHeader)
+    issuer.guard(AUD).realm("grpc").dpop(dpop())
+}
+
+/// DPoP allowed, `htu`'s origin from `:authority`.
+fn dpop() -> Dpop {
+    Dpop::allowed(PublicUri::DangerousHostHeader)
 }
 
 /// Serves the example's health service behind `guard.layer()` for the whole server.
@@ -243,9 +244,9 @@ async fn dpop_bound_token_needs_a_fresh_proof_for_this_method() {
 async fn fixed_public_url_is_the_htu_base() {
     let issuer = TestIssuer::start().await;
     let guard = builder(&issuer)
-        .public_uri(PublicUri::fixed(
+        .dpop(Dpop::allowed(PublicUri::fixed(
             BaseUrl::parse("https://GRPC.example:443/").unwrap(),
-        ))
+        )))
         .build()
         .await
         .unwrap();
@@ -279,7 +280,7 @@ async fn fixed_public_url_is_the_htu_base() {
 async fn nonce_is_required_then_accepted() {
     let issuer = TestIssuer::start().await;
     let guard = builder(&issuer)
-        .dpop_nonces(DpopNonces::new(NonceSecret::generate().unwrap()))
+        .dpop(dpop().nonces(DpopNonces::new(NonceSecret::generate().unwrap())))
         .build()
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower_oauth_guard::{AccessToken, Claims, DpopMode, Issuer, OAuthGuard};
+use tower_oauth_guard::{AccessToken, Claims, Issuer, OAuthGuard};
 
 const AUD: &str = "https://api.example";
 
@@ -37,7 +37,7 @@ async fn setup() -> (TestIssuer, String) {
     let guard = issuer
         .guard(AUD)
         .realm("api")
-        .require_at_jwt_typ(true)
+        .require_at_jwt_typ()
         .jwks_refresh_cooldown(Duration::from_secs(300))
         .build()
         .await
@@ -439,12 +439,7 @@ async fn typed_claims_and_custom_requirements() {
         tenant: String,
     }
     let issuer = TestIssuer::start().await;
-    let guard = issuer
-        .guard(AUD)
-        .dpop(DpopMode::Disabled)
-        .build()
-        .await
-        .unwrap();
+    let guard = issuer.guard(AUD).build().await.unwrap();
     let app =
         Router::new()
             .route(

@@ -3,9 +3,6 @@
 
 // The fixtures serve axum routers and sign with a crypto backend.
 #![cfg(all(feature = "axum", any(feature = "aws-lc-rs", feature = "rust-crypto")))]
-// grpc_server and hyper_server are compiled as their examples are, each with its own copy of
-// the examples' shared flags.
-#![allow(clippy::duplicate_mod)]
 
 mod support;
 
@@ -19,7 +16,9 @@ mod security;
 
 mod grpc;
 
-mod hyper_server;
+mod hyper_api;
+
+mod examples;
 
 mod tower_http_auth;
 

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
-use tower_oauth_guard::{AccessToken, MtlsMode, OAuthGuard};
+use tower_oauth_guard::{AccessToken, Mtls, OAuthGuard};
 use tower_oauth_guard::{ClientAuth, server_config};
 use tower_oauth_guard::{ClientCertHeader, HANDSHAKE_TIMEOUT};
 
@@ -32,16 +32,8 @@ fn app(guard: &OAuthGuard) -> Router {
         .layer(guard.layer())
 }
 
-async fn guard(
-    issuer: &TestIssuer,
-    mode: MtlsMode,
-    header: Option<ClientCertHeader>,
-) -> OAuthGuard {
-    let mut builder = issuer.guard(AUD).mtls(mode);
-    if let Some(header) = header {
-        builder = builder.trust_client_cert_header(header);
-    }
-    builder.build().await.unwrap()
+async fn guard(issuer: &TestIssuer, mtls: Mtls) -> OAuthGuard {
+    issuer.guard(AUD).mtls(mtls).build().await.unwrap()
 }
 
 struct Https {
@@ -52,12 +44,12 @@ struct Https {
 
 impl Https {
     /// An API served by `serve_tls`, asking for client certificates as `auth` says.
-    async fn start(mode: MtlsMode, auth: fn(&TestPki) -> ClientAuth) -> Self {
+    async fn start(mtls: Mtls, auth: fn(&TestPki) -> ClientAuth) -> Self {
         let issuer = TestIssuer::start().await;
         let pki = TestPki::generate();
         let config =
             server_config(vec![pki.server.cert.clone()], pki.server.key(), auth(&pki)).unwrap();
-        let guard = guard(&issuer, mode, None).await;
+        let guard = guard(&issuer, mtls).await;
         let addr = serve_https(app(&guard), config).await;
         Https {
             issuer,
@@ -96,7 +88,7 @@ fn required(pki: &TestPki) -> ClientAuth {
 
 #[tokio::test]
 async fn bound_token_with_its_certificate_is_accepted_over_http1_and_http2() {
-    let api = Https::start(MtlsMode::Allowed, optional).await;
+    let api = Https::start(Mtls::allowed(), optional).await;
     let token = api.bound_token(&api.pki.client_a);
     for alpn in [Alpn::Http1, Alpn::Http2] {
         let reply = api.get(Some(&api.pki.client_a), alpn, &token).await;
@@ -108,7 +100,7 @@ async fn bound_token_with_its_certificate_is_accepted_over_http1_and_http2() {
 
 #[tokio::test]
 async fn bound_token_with_another_certificate_is_invalid_token() {
-    let api = Https::start(MtlsMode::Allowed, optional).await;
+    let api = Https::start(Mtls::allowed(), optional).await;
     let token = api.bound_token(&api.pki.client_a);
     for alpn in [Alpn::Http1, Alpn::Http2] {
         let reply = api.get(Some(&api.pki.client_b), alpn, &token).await;
@@ -118,7 +110,7 @@ async fn bound_token_with_another_certificate_is_invalid_token() {
 
 #[tokio::test]
 async fn bound_token_without_a_certificate_is_invalid_token() {
-    let api = Https::start(MtlsMode::Allowed, optional).await;
+    let api = Https::start(Mtls::allowed(), optional).await;
     let token = api.bound_token(&api.pki.client_a);
     let reply = api.get(None, Alpn::Http1, &token).await;
     reply.assert_error(401, "Bearer", "invalid_token");
@@ -126,7 +118,7 @@ async fn bound_token_without_a_certificate_is_invalid_token() {
 
 #[tokio::test]
 async fn unbound_tokens_pass_in_optional_mode_with_or_without_a_certificate() {
-    let api = Https::start(MtlsMode::Allowed, optional).await;
+    let api = Https::start(Mtls::allowed(), optional).await;
     let token = api.issuer.token(AUD, json!({}));
     for client in [None, Some(&api.pki.client_a)] {
         let reply = api.get(client, Alpn::Http2, &token).await;
@@ -137,7 +129,7 @@ async fn unbound_tokens_pass_in_optional_mode_with_or_without_a_certificate() {
 
 #[tokio::test]
 async fn required_mode_rejects_unbound_tokens() {
-    let api = Https::start(MtlsMode::Required, required).await;
+    let api = Https::start(Mtls::required(), required).await;
     let unbound = api.issuer.token(AUD, json!({}));
     let reply = api
         .get(Some(&api.pki.client_a), Alpn::Http1, &unbound)
@@ -152,7 +144,7 @@ async fn required_mode_rejects_unbound_tokens() {
 
 #[tokio::test]
 async fn required_client_auth_refuses_the_handshake_without_a_certificate() {
-    let api = Https::start(MtlsMode::Required, required).await;
+    let api = Https::start(Mtls::required(), required).await;
     let https = https_client(&api.pki, None, Alpn::Http1);
     let token = format!("Bearer {}", api.bound_token(&api.pki.client_a));
     let result = send_via(&https, "GET", &api.url, &[("authorization", &token)]).await;
@@ -161,7 +153,7 @@ async fn required_client_auth_refuses_the_handshake_without_a_certificate() {
 
 #[tokio::test]
 async fn a_client_stuck_in_the_handshake_does_not_block_others() {
-    let api = Https::start(MtlsMode::Allowed, optional).await;
+    let api = Https::start(Mtls::allowed(), optional).await;
     let addr = api.url["https://".len()..]
         .split('/')
         .next()
@@ -206,7 +198,11 @@ async fn a_client_stuck_in_the_handshake_does_not_block_others() {
 async fn behind_proxy(header: Option<ClientCertHeader>) -> (TestIssuer, TestPki, String) {
     let issuer = TestIssuer::start().await;
     let pki = TestPki::generate();
-    let guard = guard(&issuer, MtlsMode::Allowed, header).await;
+    let mtls = match header {
+        Some(header) => Mtls::allowed().client_cert_header(header),
+        None => Mtls::allowed(),
+    };
+    let guard = guard(&issuer, mtls).await;
     let base = serve(app(&guard)).await;
     (issuer, pki, format!("{base}/api/whoami"))
 }
@@ -305,8 +301,7 @@ async fn serve_tls_supplies_the_proxy_address_for_the_client_cert_header() {
     .unwrap();
     let guard = guard(
         &issuer,
-        MtlsMode::Allowed,
-        Some(ClientCertHeader::from_proxies([LOCALHOST])),
+        Mtls::allowed().client_cert_header(ClientCertHeader::from_proxies([LOCALHOST])),
     )
     .await;
     let addr = serve_https(app(&guard), config).await;
@@ -352,7 +347,7 @@ mod grpc {
         install_rustls_provider();
         let issuer = TestIssuer::start().await;
         let pki = TestPki::generate();
-        let guard = guard(&issuer, MtlsMode::Allowed, None).await;
+        let guard = guard(&issuer, Mtls::allowed()).await;
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
             .set_service_status("", ServingStatus::Serving)

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 use tower_oauth_guard::redis::{RedisReplayStore, RedisStoreError};
-use tower_oauth_guard::{AccessToken, DpopMode, PublicUri};
+use tower_oauth_guard::{AccessToken, Dpop, PublicUri};
 use tower_oauth_guard::{
     BaseUrl, MemoryReplayStore, ProofPolicy, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow,
 };
@@ -47,13 +47,12 @@ impl Default for Options {
 
 /// One API instance: its own guard and store, served on its own port.
 async fn instance(issuer: &TestIssuer, store: impl ReplayStore, options: Options) -> String {
-    let mut builder = issuer
-        .guard(AUD)
-        .dpop(DpopMode::Required)
-        .dpop_proof_policy(options.policy)
-        .public_uri(PublicUri::fixed(BaseUrl::parse(PUBLIC_URL).unwrap()))
-        .replay_store(store)
-        .replay_timeout(options.replay_timeout);
+    let mut builder = issuer.guard(AUD).dpop(
+        Dpop::required(PublicUri::fixed(BaseUrl::parse(PUBLIC_URL).unwrap()))
+            .proof_policy(options.policy)
+            .replay_store(store)
+            .replay_timeout(options.replay_timeout),
+    );
     if let Some(clock) = options.clock {
         builder = builder.clock(clock);
     }

@@ -8,10 +8,9 @@ use std::time::Duration;
 use crate::support::*;
 use axum::Router;
 use axum::routing::get;
-use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 use tower_oauth_guard::{
-    AccessToken, DpopMode, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri,
+    AccessToken, Dpop, KeySet, Mtls, OAuthGuard, OAuthGuardBuilder, PublicUri,
 };
 use tower_oauth_guard::{
     BaseUrl, MemoryReplayStore, ProofPolicy, ReplayKey, ReplayStore, ReplayWindow,
@@ -33,17 +32,16 @@ fn app(guard: &OAuthGuard) -> Router {
         .layer(guard.layer())
 }
 
-/// Serves `app(guard)` where `configure` builds the guard with DPoP allowed and the server's
-/// own URL as the public origin.
+/// Serves `app(guard)` where the guard allows DPoP with the server's own URL as the public
+/// origin and settings `dpop`, and `configure` sets the rest.
 async fn serve_guard(
     issuer: &TestIssuer,
+    dpop: impl FnOnce(Dpop) -> Dpop,
     configure: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
 ) -> String {
     let (listener, base) = bind().await;
-    let builder = issuer
-        .guard(AUD)
-        .dpop(DpopMode::Allowed)
-        .public_uri(PublicUri::fixed(BaseUrl::parse(&base).unwrap()));
+    let own = PublicUri::fixed(BaseUrl::parse(&base).unwrap());
+    let builder = issuer.guard(AUD).dpop(dpop(Dpop::allowed(own)));
     let guard = configure(builder).build().await.unwrap();
     serve_on(listener, app(&guard))
 }
@@ -66,7 +64,7 @@ async fn send_owned(method: &str, url: &str, headers: &[(&'static str, String)])
 #[tokio::test]
 async fn a_binding_the_guard_cannot_enforce_is_not_a_bearer_token() {
     let issuer = TestIssuer::start().await;
-    let base = serve_guard(&issuer, |b| b).await;
+    let base = serve_guard(&issuer, |d| d, |b| b).await;
     let url = format!("{base}/api/whoami");
     for cnf in [
         json!({"jwk": {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}),
@@ -113,8 +111,8 @@ fn token_typed(issuer: &TestIssuer, typ: Option<&str>) -> String {
 #[tokio::test]
 async fn a_jwt_of_another_kind_is_not_an_access_token() {
     let issuer = TestIssuer::start().await;
-    let lenient = serve_guard(&issuer, |b| b).await;
-    let strict = serve_guard(&issuer, |b| b.require_at_jwt_typ(true)).await;
+    let lenient = serve_guard(&issuer, |d| d, |b| b).await;
+    let strict = serve_guard(&issuer, |d| d, |b| b.require_at_jwt_typ()).await;
     let status = |base: String, token: String| async move {
         get_with_token(&format!("{base}/api/whoami"), &token)
             .await
@@ -152,7 +150,7 @@ async fn a_jwt_of_another_kind_is_not_an_access_token() {
 async fn nested(
     issuer: &TestIssuer,
     other: &TestIssuer,
-    inner: impl FnOnce(OAuthGuardBuilder) -> OAuthGuardBuilder,
+    inner: impl FnOnce(OAuthGuardBuilder, PublicUri) -> OAuthGuardBuilder,
 ) -> String {
     let (listener, base) = bind().await;
     let outer = OAuthGuard::builder()
@@ -171,9 +169,8 @@ async fn nested(
         .await
         .unwrap();
     let inner = inner(
-        issuer
-            .guard(AUD)
-            .public_uri(PublicUri::fixed(BaseUrl::parse(&base).unwrap())),
+        issuer.guard(AUD),
+        PublicUri::fixed(BaseUrl::parse(&base).unwrap()),
     )
     .build()
     .await
@@ -195,7 +192,7 @@ async fn an_inner_guard_checks_what_it_demands_of_a_token_an_outer_guard_admitte
     let bearer = issuer.token(AUD, json!({}));
 
     // The same guard nested: its own admission stands, and the route policy applies.
-    let base = nested(&issuer, &other, |b| b).await;
+    let base = nested(&issuer, &other, |b, _| b).await;
     let reply = get_with_token(&format!("{base}/same"), &bearer).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let no_scope = issuer.token(AUD, json!({"scope": "write"}));
@@ -206,18 +203,18 @@ async fn an_inner_guard_checks_what_it_demands_of_a_token_an_outer_guard_admitte
     assert_eq!(reply.status, 200, "{}", reply.body);
 
     // Inner guard demands DPoP: a bearer token admitted outside is refused inside.
-    let base = nested(&issuer, &other, |b| b.dpop(DpopMode::Required)).await;
+    let base = nested(&issuer, &other, |b, own| b.dpop(Dpop::required(own))).await;
     let reply = get_with_token(&format!("{base}/strict"), &bearer).await;
     reply.assert_error(401, "DPoP", "invalid_token");
     assert!(reply.www_authenticate()[0].contains("DPoP-bound token required"));
 
     // Inner guard demands a certificate-bound token.
-    let base = nested(&issuer, &other, |b| b.mtls(MtlsMode::Required)).await;
+    let base = nested(&issuer, &other, |b, _| b.mtls(Mtls::required())).await;
     let reply = get_with_token(&format!("{base}/strict"), &bearer).await;
     reply.assert_error(401, "Bearer", "invalid_token");
 
     // Inner guard has another audience: a token for the outer one's other audience is refused.
-    let base = nested(&issuer, &other, |b| b).await;
+    let base = nested(&issuer, &other, |b, _| b).await;
     let other_aud = issuer.token("https://other-api.example", json!({}));
     let reply = get_with_token(&format!("{base}/same"), &other_aud).await;
     assert_eq!(reply.status, 200, "the outer guard admits it");
@@ -243,7 +240,7 @@ async fn an_inner_guard_holds_an_admitted_token_to_its_own_keys_rules_and_proof_
     // The inner guard pins another key for the same issuer: the outer guard's signature
     // check is not the inner guard's.
     let pinned = SigningKey::generate("pinned");
-    let set: JwkSet = serde_json::from_value(json!({"keys": [pinned.jwk]})).unwrap();
+    let set = KeySet::from_json(json!({"keys": [pinned.jwk]}).to_string().as_bytes()).unwrap();
     let (listener, base) = bind().await;
     let outer = issuer.guard(AUD).build().await.unwrap();
     let inner = OAuthGuard::builder()
@@ -264,14 +261,14 @@ async fn an_inner_guard_holds_an_admitted_token_to_its_own_keys_rules_and_proof_
 
     // Stricter token rules inside: `typ`, algorithms, leeway.
     let untyped = token_typed(&issuer, Some("JWT"));
-    let base = nested(&issuer, &other, |b| b.require_at_jwt_typ(true)).await;
+    let base = nested(&issuer, &other, |b, _| b.require_at_jwt_typ()).await;
     assert_eq!(
         get_with_token(&format!("{base}/strict"), &untyped)
             .await
             .status,
         401
     );
-    let base = nested(&issuer, &other, |b| {
+    let base = nested(&issuer, &other, |b, _| {
         b.algorithms([tower_oauth_guard::Algorithm::ES384])
     })
     .await;
@@ -282,7 +279,7 @@ async fn an_inner_guard_holds_an_admitted_token_to_its_own_keys_rules_and_proof_
         401
     );
     let early = issuer.token(AUD, json!({"nbf": now() + 30}));
-    let base = nested(&issuer, &other, |b| b.leeway(Duration::ZERO)).await;
+    let base = nested(&issuer, &other, |b, _| b.leeway(Duration::ZERO)).await;
     assert_eq!(
         get_with_token(&format!("{base}/strict"), &early)
             .await
@@ -304,25 +301,21 @@ async fn an_inner_guard_holds_a_consumed_proof_to_its_own_nonce_and_origin() {
     let public = PublicUri::fixed(BaseUrl::parse(&base).unwrap());
     let outer = issuer
         .guard(AUD)
-        .dpop(DpopMode::Allowed)
-        .public_uri(public.clone())
+        .dpop(Dpop::allowed(public.clone()))
         .build()
         .await
         .unwrap();
     let inner = issuer
         .guard(AUD)
-        .dpop(DpopMode::Required)
-        .public_uri(public)
-        .dpop_nonces(DpopNonces::new(NonceSecret::generate().unwrap()))
+        .dpop(Dpop::required(public).nonces(DpopNonces::new(NonceSecret::generate().unwrap())))
         .build()
         .await
         .unwrap();
     let elsewhere = issuer
         .guard(AUD)
-        .dpop(DpopMode::Allowed)
-        .public_uri(PublicUri::fixed(
+        .dpop(Dpop::allowed(PublicUri::fixed(
             BaseUrl::parse("https://elsewhere.example").unwrap(),
-        ))
+        )))
         .build()
         .await
         .unwrap();
@@ -379,9 +372,9 @@ async fn a_proof_is_remembered_as_long_as_any_instance_could_accept_it() {
     let t0 = now();
     let clock = TestClock::at(t0);
     let store = RecordingStore::default();
-    let base = serve_guard(&issuer, {
-        let (clock, store) = (clock.clone(), store.clone());
-        |b| b.clock(clock).replay_store(store)
+    let base = serve_guard(&issuer, |d| d.replay_store(store.clone()), {
+        let clock = clock.clone();
+        |b| b.clock(clock)
     })
     .await;
     let url = format!("{base}/api/whoami");
@@ -422,7 +415,7 @@ async fn a_proof_is_remembered_as_long_as_any_instance_could_accept_it() {
 #[tokio::test]
 async fn a_fractional_iat_is_accepted() {
     let issuer = TestIssuer::start().await;
-    let base = serve_guard(&issuer, |b| b).await;
+    let base = serve_guard(&issuer, |d| d, |b| b).await;
     let url = format!("{base}/api/whoami");
     let key = DpopKey::generate();
     let token = issuer.token(AUD, json!({"cnf": {"jkt": key.jkt}}));
@@ -437,9 +430,11 @@ async fn a_fractional_iat_is_accepted() {
 #[tokio::test]
 async fn one_client_cannot_fill_the_replay_store_for_the_others() {
     let issuer = TestIssuer::start().await;
-    let base = serve_guard(&issuer, |b| {
-        b.replay_store(MemoryReplayStore::with_limits(1_000, 5))
-    })
+    let base = serve_guard(
+        &issuer,
+        |d| d.replay_store(MemoryReplayStore::with_limits(1_000, 5)),
+        |b| b,
+    )
     .await;
     let url = format!("{base}/api/whoami");
     let greedy = DpopKey::generate();
@@ -469,7 +464,7 @@ async fn one_client_cannot_fill_the_replay_store_for_the_others() {
 #[tokio::test]
 async fn a_dpop_header_beside_an_unbound_bearer_token_is_ignored_whatever_it_holds() {
     let issuer = TestIssuer::start().await;
-    let base = serve_guard(&issuer, |b| b).await;
+    let base = serve_guard(&issuer, |d| d, |b| b).await;
     let url = format!("{base}/api/whoami");
     let authorization = format!("Bearer {}", issuer.token(AUD, json!({})));
     let long = "a".repeat(10_000);
@@ -499,7 +494,7 @@ async fn a_dpop_header_beside_an_unbound_bearer_token_is_ignored_whatever_it_hol
 #[tokio::test]
 async fn an_http1_request_claiming_grpc_gets_an_http_answer() {
     let issuer = TestIssuer::start().await;
-    let base = serve_guard(&issuer, |b| b).await;
+    let base = serve_guard(&issuer, |d| d, |b| b).await;
     let reply = send(
         "POST",
         &format!("{base}/api/whoami"),
@@ -517,9 +512,10 @@ async fn an_http1_request_claiming_grpc_gets_an_http_answer() {
 #[tokio::test]
 async fn the_largest_durations_in_every_setting_do_not_panic_a_request() {
     let issuer = TestIssuer::start().await;
-    let base = serve_guard(&issuer, |b| {
-        b.leeway(Duration::MAX)
-            .dpop_proof_policy(ProofPolicy {
+    let base = serve_guard(
+        &issuer,
+        |d| {
+            d.proof_policy(ProofPolicy {
                 max_age: Duration::MAX,
                 max_future: Duration::MAX,
                 leeway: Duration::MAX,
@@ -527,8 +523,9 @@ async fn the_largest_durations_in_every_setting_do_not_panic_a_request() {
             })
             .replay_timeout(Duration::MAX)
             .replay_skew_margin(Duration::MAX)
-            .jwks_refresh_cooldown(Duration::MAX)
-    })
+        },
+        |b| b.leeway(Duration::MAX).jwks_refresh_cooldown(Duration::MAX),
+    )
     .await;
     let url = format!("{base}/api/whoami");
     let key = DpopKey::generate();
@@ -554,9 +551,9 @@ const WEAK_RSA_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6IndlYWsiLCJ0eXAiOiJhdC
 async fn an_issuer_rsa_key_below_2048_bits_is_never_used() {
     let strong = SigningKey::generate("strong");
     let weak: Value = serde_json::from_str(WEAK_RSA_JWK).unwrap();
-    let set: JwkSet = serde_json::from_value(json!({"keys": [weak, strong.jwk]})).unwrap();
-    let keys = tower_oauth_guard::KeySet::from_jwk_set(&set);
-    assert_eq!(keys.len(), 1, "the weak key was kept");
+    let set =
+        KeySet::from_json(json!({"keys": [weak, strong.jwk]}).to_string().as_bytes()).unwrap();
+    assert_eq!(set.len(), 1, "the weak key was kept");
     let guard = OAuthGuard::builder()
         .trust(
             tower_oauth_guard::Issuer::new("https://weak.example")
@@ -594,7 +591,7 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
     let debug_outputs = {
         runtime.block_on(async {
             let issuer = TestIssuer::start().await;
-            let base = serve_guard(&issuer, |b| b.realm("api")).await;
+            let base = serve_guard(&issuer, |d| d, |b| b.realm("api")).await;
             let url = format!("{base}/api/whoami");
             let key = DpopKey::generate();
             let bound = issuer.token(AUD, json!({"cnf": {"jkt": key.jkt}}));

@@ -326,7 +326,8 @@ impl DpopKey {
         let mut key = SigningKey::generate("dpop");
         key.jwk.common.key_id = None;
         key.jwk.common.key_algorithm = None;
-        let jkt = tower_oauth_guard::jwk_thumbprint(&key.jwk).unwrap();
+        let jkt =
+            tower_oauth_guard::jwk_thumbprint(&serde_json::to_string(&key.jwk).unwrap()).unwrap();
         DpopKey { key, jkt }
     }
 

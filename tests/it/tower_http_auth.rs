@@ -23,7 +23,7 @@ mod authorizer {
     use serde_json::{Value, json};
     use tower_http::auth::AsyncRequireAuthorizationLayer;
     use tower_oauth_guard::BaseUrl;
-    use tower_oauth_guard::{AccessToken, DpopMode, OAuthGuard, PublicUri};
+    use tower_oauth_guard::{AccessToken, Dpop, OAuthGuard, PublicUri};
 
     use super::AUD;
     use crate::support::*;
@@ -107,8 +107,9 @@ mod authorizer {
         let guard = issuer
             .guard(AUD)
             .realm("api")
-            .dpop(DpopMode::Allowed)
-            .public_uri(PublicUri::fixed(BaseUrl::parse(&base).unwrap()))
+            .dpop(Dpop::allowed(PublicUri::fixed(
+                BaseUrl::parse(&base).unwrap(),
+            )))
             .build()
             .await
             .unwrap();
@@ -184,7 +185,11 @@ fn example_binary() -> PathBuf {
     let built = std::fs::metadata(&binary)
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| panic!("{}: {e}; {build}", binary.display()));
-    for source in ["examples/resource_server.rs", "examples/common/flags.rs"] {
+    for source in [
+        "examples/resource_server/main.rs",
+        "examples/resource_server/flags.rs",
+        "examples/resource_server/grpc.rs",
+    ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
         let edited = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
         assert!(

@@ -255,7 +255,7 @@ fn thumbprint_matches_rfc7638_example() {
     }))
     .unwrap();
     assert_eq!(
-        jwk_thumbprint(&jwk).unwrap(),
+        thumbprint(&jwk).unwrap(),
         "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
     );
 }
@@ -269,7 +269,7 @@ fn thumbprint_matches_rfc8037_ed25519_example() {
     }))
     .unwrap();
     assert_eq!(
-        jwk_thumbprint(&jwk).unwrap(),
+        thumbprint(&jwk).unwrap(),
         "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
     );
 }
@@ -278,7 +278,7 @@ fn thumbprint_matches_rfc8037_ed25519_example() {
 fn thumbprint_agrees_with_jsonwebtoken_for_ec_and_rsa_keys() {
     for key in [es256(), es384(), rsa()] {
         assert_eq!(
-            jwk_thumbprint(&key.model).unwrap(),
+            thumbprint(&key.model).unwrap(),
             key.model.thumbprint(ThumbprintHash::SHA256).unwrap()
         );
     }
@@ -287,7 +287,7 @@ fn thumbprint_agrees_with_jsonwebtoken_for_ec_and_rsa_keys() {
 #[test]
 fn thumbprint_refuses_symmetric_key() {
     let jwk: Jwk = serde_json::from_value(json!({"kty": "oct", "k": "c2VjcmV0"})).unwrap();
-    assert_eq!(jwk_thumbprint(&jwk), Err(ProofError::PrivateKeyInJwk));
+    assert_eq!(thumbprint(&jwk), Err(ProofError::PrivateKeyInJwk));
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn rejects_rfc9449_resource_proof_with_another_access_token() {
 fn assert_accepts(key: &TestKey, alg: Algorithm) {
     let proof = mint(key, alg, &header_for(key, alg), &valid_claims());
     let verified = check(&proof).unwrap();
-    assert_eq!(verified.jkt, jwk_thumbprint(&key.model).unwrap());
+    assert_eq!(verified.jkt, thumbprint(&key.model).unwrap());
     assert_eq!(verified.jti, "ZTdhYjQyNmQtMjVhNS00");
     assert_eq!(verified.iat, NOW);
     assert_eq!(verified.htm, METHOD);

@@ -1,10 +1,10 @@
-//! The plain-hyper example (`examples/hyper_server.rs`), built exactly as the example builds it,
+//! The plain-hyper example (`examples/hyper_api.rs`), built exactly as the example builds it,
 //! served over TLS with optional client certificates by `serve_tls`, called by a hyper-rustls
 //! client.
 #![cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
 
 #[allow(dead_code)]
-#[path = "../../examples/hyper_server.rs"]
+#[path = "../../examples/hyper_api.rs"]
 mod example;
 
 use std::net::SocketAddr;
@@ -24,7 +24,7 @@ const AUD: &str = "https://hyper.example";
 async fn start(pki: &TestPki) -> (TestIssuer, SocketAddr) {
     install_rustls_provider();
     let issuer = TestIssuer::start().await;
-    let guard = issuer.guard(AUD).build().await.unwrap();
+    let guard = example::guard(&issuer.issuer, AUD).await.unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.cert.clone()).unwrap();
     let config = server_config(
@@ -153,7 +153,7 @@ async fn certificate_bound_token_needs_its_certificate() {
 #[tokio::test]
 async fn plain_http_through_hyper_util() {
     let issuer = TestIssuer::start().await;
-    let guard = issuer.guard(AUD).build().await.unwrap();
+    let guard = example::guard(&issuer.issuer, AUD).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(example::serve_plain(listener, example::app(&guard)));

@@ -1,19 +1,12 @@
-//! A gRPC service protected by tower-oauth-guard. Run with `--help` for the flags.
-//!
-//! ```text
-//! cargo run --features tonic,aws-lc-rs --example grpc_server -- --listen 127.0.0.1:50051 \
-//!     --issuer https://issuer.example --audience https://api.example --jwks jwks.json \
-//!     --public-url http://127.0.0.1:50051
-//! ```
-//!
-//! It serves the standard `grpc.health.v1.Health` service (tonic-health's pre-generated code, no
+//! `--grpc`: the standard `grpc.health.v1.Health` service (tonic-health's pre-generated code, no
 //! protoc), implemented here so the handler can show who called: every answer carries the
 //! caller's identity in its response metadata (`x-subject`, `x-client-id`, `x-scope`,
 //! `x-binding`).
 //!
 //! Clients send the token in `authorization` metadata (`Bearer <token>` or `DPoP <token>`) and a
 //! DPoP proof in `dpop` metadata, one per call, with `htm` `POST` and `htu`
-//! `<public URL>/grpc.health.v1.Health/Check` (or `/Watch`).
+//! `<public URL>/grpc.health.v1.Health/Check` (or `/Watch`). TLS is tonic's own (client
+//! certificates for `cnf.x5t#S256` tokens).
 
 use std::pin::Pin;
 
@@ -24,23 +17,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_oauth_guard::AccessToken;
-
-#[path = "common/flags.rs"]
-mod flags;
-
-/// grpc.health.v1.Health protected by tower-oauth-guard. DPoP over gRPC: htm POST, htu = the
-/// public URL + /package.Service/Method. TLS is tonic's own (client certificates for
-/// cnf.x5t#S256 tokens). Listens on 127.0.0.1:50051 by default.
-#[derive(Debug, clap::Parser)]
-struct Cli {
-    #[command(flatten)]
-    guard: flags::GuardFlags,
-    #[command(flatten)]
-    server: flags::ServerFlags,
-    /// Every call needs this scope (else PERMISSION_DENIED).
-    #[arg(long, value_name = "SCOPE")]
-    require_scope: Option<String>,
-}
 
 /// `grpc.health.v1.Health`, answering with the caller's identity in the response metadata.
 #[derive(Debug, Default, Clone, Copy)]
@@ -122,53 +98,25 @@ impl Health for WhoAmIHealth {
     }
 }
 
-fn tls_config(
-    args: &Cli,
-) -> Result<Option<tonic::transport::ServerTlsConfig>, Box<dyn std::error::Error>> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (Some(cert), Some(key)) = (&args.server.tls_cert, &args.server.tls_key) else {
-        return Ok(None);
-    };
-    let (cert, key) = (std::fs::read(cert)?, std::fs::read(key)?);
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if let Some(ca) = &args.server.client_ca {
-        // Clients without a certificate may still come with bearer or DPoP tokens.
-        config = config
-            .client_ca_root(Certificate::from_pem(std::fs::read(ca)?))
-            .client_auth_optional(!args.guard.mtls_required());
-    }
-    Ok(Some(config))
-}
-
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    flags::init_tracing();
-    let args = <Cli as clap::Parser>::parse();
-    let listen = args.server.listen.unwrap_or(([127, 0, 0, 1], 50051).into());
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+/// Serves the health service behind `layer` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    layer: tower_oauth_guard::OAuthGuardLayer,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let local = listener.local_addr()?;
-    let guard = args
-        .guard
-        .builder(local, args.server.tls())?
-        .build()
-        .await?;
-    let mut layer = guard.layer();
-    if let Some(scope) = &args.require_scope {
-        layer = layer.require_scope(scope);
-    }
-
-    let mut server = tonic::transport::Server::builder();
-    let scheme = match tls_config(&args)? {
+    let mut builder = tonic::transport::Server::builder();
+    let scheme = match tls {
         Some(tls) => {
             // tonic's TLS takes rustls' process-wide provider.
             tower_oauth_guard::tonic::install_tls_provider();
-            server = server.tls_config(tls)?;
+            builder = builder.tls_config(tls)?;
             "https"
         }
         None => "http",
     };
-    println!("listening on {scheme}://{local}");
-    server
+    println!("listening on {scheme}://{local} (gRPC)");
+    builder
         .layer(layer)
         .add_service(health_service())
         .serve_with_incoming(TcpIncoming::from(listener))

@@ -1,39 +1,33 @@
-//! A plain hyper 1.x API (no framework) protected by tower-oauth-guard, over TLS with optional
-//! client certificates. Run with `--help` for the flags.
+//! A plain hyper 1.x API (no framework) behind the guard: a `tower::service_fn` over
+//! `http::Request<hyper::body::Incoming>`, wrapped through `tower::ServiceBuilder`.
 //!
 //! ```text
-//! cargo run --features aws-lc-rs --example hyper_server -- --listen 127.0.0.1:8443 \
-//!     --issuer https://issuer.example --audience https://api.example --jwks jwks.json \
-//!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem
+//! cargo run --example hyper_api -- --issuer https://issuer.example --audience http://127.0.0.1:8443
 //! ```
 //!
-//! The handler is a `tower::service_fn` over `http::Request<hyper::body::Incoming>`; the guard
-//! wraps it through `tower::ServiceBuilder`, and `tower_oauth_guard::serve_tls` serves it
-//! (with the client certificate in each request's extensions, for `cnf.x5t#S256` tokens).
 //! Routes: `GET /whoami` (any valid token) answers `{"sub","client_id","scope","binding"}`;
-//! `GET /admin` also needs scope `admin`. Without `--tls-cert`, plain HTTP through hyper-util.
+//! `GET /admin` also needs scope `admin`. Served here over plain HTTP with hyper-util; the same
+//! `app` runs over TLS with client certificates (for `cnf.x5t#S256` tokens) through
+//! `tower_oauth_guard::serve_tls`.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_oauth_guard::serve_tls;
-use tower_oauth_guard::{AccessToken, OAuthGuard};
+use tower_oauth_guard::{AccessToken, BaseUrl, Dpop, Issuer, OAuthGuard, PublicUri};
 
-#[path = "common/flags.rs"]
-mod flags;
-
-/// A plain hyper API protected by tower-oauth-guard (listens on 127.0.0.1:8443 by default).
+/// A plain hyper API on 127.0.0.1:8443; the issuer's keys come from its metadata.
 #[derive(Debug, clap::Parser)]
 struct Cli {
-    #[command(flatten)]
-    guard: flags::GuardFlags,
-    #[command(flatten)]
-    server: flags::ServerFlags,
+    /// The trusted issuer (exact `iss`).
+    #[arg(long)]
+    issuer: String,
+    /// This API's audience; also its public URL, which DPoP proofs name.
+    #[arg(long, default_value = "http://127.0.0.1:8443")]
+    audience: String,
 }
 
 /// The response body: `Default` (the guard's refusals are empty) and a hyper body.
@@ -134,27 +128,22 @@ where
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    flags::init_tracing();
-    let args = <Cli as clap::Parser>::parse();
-    let listen = args.server.listen.unwrap_or(([127, 0, 0, 1], 8443).into());
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
-    let guard = args
-        .guard
-        .builder(local, args.server.tls())?
+/// Tokens from `issuer` (keys from its metadata) for `audience`, bearer or DPoP-bound; the
+/// audience is also the public URL that DPoP proofs must name.
+pub async fn guard(issuer: &str, audience: &str) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
+    let guard = OAuthGuard::builder()
+        .trust(Issuer::new(issuer).audience(audience).discover())
+        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(audience)?)))
         .build()
         .await?;
-    match args.server.rustls_config(args.guard.mtls_required())? {
-        Some(config) => {
-            println!("listening on https://{local}");
-            serve_tls(listener, Arc::new(config), app(&guard)).await;
-        }
-        None => {
-            println!("listening on http://{local}");
-            serve_plain(listener, app(&guard)).await;
-        }
-    }
+    Ok(guard)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = <Cli as clap::Parser>::parse();
+    let guard = guard(&args.issuer, &args.audience).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+    serve_plain(listener, app(&guard)).await;
     Ok(())
 }

@@ -1,12 +1,10 @@
-//! What every example server shares: the flags (which tokens to trust, how they must be bound,
-//! where and how to listen; each example adds its own few) and logging.
+//! The flags: which tokens to trust, how they must be bound, where and how to listen.
 
 use std::net::{IpAddr, SocketAddr};
 
 use clap::{Args, ValueEnum};
-use tower_oauth_guard::ClientCertHeader;
-use tower_oauth_guard::{BaseUrl, ForwardedHeaders, Issuer, NonceSecret};
-use tower_oauth_guard::{DpopMode, DpopNonces, MtlsMode, OAuthGuard, OAuthGuardBuilder, PublicUri};
+use tower_oauth_guard::{BaseUrl, ClientCertHeader, ForwardedHeaders, Issuer, NonceSecret};
+use tower_oauth_guard::{Dpop, DpopNonces, Mtls, OAuthGuard, OAuthGuardBuilder, PublicUri};
 
 /// Which tokens to trust and how they must be bound.
 #[derive(Debug, Args)]
@@ -28,8 +26,8 @@ pub struct GuardFlags {
     realm: Option<String>,
 
     /// DPoP mode (RFC 9449).
-    #[arg(long, value_enum, default_value_t = Dpop::Allowed)]
-    dpop: Dpop,
+    #[arg(long, value_enum, default_value_t = DpopFlag::Allowed)]
+    dpop: DpopFlag,
     /// Require server nonces in DPoP proofs.
     #[arg(long)]
     dpop_nonce: bool,
@@ -61,8 +59,8 @@ pub struct GuardFlags {
 
     /// mTLS mode (RFC 8705): required = only certificate-bound tokens, and a client
     /// certificate on every connection.
-    #[arg(long, value_enum, default_value_t = Mtls::Allowed)]
-    mtls: Mtls,
+    #[arg(long, value_enum, default_value_t = MtlsFlag::Allowed)]
+    mtls: MtlsFlag,
     /// Honour a TLS-terminating proxy's Client-Cert header (RFC 9440) on connections from
     /// this proxy address (repeatable).
     #[arg(long, value_name = "PROXY_IP")]
@@ -70,7 +68,7 @@ pub struct GuardFlags {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Dpop {
+enum DpopFlag {
     Off,
     Allowed,
     Required,
@@ -87,7 +85,7 @@ enum ProxyHeaders {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Mtls {
+enum MtlsFlag {
     Allowed,
     Required,
 }
@@ -114,74 +112,9 @@ impl ServerFlags {
     pub fn tls(&self) -> bool {
         self.tls_cert.is_some()
     }
-}
 
-impl GuardFlags {
-    /// `--mtls required`.
-    pub fn mtls_required(&self) -> bool {
-        self.mtls == Mtls::Required
-    }
-
-    /// A guard builder configured by the flags. `local` is the address the server listens
-    /// on: without `--public-url` or `--trust-forwarded`, it is the public URL.
-    pub fn builder(
-        &self,
-        local: SocketAddr,
-        tls: bool,
-    ) -> Result<OAuthGuardBuilder, Box<dyn std::error::Error>> {
-        let issuer = Issuer::new(&self.issuer).audience(&self.audience);
-        let issuer = match self.jwks.as_deref() {
-            Some(j) if j.starts_with("http://") || j.starts_with("https://") => issuer.jwks_url(j),
-            Some(j) => issuer.jwks_file(j),
-            None => issuer.discover(),
-        };
-        let mut builder = OAuthGuard::builder().trust(issuer);
-        if let Some(realm) = &self.realm {
-            builder = builder.realm(realm);
-        }
-        builder = builder.dpop(match self.dpop {
-            Dpop::Off => DpopMode::Disabled,
-            Dpop::Allowed => DpopMode::Allowed,
-            Dpop::Required => DpopMode::Required,
-        });
-        if self.dpop_nonce {
-            let secret = match &self.dpop_nonce_secret {
-                Some(h) => NonceSecret::from_bytes(&hex::decode(h)?)?,
-                None => NonceSecret::generate()?,
-            };
-            builder = builder.dpop_nonces(DpopNonces::new(secret));
-        }
-        let public = if !self.trust_forwarded.is_empty() {
-            let headers = match self.forwarded_headers.unwrap_or(ProxyHeaders::Forwarded) {
-                ProxyHeaders::Forwarded => ForwardedHeaders::Forwarded,
-                ProxyHeaders::XForwarded => ForwardedHeaders::XForwarded,
-                ProxyHeaders::XForwardedWithPrefix => ForwardedHeaders::XForwardedWithPrefix,
-            };
-            PublicUri::forwarded_by(self.trust_forwarded.iter().copied(), headers)
-        } else if !self.public_url.is_empty() {
-            let bases = self.public_url.iter().map(|u| BaseUrl::parse(u));
-            PublicUri::Fixed(bases.collect::<Result<_, _>>()?)
-        } else {
-            let scheme = if tls { "https" } else { "http" };
-            PublicUri::fixed(BaseUrl::parse(&format!("{scheme}://{local}"))?)
-        };
-        builder = builder.public_uri(public);
-        if self.mtls_required() {
-            builder = builder.mtls(MtlsMode::Required);
-        }
-        if !self.trust_client_cert_header.is_empty() {
-            builder = builder.trust_client_cert_header(ClientCertHeader::from_proxies(
-                self.trust_client_cert_header.iter().copied(),
-            ));
-        }
-        Ok(builder)
-    }
-}
-
-impl ServerFlags {
     /// The rustls configuration for `serve_tls`: `None` for plain HTTP. Client certificates are
     /// requested when `--client-ca` is given, and demanded when `mtls_required`.
-    #[allow(dead_code)] // grpc_server uses tonic's TLS instead
     pub fn rustls_config(
         &self,
         mtls_required: bool,
@@ -212,6 +145,94 @@ impl ServerFlags {
             client_auth,
         )?;
         Ok(Some(config))
+    }
+
+    /// tonic's TLS settings (for `--grpc`): `None` for plain HTTP/2.
+    pub fn tonic_tls_config(
+        &self,
+        mtls_required: bool,
+    ) -> Result<Option<tonic::transport::ServerTlsConfig>, Box<dyn std::error::Error>> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let (cert, key) = (std::fs::read(cert)?, std::fs::read(key)?);
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.client_ca {
+            // Clients without a certificate may still come with bearer or DPoP tokens.
+            config = config
+                .client_ca_root(Certificate::from_pem(std::fs::read(ca)?))
+                .client_auth_optional(!mtls_required);
+        }
+        Ok(Some(config))
+    }
+}
+
+impl GuardFlags {
+    /// `--mtls required`.
+    pub fn mtls_required(&self) -> bool {
+        self.mtls == MtlsFlag::Required
+    }
+
+    /// A guard builder configured by the flags; `dpop` adds to the DPoP settings. `local` is
+    /// the address the server listens on: without `--public-url` or `--trust-forwarded`, it
+    /// is the public URL.
+    pub fn builder(
+        &self,
+        local: SocketAddr,
+        tls: bool,
+        dpop: impl FnOnce(Dpop) -> Dpop,
+    ) -> Result<OAuthGuardBuilder, Box<dyn std::error::Error>> {
+        let issuer = Issuer::new(&self.issuer).audience(&self.audience);
+        let issuer = match self.jwks.as_deref() {
+            Some(j) if j.starts_with("http://") || j.starts_with("https://") => issuer.jwks_url(j),
+            Some(j) => issuer.jwks_file(j),
+            None => issuer.discover(),
+        };
+        let mut builder = OAuthGuard::builder().trust(issuer);
+        if let Some(realm) = &self.realm {
+            builder = builder.realm(realm);
+        }
+        let public = if !self.trust_forwarded.is_empty() {
+            let headers = match self.forwarded_headers.unwrap_or(ProxyHeaders::Forwarded) {
+                ProxyHeaders::Forwarded => ForwardedHeaders::Forwarded,
+                ProxyHeaders::XForwarded => ForwardedHeaders::XForwarded,
+                ProxyHeaders::XForwardedWithPrefix => ForwardedHeaders::XForwardedWithPrefix,
+            };
+            PublicUri::forwarded_by(self.trust_forwarded.iter().copied(), headers)
+        } else if !self.public_url.is_empty() {
+            let bases = self.public_url.iter().map(|u| BaseUrl::parse(u));
+            PublicUri::Fixed(bases.collect::<Result<_, _>>()?)
+        } else {
+            let scheme = if tls { "https" } else { "http" };
+            PublicUri::fixed(BaseUrl::parse(&format!("{scheme}://{local}"))?)
+        };
+        let mut settings = match self.dpop {
+            DpopFlag::Off if self.dpop_nonce => return Err("--dpop-nonce needs DPoP on".into()),
+            DpopFlag::Off => None,
+            DpopFlag::Allowed => Some(Dpop::allowed(public)),
+            DpopFlag::Required => Some(Dpop::required(public)),
+        };
+        if self.dpop_nonce {
+            let secret = match &self.dpop_nonce_secret {
+                Some(h) => NonceSecret::from_bytes(&hex::decode(h)?)?,
+                None => NonceSecret::generate()?,
+            };
+            settings = settings.map(|d| d.nonces(DpopNonces::new(secret)));
+        }
+        if let Some(settings) = settings {
+            builder = builder.dpop(dpop(settings));
+        }
+        let mut mtls = match self.mtls {
+            MtlsFlag::Allowed => Mtls::allowed(),
+            MtlsFlag::Required => Mtls::required(),
+        };
+        if !self.trust_client_cert_header.is_empty() {
+            mtls = mtls.client_cert_header(ClientCertHeader::from_proxies(
+                self.trust_client_cert_header.iter().copied(),
+            ));
+        }
+        Ok(builder.mtls(mtls))
     }
 }
 

@@ -1,14 +1,17 @@
-//! A protected API, configured from the command line. Run with `--help` for the flags.
+//! The interop server: a protected API with every setting of the guard as a flag, which
+//! `scripts/test` drives with clients this crate did not write. Run with `--help` for the flags;
+//! the short examples that teach are `axum_api`, `grpc_api` and `hyper_api`.
 //!
 //! ```text
 //! cargo run --example resource_server -- --listen 127.0.0.1:8080 \
 //!     --issuer https://issuer.example --audience https://api.example --jwks jwks.json
 //! ```
 //!
-//! Routes: `GET|POST /api/whoami` (any valid token) answers
+//! HTTP routes: `GET|POST /api/whoami` (any valid token) answers
 //! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`. Browser
 //! clients on other origins may call them (CORS), and every request is traced
-//! (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces).
+//! (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces). With `--grpc` it
+//! serves `grpc.health.v1.Health` instead (see `grpc.rs`; build with `--features tonic`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,13 +24,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
-use tower_oauth_guard::AccessToken;
-use tower_oauth_guard::DPOP;
-use tower_oauth_guard::DPOP_NONCE;
-use tower_oauth_guard::serve_tls;
+use tower_oauth_guard::{AccessToken, DPOP, DPOP_NONCE, Dpop, serve_tls};
 
-#[path = "common/flags.rs"]
 mod flags;
+#[cfg(feature = "tonic")]
+mod grpc;
 
 /// An API protected by tower-oauth-guard.
 #[derive(Debug, Parser)]
@@ -40,6 +41,13 @@ struct Cli {
     /// closed (503) while Redis is away (build with --features redis).
     #[arg(long, value_name = "URL")]
     replay_redis: Option<String>,
+    /// Serve gRPC (grpc.health.v1.Health) instead of the HTTP routes; DPoP proofs then name
+    /// htm POST and htu <public URL>/package.Service/Method (build with --features tonic).
+    #[arg(long)]
+    grpc: bool,
+    /// Every request needs this scope (else 403, or PERMISSION_DENIED over gRPC).
+    #[arg(long, value_name = "SCOPE")]
+    require_scope: Option<String>,
 }
 
 async fn whoami(token: AccessToken) -> axum::Json<Value> {
@@ -65,38 +73,66 @@ fn cors() -> CorsLayer {
         .expose_headers([DPOP_NONCE, header::WWW_AUTHENTICATE])
 }
 
+/// The DPoP replay store `--replay-redis` asks for (the default is in process).
+async fn replay_store(
+    url: Option<&str>,
+) -> Result<Box<dyn FnOnce(Dpop) -> Dpop>, Box<dyn std::error::Error>> {
+    let Some(url) = url else {
+        return Ok(Box::new(|dpop| dpop));
+    };
+    #[cfg(feature = "redis")]
+    {
+        let store = tower_oauth_guard::redis::RedisReplayStore::connect(url).await?;
+        Ok(Box::new(move |dpop: Dpop| dpop.replay_store(store)))
+    }
+    #[cfg(not(feature = "redis"))]
+    Err(format!("--replay-redis {url}: build with --features redis").into())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     flags::init_tracing();
     let args = Cli::parse();
-    let listen = args.server.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
+    let default_port = if args.grpc { 50051 } else { 8080 };
+    let listen = args
+        .server
+        .listen
+        .unwrap_or(([127, 0, 0, 1], default_port).into());
     let listener = TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
-    let builder = args.guard.builder(local, args.server.tls())?;
-    let builder = match args.replay_redis {
-        None => builder,
-        #[cfg(feature = "redis")]
-        Some(url) => {
-            builder.replay_store(tower_oauth_guard::redis::RedisReplayStore::connect(&url).await?)
-        }
-        #[cfg(not(feature = "redis"))]
-        Some(url) => {
-            return Err(format!("--replay-redis {url}: build with --features redis").into());
-        }
-    };
-    let guard = builder.build().await?;
+    let store = replay_store(args.replay_redis.as_deref()).await?;
+    let guard = args
+        .guard
+        .builder(local, args.server.tls(), store)?
+        .build()
+        .await?;
+    let mut layer = guard.layer();
+    if let Some(scope) = &args.require_scope {
+        layer = layer.require_scope(scope);
+    }
+    let mtls_required = args.guard.mtls_required();
 
+    if args.grpc {
+        #[cfg(feature = "tonic")]
+        return grpc::serve(
+            listener,
+            layer,
+            args.server.tonic_tls_config(mtls_required)?,
+        )
+        .await;
+        #[cfg(not(feature = "tonic"))]
+        return Err("--grpc: build with --features tonic".into());
+    }
     let app = Router::new()
         .route("/api/whoami", get(whoami).post(whoami))
         .route(
             "/api/admin",
             get(whoami).layer(guard.layer().require_scope("admin")),
         )
-        .layer(guard.layer())
+        .layer(layer)
         .layer(cors())
         .layer(TraceLayer::new_for_http());
-
-    match args.server.rustls_config(args.guard.mtls_required())? {
+    match args.server.rustls_config(mtls_required)? {
         Some(config) => {
             println!("listening on https://{local}");
             serve_tls(listener, Arc::new(config), app).await;
