@@ -466,11 +466,14 @@ mod tests {
             htu: "https://api.example/",
             access_token: None,
         };
-        let err =
-            crate::dpop::proof::verify_proof("a.b.c", &expected, &ProofPolicy::default(), 0, |s| {
-                Some(s.to_owned())
-            })
-            .unwrap_err();
+        let err = crate::dpop::proof::verify_proof(
+            "a.b.c",
+            &expected,
+            &crate::dpop::proof::ProofPolicy::default(),
+            0,
+            |s| Some(s.to_owned()),
+        )
+        .unwrap_err();
         assert_eq!(err, crate::dpop::ProofError::NoCryptoBackend);
     }
 

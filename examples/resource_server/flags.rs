@@ -148,6 +148,7 @@ impl ServerFlags {
     }
 
     /// tonic's TLS settings (for `--grpc`): `None` for plain HTTP/2.
+    #[cfg(feature = "tonic")]
     pub fn tonic_tls_config(
         &self,
         mtls_required: bool,

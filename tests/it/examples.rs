@@ -3,7 +3,6 @@
 //! server is called for real. The hyper example has its own module (`hyper_api`).
 
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::support::*;
 
@@ -70,6 +69,7 @@ async fn the_axum_example_admits_bearer_and_dpop_tokens_and_guards_its_admin_rou
 #[cfg(feature = "tonic")]
 #[tokio::test]
 async fn the_grpc_example_names_its_caller_and_refuses_calls_without_a_token() {
+    use tokio::net::TcpListener;
     use tonic::Code;
     use tonic::transport::server::TcpIncoming;
     use tonic_health::pb::HealthCheckRequest;
