@@ -53,8 +53,9 @@ pub(crate) fn read_quoted(it: &mut Bytes<'_>) -> Option<String> {
     }
 }
 
-/// Appends `value` as `quoted-string` content (RFC 9110 §5.6.4): `"` and `\` escaped, control
-/// characters (which no header value may hold) dropped.
+/// Appends `value` as `quoted-string` content (RFC 9110 §5.6.4): `"` and `\` escaped; control
+/// and non-ASCII characters, which a header value built from a `str` cannot hold, dropped, so
+/// that the value is always sendable.
 pub(crate) fn push_quoted(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
@@ -62,8 +63,8 @@ pub(crate) fn push_quoted(out: &mut String, value: &str) {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => {}
-            c => out.push(c),
+            ' '..='~' => out.push(c),
+            _ => {}
         }
     }
 }
@@ -88,7 +89,7 @@ mod tests {
     #[test]
     fn quotes_are_escaped() {
         let mut s = String::new();
-        push_quoted(&mut s, "a\"b\\c\nd");
+        push_quoted(&mut s, "a\"b\\c\nd\u{e9}\t");
         assert_eq!(s, "a\\\"b\\\\cd");
     }
 }

@@ -14,6 +14,8 @@ mod mtls;
 
 mod security;
 
+mod properties;
+
 mod grpc;
 
 mod hyper_api;
