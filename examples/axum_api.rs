@@ -2,7 +2,7 @@
 //! a route that needs a scope, and the validated token in the handlers.
 //!
 //! ```text
-//! cargo run --example axum_api -- --issuer https://issuer.example --audience http://127.0.0.1:8080
+//! cargo run --example axum_api -- --issuer https://issuer.example --audience https://api.example
 //! ```
 
 use std::net::SocketAddr;
@@ -18,9 +18,12 @@ struct Cli {
     /// The trusted issuer (exact `iss`).
     #[arg(long)]
     issuer: String,
-    /// This API's audience; also its public URL, which DPoP proofs name.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    /// This API's audience (`aud` must contain it).
+    #[arg(long)]
     audience: String,
+    /// The URL clients call this API at, which their DPoP proofs name (RFC 9449 `htu`).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    public_url: String,
 }
 
 /// Every route needs a valid token; `/admin` also needs scope `admin`.
@@ -40,12 +43,16 @@ async fn hello(token: AccessToken) -> String {
     format!("hello {who} ({how} token)")
 }
 
-/// Tokens from `issuer` (keys from its metadata) for `audience`, bearer or DPoP-bound; the
-/// audience is also the public URL that DPoP proofs must name.
-pub async fn guard(issuer: &str, audience: &str) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
+/// Tokens from `issuer` (keys from its metadata) for `audience`, bearer or DPoP-bound with
+/// proofs for URLs under `public_url`.
+pub async fn guard(
+    issuer: &str,
+    audience: &str,
+    public_url: &str,
+) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
     let guard = OAuthGuard::builder()
         .trust(Issuer::new(issuer).audience(audience).discover())
-        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(audience)?)))
+        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(public_url)?)))
         .build()
         .await?;
     Ok(guard)
@@ -54,7 +61,7 @@ pub async fn guard(issuer: &str, audience: &str) -> Result<OAuthGuard, Box<dyn s
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Cli::parse();
-    let guard = guard(&args.issuer, &args.audience).await?;
+    let guard = guard(&args.issuer, &args.audience, &args.public_url).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
     // The peer address lets the guard trust a proxy's headers, if configured to.
     let app = app(&guard).into_make_service_with_connect_info::<SocketAddr>();

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --features tonic --example grpc_api -- --issuer https://issuer.example \
-//!     --audience http://127.0.0.1:50051
+//!     --audience https://api.example
 //! ```
 
 use clap::Parser;
@@ -21,9 +21,12 @@ struct Cli {
     /// The trusted issuer (exact `iss`).
     #[arg(long)]
     issuer: String,
-    /// This API's audience; also its public URL, which DPoP proofs name.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    /// This API's audience (`aud` must contain it).
+    #[arg(long)]
     audience: String,
+    /// The URL clients call this API at, which their DPoP proofs name (RFC 9449 `htu`).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    public_url: String,
 }
 
 /// `grpc.health.v1.Health`, answering only callers with a valid token, and naming them.
@@ -67,12 +70,16 @@ pub fn server(
         .add_service(HealthServer::new(Greeter))
 }
 
-/// Tokens from `issuer` (keys from its metadata) for `audience`, bearer or DPoP-bound; the
-/// audience is also the public URL that DPoP proofs must name.
-pub async fn guard(issuer: &str, audience: &str) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
+/// Tokens from `issuer` (keys from its metadata) for `audience`, bearer or DPoP-bound with
+/// proofs for URLs under `public_url`.
+pub async fn guard(
+    issuer: &str,
+    audience: &str,
+    public_url: &str,
+) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
     let guard = OAuthGuard::builder()
         .trust(Issuer::new(issuer).audience(audience).discover())
-        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(audience)?)))
+        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(public_url)?)))
         .build()
         .await?;
     Ok(guard)
@@ -81,7 +88,7 @@ pub async fn guard(issuer: &str, audience: &str) -> Result<OAuthGuard, Box<dyn s
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Cli::parse();
-    let guard = guard(&args.issuer, &args.audience).await?;
+    let guard = guard(&args.issuer, &args.audience, &args.public_url).await?;
     server(&guard).serve("127.0.0.1:50051".parse()?).await?;
     Ok(())
 }

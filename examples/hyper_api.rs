@@ -2,7 +2,7 @@
 //! `http::Request<hyper::body::Incoming>`, wrapped through `tower::ServiceBuilder`.
 //!
 //! ```text
-//! cargo run --example hyper_api -- --issuer https://issuer.example --audience http://127.0.0.1:8443
+//! cargo run --example hyper_api -- --issuer https://issuer.example --audience https://api.example
 //! ```
 //!
 //! Routes: `GET /whoami` (any valid token) answers `{"sub","client_id","scope","binding"}`;
@@ -19,15 +19,18 @@ use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_oauth_guard::{AccessToken, BaseUrl, Dpop, Issuer, OAuthGuard, PublicUri};
 
-/// A plain hyper API on 127.0.0.1:8443; the issuer's keys come from its metadata.
+/// A plain hyper API on 127.0.0.1:8081; the issuer's keys come from its metadata.
 #[derive(Debug, clap::Parser)]
 struct Cli {
     /// The trusted issuer (exact `iss`).
     #[arg(long)]
     issuer: String,
-    /// This API's audience; also its public URL, which DPoP proofs name.
-    #[arg(long, default_value = "http://127.0.0.1:8443")]
+    /// This API's audience (`aud` must contain it).
+    #[arg(long)]
     audience: String,
+    /// The URL clients call this API at, which their DPoP proofs name (RFC 9449 `htu`).
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    public_url: String,
 }
 
 /// The response body: `Default` (the guard's refusals are empty) and a hyper body.
@@ -128,12 +131,16 @@ where
     }
 }
 
-/// Tokens from `issuer` (keys from its metadata) for `audience`, bearer or DPoP-bound; the
-/// audience is also the public URL that DPoP proofs must name.
-pub async fn guard(issuer: &str, audience: &str) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
+/// Tokens from `issuer` (keys from its metadata) for `audience`, bearer or DPoP-bound with
+/// proofs for URLs under `public_url`.
+pub async fn guard(
+    issuer: &str,
+    audience: &str,
+    public_url: &str,
+) -> Result<OAuthGuard, Box<dyn std::error::Error>> {
     let guard = OAuthGuard::builder()
         .trust(Issuer::new(issuer).audience(audience).discover())
-        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(audience)?)))
+        .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(public_url)?)))
         .build()
         .await?;
     Ok(guard)
@@ -142,8 +149,8 @@ pub async fn guard(issuer: &str, audience: &str) -> Result<OAuthGuard, Box<dyn s
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = <Cli as clap::Parser>::parse();
-    let guard = guard(&args.issuer, &args.audience).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+    let guard = guard(&args.issuer, &args.audience, &args.public_url).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
     serve_plain(listener, app(&guard)).await;
     Ok(())
 }

@@ -80,7 +80,9 @@ impl Issuer {
         self
     }
 
-    /// This issuer's tokens use another DPoP mode than the guard's.
+    /// This issuer's tokens use another DPoP mode than the guard's. A mode that accepts DPoP
+    /// needs the guard's DPoP settings too ([`OAuthGuardBuilder::dpop`]): they say which
+    /// public origin proofs name, and which replay store remembers them.
     pub fn dpop(mut self, mode: DpopMode) -> Self {
         self.dpop_mode = Some(mode);
         self
@@ -159,7 +161,7 @@ impl std::fmt::Display for BuildError {
                 "issuer {i} accepts DPoP but the guard has no DPoP settings: call .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse(\"https://your.api\")?)))"
             ),
             Self::EmptyPublicOrigin => {
-                f.write_str("public_uri names no URL (Fixed) or no proxy (TrustForwarded)")
+                f.write_str("the DPoP public origin names no URL (PublicUri::Fixed) or no proxy (PublicUri::TrustForwarded)")
             }
             Self::InvalidRealm => write!(
                 f,
@@ -201,7 +203,7 @@ impl Default for OAuthGuardBuilder {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             realm: None,
             dpop: Dpop::disabled(),
-            mtls: Mtls::default(),
+            mtls: Mtls::allowed(),
             clock: Arc::new(SystemClock),
             #[cfg(feature = "fetch")]
             http_tls: None,
@@ -278,14 +280,15 @@ impl OAuthGuardBuilder {
     }
 
     /// Accept DPoP-bound tokens (RFC 9449): off until set, since accepting DPoP needs the
-    /// API's public origin, which [`Dpop`]'s constructors take.
+    /// API's public origin, which [`Dpop`]'s constructors take. A second call replaces the
+    /// first call's settings as a whole.
     pub fn dpop(mut self, dpop: Dpop) -> Self {
         self.dpop = dpop;
         self
     }
 
     /// Certificate-bound tokens (RFC 8705): default [`Mtls::allowed`], bound tokens checked
-    /// and unbound ones passed.
+    /// and unbound ones passed. A second call replaces the first.
     pub fn mtls(mut self, mtls: Mtls) -> Self {
         self.mtls = mtls;
         self
@@ -551,23 +554,25 @@ mod tests {
     async fn an_issuer_accepting_dpop_needs_the_guards_dpop_settings() {
         // Off by default, so the minimal bearer guard builds without a public origin.
         assert!(builder().build().await.is_ok());
-        let dpop_issuer = || {
+        let dpop_issuer = |mode| {
             Issuer::new("https://other.example")
                 .audience("api")
                 .jwks(one_key())
-                .dpop(DpopMode::Allowed)
+                .dpop(mode)
         };
-        let per_issuer = builder().trust(dpop_issuer()).build().await;
-        assert!(
-            matches!(&per_issuer, Err(BuildError::DpopNotConfigured(i)) if i == "https://other.example"),
-            "{per_issuer:?}"
-        );
-        assert!(
-            per_issuer
-                .unwrap_err()
-                .to_string()
-                .contains(".dpop(Dpop::allowed(")
-        );
+        for mode in [DpopMode::Allowed, DpopMode::Required] {
+            let per_issuer = builder().trust(dpop_issuer(mode)).build().await;
+            assert!(
+                matches!(&per_issuer, Err(BuildError::DpopNotConfigured(i)) if i == "https://other.example"),
+                "{mode:?}: {per_issuer:?}"
+            );
+            assert!(
+                per_issuer
+                    .unwrap_err()
+                    .to_string()
+                    .contains(".dpop(Dpop::allowed(")
+            );
+        }
         // An issuer that turns DPoP off needs nothing.
         let off = builder()
             .trust(
@@ -582,7 +587,7 @@ mod tests {
         let public = || PublicUri::fixed(BaseUrl::parse("https://api.example").unwrap());
         let with_settings = builder()
             .dpop(Dpop::allowed(public()))
-            .trust(dpop_issuer())
+            .trust(dpop_issuer(DpopMode::Required))
             .build()
             .await;
         assert!(with_settings.is_ok());

@@ -108,6 +108,11 @@ pub mod tonic;
 #[cfg(feature = "tower-http")]
 mod tower_http;
 
+// The fuzz targets' way in (`cargo fuzz` sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
+
 // 1. Credentials from the request head.
 pub use extract::{CredentialsError, DPOP, Scheme};
 

@@ -28,7 +28,7 @@ pub struct GuardFlags {
     /// DPoP mode (RFC 9449).
     #[arg(long, value_enum, default_value_t = DpopFlag::Allowed)]
     dpop: DpopFlag,
-    /// Require server nonces in DPoP proofs.
+    /// Require server nonces in DPoP proofs (implied by a nonce secret).
     #[arg(long)]
     dpop_nonce: bool,
     /// Shared nonce secret, hex, at least 32 bytes (default: random).
@@ -170,6 +170,11 @@ impl ServerFlags {
 }
 
 impl GuardFlags {
+    /// DPoP accepted (`--dpop allowed|required`).
+    pub fn dpop_on(&self) -> bool {
+        !matches!(self.dpop, DpopFlag::Off)
+    }
+
     /// `--mtls required`.
     pub fn mtls_required(&self) -> bool {
         self.mtls == MtlsFlag::Required
@@ -208,13 +213,25 @@ impl GuardFlags {
             let scheme = if tls { "https" } else { "http" };
             PublicUri::fixed(BaseUrl::parse(&format!("{scheme}://{local}"))?)
         };
+        // A nonce secret alone turns nonces on: nobody sets one to leave them off.
+        let nonces = self.dpop_nonce || self.dpop_nonce_secret.is_some();
         let mut settings = match self.dpop {
-            DpopFlag::Off if self.dpop_nonce => return Err("--dpop-nonce needs DPoP on".into()),
-            DpopFlag::Off => None,
+            DpopFlag::Off => {
+                let dpop_only =
+                    nonces || !self.public_url.is_empty() || !self.trust_forwarded.is_empty();
+                if dpop_only {
+                    return Err(
+                        "--dpop off: the DPoP flags (--dpop-nonce[-secret], --public-url, \
+                                --trust-forwarded) would do nothing"
+                            .into(),
+                    );
+                }
+                None
+            }
             DpopFlag::Allowed => Some(Dpop::allowed(public)),
             DpopFlag::Required => Some(Dpop::required(public)),
         };
-        if self.dpop_nonce {
+        if nonces {
             let secret = match &self.dpop_nonce_secret {
                 Some(h) => NonceSecret::from_bytes(&hex::decode(h)?)?,
                 None => NonceSecret::generate()?,
@@ -229,7 +246,7 @@ impl GuardFlags {
             MtlsFlag::Required => Mtls::required(),
         };
         if !self.trust_client_cert_header.is_empty() {
-            mtls = mtls.client_cert_header(ClientCertHeader::from_proxies(
+            mtls = mtls.trust_client_cert_header(ClientCertHeader::from_proxies(
                 self.trust_client_cert_header.iter().copied(),
             ));
         }

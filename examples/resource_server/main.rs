@@ -100,6 +100,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(([127, 0, 0, 1], default_port).into());
     let listener = TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
+    if args.replay_redis.is_some() && !args.guard.dpop_on() {
+        return Err(
+            "--replay-redis: DPoP is off (--dpop off), there are no proofs to remember".into(),
+        );
+    }
     let store = replay_store(args.replay_redis.as_deref()).await?;
     let guard = args
         .guard

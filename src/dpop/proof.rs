@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::jws::{self, CompactJws, SplitError};
-use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_JTI_LEN};
+use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_JTI_LEN, MAX_JWKS_LEN};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
@@ -448,12 +448,12 @@ pub fn ath_for(token: &str) -> String {
 ///
 /// # Errors
 ///
-/// [`ProofError::InvalidJwk`] for JSON that is not a JWK (or is longer than a whole proof
-/// may be, [`MAX_DPOP_PROOF_LEN`]) and for a key type and curve pair that RFC 7518 or RFC 8037
+/// [`ProofError::InvalidJwk`] for JSON that is not a JWK (or is longer than a whole JWK Set
+/// may be, [`MAX_JWKS_LEN`]) and for a key type and curve pair that RFC 7518 or RFC 8037
 /// does not define; [`ProofError::PrivateKeyInJwk`] for a symmetric (`oct`) key, whose
 /// thumbprint would publish a digest of the secret.
 pub fn jwk_thumbprint(jwk: &str) -> Result<String, ProofError> {
-    if jwk.len() > MAX_DPOP_PROOF_LEN {
+    if jwk.len() > MAX_JWKS_LEN {
         return Err(ProofError::InvalidJwk);
     }
     let jwk: Jwk = serde_json::from_str(jwk).map_err(|_| ProofError::InvalidJwk)?;

@@ -61,10 +61,10 @@ impl std::error::Error for MtlsError {}
 /// use tower_oauth_guard::{ClientCertHeader, Mtls};
 ///
 /// let mtls = Mtls::required()
-///     .client_cert_header(ClientCertHeader::from_proxies(["10.0.0.7".parse().unwrap()]));
+///     .trust_client_cert_header(ClientCertHeader::from_proxies(["10.0.0.7".parse().unwrap()]));
 /// # let _ = mtls;
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Mtls {
     pub(crate) mode: MtlsMode,
     pub(crate) client_cert_header: Option<ClientCertHeader>,
@@ -73,7 +73,10 @@ pub struct Mtls {
 impl Mtls {
     /// Certificate-bound tokens are checked; unbound tokens pass (the default).
     pub fn allowed() -> Self {
-        Mtls::default()
+        Mtls {
+            mode: MtlsMode::Allowed,
+            client_cert_header: None,
+        }
     }
 
     /// Only certificate-bound tokens are accepted.
@@ -86,7 +89,7 @@ impl Mtls {
 
     /// Read the client certificate from a trusted TLS-terminating proxy's `Client-Cert`
     /// header (RFC 9440) when the request comes from one of its addresses.
-    pub fn client_cert_header(mut self, trust: ClientCertHeader) -> Self {
+    pub fn trust_client_cert_header(mut self, trust: ClientCertHeader) -> Self {
         self.client_cert_header = Some(trust);
         self
     }

@@ -68,3 +68,56 @@ impl TokenCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated(expires_at: i64) -> Arc<Validated> {
+        Arc::new(Validated {
+            raw: "t".into(),
+            issuer: "https://issuer.example".into(),
+            subject: None,
+            client_id: None,
+            scopes: Default::default(),
+            expires_at,
+            not_before: None,
+            confirmation: Default::default(),
+            claims: Default::default(),
+        })
+    }
+
+    #[test]
+    fn holds_at_most_its_capacity() {
+        const CAPACITY: u64 = 100;
+        let cache = TokenCache::new(CAPACITY);
+        // Its capacity, then past it: entries are evicted (a later request verifies again),
+        // the count never exceeds the bound.
+        for (inserted, bound) in [(CAPACITY, CAPACITY), (10 * CAPACITY, CAPACITY)] {
+            for i in 0..inserted {
+                let key = TokenCache::key(&format!("token-{i}"));
+                cache.insert(key, validated(2_000), 1_000);
+            }
+            cache.cache.run_pending_tasks();
+            assert!(
+                cache.cache.entry_count() <= bound,
+                "{}",
+                cache.cache.entry_count()
+            );
+        }
+        assert!(cache.cache.entry_count() > 0);
+    }
+
+    #[test]
+    fn keeps_a_token_no_longer_than_it_is_valid_nor_than_max_cache_ttl() {
+        let cache = TokenCache::new(10);
+        let key = TokenCache::key("token");
+        cache.insert(key, validated(1_000 + 10), 1_000);
+        assert!(cache.get(&key, 1_000, 0).is_some());
+        assert!(cache.get(&key, 1_010, 0).is_none(), "expired at its exp");
+        let entry = cache.cache.get(&key).unwrap();
+        assert_eq!(entry.ttl, Duration::from_secs(10));
+        cache.insert(key, validated(1_000 + 86_400), 1_000);
+        assert_eq!(cache.cache.get(&key).unwrap().ttl, MAX_CACHE_TTL);
+    }
+}

@@ -12,8 +12,9 @@ use crate::limits::MAX_METADATA_LEN;
 pub enum DiscoveryError {
     /// Neither well-known document could be fetched; the last error is kept.
     Fetch(FetchError),
-    /// The document is not metadata JSON.
-    Malformed(serde_json::Error),
+    /// The document is not metadata JSON; the JSON parser's error is the
+    /// [`source`](std::error::Error::source).
+    Malformed(Box<dyn std::error::Error + Send + Sync>),
     /// The document names another issuer (RFC 8414 §3.3: it MUST be identical).
     IssuerMismatch,
     /// The document has no `jwks_uri`, or an unusable one.
@@ -33,7 +34,15 @@ impl std::fmt::Display for DiscoveryError {
     }
 }
 
-impl std::error::Error for DiscoveryError {}
+impl std::error::Error for DiscoveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Fetch(e) => Some(e),
+            Self::Malformed(e) => Some(e.as_ref()),
+            Self::IssuerMismatch | Self::InvalidJwksUri => None,
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct Metadata {
@@ -66,8 +75,8 @@ pub(crate) async fn discover_jwks_uri(
         let url = parse_url(&url).map_err(DiscoveryError::Fetch)?;
         match client.get(&url, MAX_METADATA_LEN).await {
             Ok(doc) => {
-                let meta: Metadata =
-                    serde_json::from_slice(&doc.body).map_err(DiscoveryError::Malformed)?;
+                let meta: Metadata = serde_json::from_slice(&doc.body)
+                    .map_err(|e| DiscoveryError::Malformed(Box::new(e)))?;
                 if meta.issuer != issuer {
                     return Err(DiscoveryError::IssuerMismatch);
                 }

@@ -48,7 +48,14 @@ impl std::fmt::Display for FetchError {
     }
 }
 
-impl std::error::Error for FetchError {}
+impl std::error::Error for FetchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Transport(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
 
 /// A fetched document.
 #[derive(Debug)]

@@ -17,8 +17,9 @@ use crate::limits::{MAX_JWKS_LEN, MAX_KEYS};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum KeysError {
-    /// The document is not a JWK Set.
-    NotAJwkSet(serde_json::Error),
+    /// The document is not a JWK Set (RFC 7517 §5): not JSON, or no `keys` array; the JSON
+    /// parser's error is the [`source`](std::error::Error::source).
+    NotAJwkSet(Box<dyn std::error::Error + Send + Sync>),
     /// The document is larger than [`MAX_JWKS_LEN`].
     TooLarge,
     /// The set holds no usable public signature key.
@@ -43,7 +44,17 @@ impl std::fmt::Display for KeysError {
     }
 }
 
-impl std::error::Error for KeysError {}
+impl std::error::Error for KeysError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::NotAJwkSet(e) => Some(e.as_ref()),
+            Self::Io(e) => Some(e),
+            #[cfg(feature = "fetch")]
+            Self::Fetch(e) => Some(e),
+            Self::TooLarge | Self::NoUsableKey => None,
+        }
+    }
+}
 
 /// One public verification key.
 pub(crate) struct VerificationKey {
@@ -160,7 +171,8 @@ impl KeySet {
         if bytes.len() > MAX_JWKS_LEN {
             return Err(KeysError::TooLarge);
         }
-        let raw: Raw = serde_json::from_slice(bytes).map_err(KeysError::NotAJwkSet)?;
+        let raw: Raw =
+            serde_json::from_slice(bytes).map_err(|e| KeysError::NotAJwkSet(Box::new(e)))?;
         let keys = raw
             .keys
             .into_iter()

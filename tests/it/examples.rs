@@ -6,6 +6,9 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// The audience the examples are started with; not their URL, which proofs name.
+const AUD: &str = "https://api.example";
+
 #[allow(dead_code)]
 #[path = "../../examples/axum_api.rs"]
 mod axum_api;
@@ -19,18 +22,17 @@ mod grpc_api;
 async fn the_axum_example_admits_bearer_and_dpop_tokens_and_guards_its_admin_route() {
     let issuer = TestIssuer::start().await;
     let (listener, base) = bind().await;
-    // The example's audience is its public URL.
-    let guard = axum_api::guard(&issuer.issuer, &base).await.unwrap();
+    let guard = axum_api::guard(&issuer.issuer, AUD, &base).await.unwrap();
     serve_on(listener, axum_api::app(&guard));
     let hello = format!("{base}/hello");
 
-    let bearer = issuer.token(&base, json!({}));
+    let bearer = issuer.token(AUD, json!({}));
     let reply = get_with_token(&hello, &bearer).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body, "hello alice (bearer token)");
 
     let key = DpopKey::generate();
-    let bound = issuer.token(&base, json!({"cnf": {"jkt": key.jkt}}));
+    let bound = issuer.token(AUD, json!({"cnf": {"jkt": key.jkt}}));
     let proof = key.proof("GET", &hello, Some(&bound), None);
     let authorization = format!("DPoP {bound}");
     let headers = [("authorization", authorization.as_str()), ("dpop", &proof)];
@@ -38,6 +40,8 @@ async fn the_axum_example_admits_bearer_and_dpop_tokens_and_guards_its_admin_rou
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body, "hello alice (dpop token)");
     // The bound token without its proof, or as a bearer token, is refused.
+    let without_proof = send("GET", &hello, &[("authorization", &authorization)]).await;
+    without_proof.assert_error(401, "DPoP", "invalid_dpop_proof");
     get_with_token(&hello, &bound)
         .await
         .assert_error(401, "DPoP", "invalid_token");
@@ -56,7 +60,7 @@ async fn the_axum_example_admits_bearer_and_dpop_tokens_and_guards_its_admin_rou
     );
     let reader = get_with_token(&format!("{base}/admin"), &bearer).await;
     reader.assert_error(403, "Bearer", "insufficient_scope");
-    let admin = issuer.token(&base, json!({"scope": "admin"}));
+    let admin = issuer.token(AUD, json!({"scope": "admin"}));
     let reply = get_with_token(&format!("{base}/admin"), &admin).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     // A token for another audience is not for this API.
@@ -78,7 +82,7 @@ async fn the_grpc_example_names_its_caller_and_refuses_calls_without_a_token() {
     let issuer = TestIssuer::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let guard = grpc_api::guard(&issuer.issuer, &base).await.unwrap();
+    let guard = grpc_api::guard(&issuer.issuer, AUD, &base).await.unwrap();
     tokio::spawn(grpc_api::server(&guard).serve_with_incoming(TcpIncoming::from(listener)));
     let channel = tonic::transport::Channel::from_shared(base.clone()).unwrap();
     let mut client = HealthClient::new(channel.connect().await.unwrap());
@@ -92,7 +96,7 @@ async fn the_grpc_example_names_its_caller_and_refuses_calls_without_a_token() {
         request
     };
 
-    let token = issuer.token(&base, json!({}));
+    let token = issuer.token(AUD, json!({}));
     let response = client.check(check(Some(format!("Bearer {token}")))).await;
     let response = response.unwrap();
     assert_eq!(response.metadata().get("x-subject").unwrap(), "alice");

@@ -24,7 +24,7 @@ const AUD: &str = "https://hyper.example";
 async fn start(pki: &TestPki) -> (TestIssuer, SocketAddr) {
     install_rustls_provider();
     let issuer = TestIssuer::start().await;
-    let guard = example::guard(&issuer.issuer, AUD).await.unwrap();
+    let guard = example::guard(&issuer.issuer, AUD, AUD).await.unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.cert.clone()).unwrap();
     let config = server_config(
@@ -153,7 +153,7 @@ async fn certificate_bound_token_needs_its_certificate() {
 #[tokio::test]
 async fn plain_http_through_hyper_util() {
     let issuer = TestIssuer::start().await;
-    let guard = example::guard(&issuer.issuer, AUD).await.unwrap();
+    let guard = example::guard(&issuer.issuer, AUD, AUD).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(example::serve_plain(listener, example::app(&guard)));

@@ -16,6 +16,8 @@ mod security;
 
 mod properties;
 
+mod limits;
+
 mod grpc;
 
 mod hyper_api;

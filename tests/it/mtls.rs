@@ -199,7 +199,7 @@ async fn behind_proxy(header: Option<ClientCertHeader>) -> (TestIssuer, TestPki,
     let issuer = TestIssuer::start().await;
     let pki = TestPki::generate();
     let mtls = match header {
-        Some(header) => Mtls::allowed().client_cert_header(header),
+        Some(header) => Mtls::allowed().trust_client_cert_header(header),
         None => Mtls::allowed(),
     };
     let guard = guard(&issuer, mtls).await;
@@ -301,7 +301,7 @@ async fn serve_tls_supplies_the_proxy_address_for_the_client_cert_header() {
     .unwrap();
     let guard = guard(
         &issuer,
-        Mtls::allowed().client_cert_header(ClientCertHeader::from_proxies([LOCALHOST])),
+        Mtls::allowed().trust_client_cert_header(ClientCertHeader::from_proxies([LOCALHOST])),
     )
     .await;
     let addr = serve_https(app(&guard), config).await;

@@ -98,7 +98,7 @@ fn fixture() -> Fixture {
             let builder = OAuthGuard::builder()
                 .trust(Issuer::new(ISSUER).audience(AUD).jwks(keys.clone()))
                 .dpop(Dpop::allowed(origin))
-                .mtls(Mtls::allowed().client_cert_header(ClientCertHeader::from_any_peer()));
+                .mtls(Mtls::allowed().trust_client_cert_header(ClientCertHeader::from_any_peer()));
             runtime.block_on(builder.build()).unwrap()
         })
         .collect();
