@@ -20,7 +20,11 @@ static GUARD: LazyLock<(tokio::runtime::Runtime, OAuthGuard)> = LazyLock::new(||
     let guard = runtime
         .block_on(
             OAuthGuard::builder()
-                .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(keys))
+                .trust(
+                    Issuer::new("https://issuer.example")
+                        .audience("https://api.example")
+                        .jwks(keys),
+                )
                 .clock(FixedClock(NOW))
                 .no_token_cache()
                 .build(),
@@ -33,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
     let (runtime, guard) = &*GUARD;
     let mut value = b"Bearer ".to_vec();
     value.extend_from_slice(data);
-    let Ok(request) = http::Request::get("/r").header("authorization", value).body(()) else {
+    let Ok(request) = http::Request::get("/r")
+        .header("authorization", value)
+        .body(())
+    else {
         return;
     };
     let (mut parts, ()) = request.into_parts();

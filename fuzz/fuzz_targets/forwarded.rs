@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(htus) = tower_oauth_guard::fuzzing::request_origin(&parts, public) {
         for htu in htus {
             // An origin the guard compares with must itself be in normal form.
-            assert_eq!(tower_oauth_guard::normalize_htu(&htu).as_deref(), Ok(htu.as_str()));
+            assert_eq!(
+                tower_oauth_guard::normalize_htu(&htu).as_deref(),
+                Ok(htu.as_str())
+            );
         }
     }
 });
