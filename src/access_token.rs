@@ -10,6 +10,19 @@ use crate::dpop::VerifiedProof;
 use crate::token::{Confirmation, Scopes, Validated};
 
 /// How the presenter proved it may use the token.
+///
+/// ```
+/// use tower_oauth_guard::{AccessToken, Binding};
+///
+/// async fn handler(token: AccessToken) -> String {
+///     match token.binding() {
+///         Binding::Dpop { jkt } => format!("proof of possession of key {jkt}"),
+///         Binding::Mtls { x5t_s256 } => format!("client certificate {x5t_s256}"),
+///         _ => "a bearer token".to_owned(),
+///     }
+/// }
+/// # let _ = handler;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Binding {
@@ -42,6 +55,18 @@ impl Binding {
 ///
 /// The guard puts one into the request extensions of every request it lets through; with the
 /// `axum` feature it is also an extractor.
+///
+/// ```
+/// use tower_oauth_guard::AccessToken;
+///
+/// // In an axum handler (feature `axum`); elsewhere, from the request extensions.
+/// async fn whoami(token: AccessToken) -> String {
+///     let scopes: Vec<&str> = token.scopes().iter().collect();
+///     let tenant = token.claim("tenant").and_then(|t| t.as_str()).unwrap_or("-");
+///     format!("{} via {:?}: {scopes:?}, tenant {tenant}", token.subject(), token.client_id())
+/// }
+/// # let _ = whoami;
+/// ```
 #[derive(Debug, Clone)]
 pub struct AccessToken {
     pub(crate) validated: Arc<Validated>,

@@ -5,6 +5,14 @@
 use std::fmt;
 
 /// An asymmetric JWS algorithm (RFC 7518 §3.1, RFC 8037 §3.1).
+///
+/// ```
+/// use tower_oauth_guard::{Algorithm, OAuthGuard};
+///
+/// let builder = OAuthGuard::builder().algorithms([Algorithm::ES256, Algorithm::PS256]);
+/// # let _ = builder;
+/// assert_eq!(Algorithm::EdDSA.name(), "EdDSA");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {

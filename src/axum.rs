@@ -9,6 +9,17 @@ use serde::de::DeserializeOwned;
 use crate::access_token::AccessToken;
 
 /// Why an extractor found no usable token.
+///
+/// ```
+/// use tower_oauth_guard::AccessToken;
+///
+/// // Without the guard's layer in front, the extractor refuses (500: a wiring mistake, not the
+/// // client's); `Option<AccessToken>` serves routes whose guard admits anonymous requests.
+/// async fn maybe(token: Option<AccessToken>) -> &'static str {
+///     if token.is_some() { "hello" } else { "hello, stranger" }
+/// }
+/// # let _ = maybe;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenRejection {
@@ -58,6 +69,22 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AccessToken {
 }
 
 /// The token's claims as your own type: `async fn h(Claims(c): Claims<MyClaims>)`.
+///
+/// ```
+/// use serde::Deserialize;
+/// use tower_oauth_guard::Claims;
+///
+/// #[derive(Deserialize)]
+/// struct MyClaims {
+///     sub: String,
+///     tenant: String,
+/// }
+///
+/// async fn handler(Claims(claims): Claims<MyClaims>) -> String {
+///     format!("{} of {}", claims.sub, claims.tenant)
+/// }
+/// # let _ = handler;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Claims<T>(pub T);
 

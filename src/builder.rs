@@ -26,6 +26,17 @@ use crate::token::remote::{DEFAULT_UNKNOWN_KID_COOLDOWN, RemoteKeys};
 use crate::token::{JwksSource, TokenValidator};
 
 /// One trusted issuer (RFC 9068 §4 checks 3–5): its `iss`, our audience(s), and its keys.
+///
+/// ```
+/// use tower_oauth_guard::{DpopMode, Issuer};
+///
+/// let issuer = Issuer::new("https://issuer.example")   // exact `iss`
+///     .audience("https://api.example")                 // one of these must be in `aud`
+///     .audience("api://default")
+///     .jwks_url("https://issuer.example/jwks")         // or .discover(), .jwks_file(..), .jwks(KeySet)
+///     .dpop(DpopMode::Required);                       // only DPoP-bound tokens from this issuer
+/// # let _ = issuer;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Issuer {
     issuer: String,
@@ -103,6 +114,19 @@ impl OAuthGuard {
 }
 
 /// Why a guard could not be built.
+///
+/// ```
+/// use tower_oauth_guard::{BuildError, Issuer, OAuthGuard};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let no_audience = OAuthGuard::builder()
+///     .trust(Issuer::new("https://issuer.example").jwks_file("jwks.json"))
+///     .build()
+///     .await;
+/// assert!(matches!(no_audience, Err(BuildError::MissingAudience(issuer)) if issuer == "https://issuer.example"));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -177,6 +201,27 @@ impl std::error::Error for BuildError {}
 /// leeway, verified-token cache on, DPoP off until enabled together with the public origin
 /// (DPoP-bound tokens are refused as Bearer in every mode), mTLS optional (bound tokens
 /// always checked), proxy headers ignored.
+///
+/// ```
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// use std::time::Duration;
+/// use tower_oauth_guard::{Algorithm, BaseUrl, Dpop, Issuer, KeySet, Mtls, OAuthGuard, PublicUri};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let guard = OAuthGuard::builder()
+///     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+///     .algorithms([Algorithm::ES256, Algorithm::EdDSA])
+///     .leeway(Duration::from_secs(30))
+///     .require_at_jwt_typ()
+///     .realm("api")
+///     .dpop(Dpop::allowed(PublicUri::fixed(BaseUrl::parse("https://api.example")?)))
+///     .mtls(Mtls::allowed())
+///     .build()
+///     .await?;
+/// # let _ = guard;
+/// # Ok(()) }
+/// ```
 pub struct OAuthGuardBuilder {
     issuers: Vec<Issuer>,
     rules: JwtRules,

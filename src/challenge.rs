@@ -11,6 +11,28 @@ use crate::policy::PolicyError;
 use crate::token::TokenError;
 
 /// Why the guard refused a request. One variant per step of the pipeline.
+///
+/// ```
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// # use tower_oauth_guard::{Issuer, KeySet, OAuthGuard};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let guard = OAuthGuard::builder()
+/// #     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+/// #     .build()
+/// #     .await?;
+/// use tower_oauth_guard::{CredentialsError, Policy, Presence, Rejection};
+///
+/// let (mut parts, ()) = http::Request::get("/r").header("authorization", "Basic dXNlcg==").body(())?.into_parts();
+/// let refusal = guard.check(&mut parts, &Policy::default(), Presence::Required).await.unwrap_err();
+/// match &refusal.rejection {
+///     Rejection::Credentials(CredentialsError::UnsupportedScheme) => {} // Basic is not OAuth
+///     Rejection::Token(e) => panic!("token refused: {e}"),
+///     Rejection::Dpop(e) => panic!("DPoP binding: {}", e.reason()),
+///     other => panic!("{other}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -120,6 +142,13 @@ impl From<PolicyError> for Rejection {
 }
 
 /// RFC 6750 §3.1 / RFC 9449 §7.1 error codes.
+///
+/// ```
+/// use tower_oauth_guard::ErrorCode;
+///
+/// assert_eq!(ErrorCode::InsufficientScope.as_str(), "insufficient_scope");
+/// assert_eq!(ErrorCode::UseDpopNonce.as_str(), "use_dpop_nonce");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// The request is malformed.
@@ -148,6 +177,26 @@ impl ErrorCode {
 }
 
 /// What the guard answers to one refused request, before it is rendered.
+///
+/// ```
+/// use tower_oauth_guard::{Challenge, ChallengeParams, ErrorCode, Protocol, Scheme};
+///
+/// let challenge = Challenge {
+///     status: http::StatusCode::FORBIDDEN,
+///     error: Some(ErrorCode::InsufficientScope),
+///     description: Some("needs scope admin".into()),
+///     scope: Some("admin".into()),
+///     schemes: vec![Scheme::Bearer],
+///     dpop_nonce: None,
+///     retry_after: None,
+/// };
+/// let params = ChallengeParams { realm: Some("api".into()), dpop_algs: String::new() };
+/// let headers = challenge.headers(&params, Protocol::Http);
+/// assert_eq!(
+///     headers["www-authenticate"],
+///     r#"Bearer realm="api", error="insufficient_scope", error_description="needs scope admin", scope="admin""#
+/// );
+/// ```
 #[derive(Debug, Clone)]
 pub struct Challenge {
     /// 400, 401, 403 or 503.
@@ -167,6 +216,21 @@ pub struct Challenge {
 }
 
 /// Guard-wide facts every challenge mentions.
+///
+/// ```
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// # use tower_oauth_guard::{Issuer, KeySet, OAuthGuard};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let guard = OAuthGuard::builder()
+/// #     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+/// #     .build()
+/// #     .await?;
+/// // The guard's own, shared by every challenge it writes.
+/// let params = guard.challenge_params();
+/// assert_eq!(params.realm, None);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ChallengeParams {
     /// RFC 6750 §3 `realm`.
@@ -320,6 +384,18 @@ impl Challenge {
 }
 
 /// How a refusal is answered: an HTTP status, or a gRPC status in a trailers-only response.
+///
+/// ```
+/// use tower_oauth_guard::Protocol;
+///
+/// let grpc = http::Request::post("/pkg.Service/Method")
+///     .version(http::Version::HTTP_2)
+///     .header("content-type", "application/grpc")
+///     .body(())
+///     .unwrap();
+/// assert_eq!(Protocol::of(&grpc), Protocol::Grpc);
+/// assert_eq!(Protocol::of(&http::Request::get("/").body(()).unwrap()), Protocol::Http);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// HTTP: the status code and `WWW-Authenticate` (RFC 6750 §3, RFC 9449 §7.1).

@@ -11,6 +11,12 @@ use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_TOKEN_LEN};
 pub const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 
 /// The authentication scheme the client used.
+///
+/// ```
+/// use tower_oauth_guard::Scheme;
+///
+/// assert_eq!(Scheme::Dpop.as_str(), "DPoP");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     /// `Authorization: Bearer` (RFC 6750 §2.1).
@@ -51,6 +57,18 @@ impl std::fmt::Debug for Credentials<'_> {
 }
 
 /// Why the credentials could not be read.
+///
+/// ```
+/// use tower_oauth_guard::{Rejection, CredentialsError};
+///
+/// // Every refusal has a stable reason code, for logs and metrics.
+/// fn log(rejection: &Rejection) {
+///     if let Rejection::Credentials(e) = rejection {
+///         println!("refused: {} ({e})", e.reason());
+///     }
+/// }
+/// # let _ = log;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CredentialsError {

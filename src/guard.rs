@@ -28,6 +28,30 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Protects a resource server: validates access tokens and their binding, then applies a
 /// route policy. Cheap to clone; build one with [`OAuthGuard::builder`] and turn it into tower
 /// layers with [`OAuthGuard::layer`].
+///
+/// ```
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// # use tower_oauth_guard::{Issuer, KeySet, OAuthGuard};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let guard = OAuthGuard::builder()
+///     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+///     .build()
+///     .await?;
+/// // As tower layers: the whole router, and a stricter one on one route.
+/// let app: axum::Router = axum::Router::new()
+///     .route("/admin", axum::routing::get(|| async { "ok" }).layer(guard.layer().require_scope("admin")))
+///     .layer(guard.layer());
+/// # let _ = app;
+/// // Outside a tower stack, `check` runs the whole pipeline on a request head.
+/// let (mut parts, ()) = http::Request::get("/r").body(())?.into_parts();
+/// let refusal = guard
+///     .check(&mut parts, &tower_oauth_guard::Policy::default(), tower_oauth_guard::Presence::Required)
+///     .await
+///     .unwrap_err();
+/// assert_eq!(refusal.challenge().status, 401); // no credentials: a bare challenge
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct OAuthGuard {
     pub(crate) inner: Arc<Inner>,
@@ -74,6 +98,23 @@ pub(crate) fn next_guard_id() -> u64 {
 }
 
 /// Whether a route serves requests without credentials.
+///
+/// ```
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// # use tower_oauth_guard::{Issuer, KeySet, OAuthGuard};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let guard = OAuthGuard::builder()
+/// #     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+/// #     .build()
+/// #     .await?;
+/// // A route that also serves anonymous requests: `Admission::token` is `None` for them.
+/// let (mut parts, ()) = http::Request::get("/r").body(())?.into_parts();
+/// let policy = tower_oauth_guard::Policy::default();
+/// let admission = guard.check(&mut parts, &policy, tower_oauth_guard::Presence::Optional).await;
+/// assert!(admission.is_ok_and(|a| a.token.is_none()));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Presence {
     /// Credentials are required (401 without them).
@@ -85,6 +126,32 @@ pub enum Presence {
 }
 
 /// What the guard lets through.
+///
+/// ```
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// # use tower_oauth_guard::{Issuer, KeySet, OAuthGuard};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let guard = OAuthGuard::builder()
+/// #     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+/// #     .build()
+/// #     .await?;
+/// # let (mut parts, ()) = http::Request::get("/r").body(())?.into_parts();
+/// # let policy = tower_oauth_guard::Policy::default();
+/// match guard.check(&mut parts, &policy, tower_oauth_guard::Presence::Optional).await {
+///     Ok(admission) => {
+///         if let Some(token) = admission.token {
+///             parts.extensions.insert(token); // for the handler
+///         }
+///         // ... call the handler; add `admission.dpop_nonce` as `DPoP-Nonce` to its response.
+///     }
+///     Err(refusal) => {
+///         let response: http::Response<()> = guard.refusal_response(&refusal, tower_oauth_guard::Protocol::Http);
+///         # let _ = response;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Admission {
     /// The validated token; `None` only for anonymous requests on optional routes.
@@ -94,6 +161,28 @@ pub struct Admission {
 }
 
 /// A refused request: why, and the scheme the client used.
+///
+/// ```
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// # use tower_oauth_guard::{Issuer, KeySet, OAuthGuard};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let guard = OAuthGuard::builder()
+/// #     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+/// #     .build()
+/// #     .await?;
+/// let (mut parts, ()) = http::Request::get("/r")
+///     .header("authorization", "Bearer not-a-jwt")
+///     .body(())?
+///     .into_parts();
+/// let policy = tower_oauth_guard::Policy::default();
+/// let refusal = guard.check(&mut parts, &policy, tower_oauth_guard::Presence::Required).await.unwrap_err();
+/// assert_eq!(refusal.rejection.reason(), "token_malformed"); // for logs and metrics
+/// let response: http::Response<()> = guard.refusal_response(&refusal, tower_oauth_guard::Protocol::Http);
+/// assert_eq!(response.status(), 401);
+/// assert!(response.headers()["www-authenticate"].to_str()?.contains("invalid_token"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Refusal {
     /// Why.

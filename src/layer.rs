@@ -102,6 +102,27 @@ impl<S> Layer<S> for OAuthGuardLayer {
 }
 
 /// The service produced by [`OAuthGuardLayer`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+/// # use tower_oauth_guard::{Issuer, KeySet, OAuthGuard};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let guard = OAuthGuard::builder()
+/// #     .trust(Issuer::new("https://issuer.example").audience("https://api.example").jwks(KeySet::from_json(JWKS)?))
+/// #     .build()
+/// #     .await?;
+/// // Any tower service over `http::Request`, whose response body has a `Default`.
+/// let service = ServiceBuilder::new()
+///     .layer(guard.layer())
+///     .service_fn(|_request: http::Request<()>| async { Ok::<_, Infallible>(http::Response::new(String::from("ok"))) });
+/// let response = service.oneshot(http::Request::get("/").body(())?).await?;
+/// assert_eq!(response.status(), 401);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct OAuthGuardService<S> {
     inner: S,

@@ -18,6 +18,12 @@ const GENERATED_VERIFIER_BYTES: usize = 48;
 const S256_CHALLENGE_LEN: usize = 43;
 
 /// Why a PKCE value was rejected or could not be produced.
+///
+/// ```
+/// use tower_oauth_guard::pkce::{CodeVerifier, PkceError};
+///
+/// assert_eq!(CodeVerifier::new("short").unwrap_err(), PkceError::VerifierLength);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PkceError {
@@ -75,6 +81,18 @@ fn s256(verifier: &str) -> String {
 }
 
 /// A high-entropy `code_verifier` (RFC 7636 §4.1).
+///
+/// ```
+/// use tower_oauth_guard::pkce::{ChallengeMethod, CodeVerifier};
+///
+/// // The client: a fresh verifier per authorization request, its challenge in the request.
+/// let verifier = CodeVerifier::generate()?;
+/// let challenge = verifier.challenge(ChallengeMethod::S256);
+/// // The authorization server, at the token endpoint:
+/// assert!(challenge.verify(verifier.as_str()).is_ok());
+/// assert!(challenge.verify(CodeVerifier::generate()?.as_str()).is_err());
+/// # Ok::<(), tower_oauth_guard::pkce::PkceError>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct CodeVerifier(String);
 
@@ -120,6 +138,13 @@ impl fmt::Debug for CodeVerifier {
 }
 
 /// The `code_challenge_method` (RFC 7636 §4.3).
+///
+/// ```
+/// use tower_oauth_guard::pkce::ChallengeMethod;
+///
+/// assert_eq!("S256".parse::<ChallengeMethod>(), Ok(ChallengeMethod::S256));
+/// assert_eq!(ChallengeMethod::S256.as_str(), "S256");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChallengeMethod {
     /// `S256`: BASE64URL(SHA256(ASCII(code_verifier))) (RFC 7636 §4.2).
@@ -158,6 +183,15 @@ impl FromStr for ChallengeMethod {
 }
 
 /// A `code_challenge` together with its method (RFC 7636 §4.2, §4.3).
+///
+/// ```
+/// use tower_oauth_guard::pkce::{ChallengeMethod, CodeChallenge};
+///
+/// // RFC 7636 Appendix B.
+/// let challenge = CodeChallenge::new(ChallengeMethod::S256, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")?;
+/// assert!(challenge.verify("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").is_ok());
+/// # Ok::<(), tower_oauth_guard::pkce::PkceError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeChallenge {
     method: ChallengeMethod,

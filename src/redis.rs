@@ -200,6 +200,17 @@ const REPLAYED: i64 = 0;
 const OVER_QUOTA: i64 = 2;
 
 /// Why a [`RedisReplayStore`] could not be set up.
+///
+/// ```
+/// use tower_oauth_guard::redis::{MAX_KEY_PREFIX_LEN, RedisReplayStore, RedisStoreError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let prefix = "p".repeat(MAX_KEY_PREFIX_LEN + 1);
+/// let store = RedisReplayStore::builder().key_prefix(prefix).connect("redis://127.0.0.1/").await;
+/// assert!(matches!(store, Err(RedisStoreError::KeyPrefixTooLong(_))));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RedisStoreError {
@@ -252,6 +263,21 @@ impl fmt::Display for UnexpectedReply {
 impl std::error::Error for UnexpectedReply {}
 
 /// Settings of a [`RedisReplayStore`]; start with [`RedisReplayStore::builder`].
+///
+/// ``` no_run
+/// use std::time::Duration;
+/// use tower_oauth_guard::redis::RedisReplayStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisReplayStore::builder()
+///     .key_prefix("orders-api:dpop:")          // the same on every instance of one API
+///     .timeout(Duration::from_millis(20))      // fail closed (503) sooner
+///     .max_per_key(5_000)                      // one client key's share
+///     .connect("rediss://redis.internal:6380/")
+///     .await?;
+/// println!("refusals while Redis was away: {}", store.unavailable_count());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisReplayStoreBuilder {
     key_prefix: String,
@@ -557,6 +583,21 @@ struct Inner {
 
 /// DPoP replay store on Redis, shared by every instance of an API; see the [module](self)
 /// documentation. Cheap to clone; clones share the connection and the counter.
+///
+/// ``` no_run
+/// use std::time::Duration;
+/// use tower_oauth_guard::redis::RedisReplayStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisReplayStore::builder()
+///     .key_prefix("orders-api:dpop:")          // the same on every instance of one API
+///     .timeout(Duration::from_millis(20))      // fail closed (503) sooner
+///     .max_per_key(5_000)                      // one client key's share
+///     .connect("rediss://redis.internal:6380/")
+///     .await?;
+/// println!("refusals while Redis was away: {}", store.unavailable_count());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisReplayStore {
     inner: Arc<Inner>,

@@ -67,11 +67,35 @@ impl<S: NamedService> NamedService for OAuthGuardService<S> {
 }
 
 /// The validated token of a gRPC request, put there by the guard layer.
+///
+/// ```
+/// use tonic::{Request, Response, Status};
+///
+/// // In a tonic handler behind `guard.layer()`:
+/// fn greet(request: &Request<()>) -> Result<Response<String>, Status> {
+///     let token = tower_oauth_guard::tonic::require_access_token(request)?;
+///     Ok(Response::new(format!("hello {}", token.subject())))
+/// }
+/// # let _ = greet;
+/// assert!(tower_oauth_guard::tonic::access_token(&Request::new(())).is_none());
+/// ```
 pub fn access_token<T>(request: &tonic::Request<T>) -> Option<&AccessToken> {
     request.extensions().get::<AccessToken>()
 }
 
 /// Like [`access_token`], as a `Status` for handlers that use `?`.
+///
+/// ```
+/// use tonic::{Request, Response, Status};
+///
+/// // In a tonic handler behind `guard.layer()`:
+/// fn greet(request: &Request<()>) -> Result<Response<String>, Status> {
+///     let token = tower_oauth_guard::tonic::require_access_token(request)?;
+///     Ok(Response::new(format!("hello {}", token.subject())))
+/// }
+/// # let _ = greet;
+/// assert!(tower_oauth_guard::tonic::access_token(&Request::new(())).is_none());
+/// ```
 pub fn require_access_token<T>(request: &tonic::Request<T>) -> Result<&AccessToken, tonic::Status> {
     access_token(request).ok_or_else(|| tonic::Status::unauthenticated("no access token"))
 }
@@ -80,6 +104,12 @@ pub fn require_access_token<T>(request: &tonic::Request<T>) -> Result<&AccessTok
 /// the application installed one. tonic's `ServerTlsConfig` takes rustls' process default, and
 /// rustls cannot pick one alone when several are compiled in. Returns false when this crate has
 /// no TLS backend (no crypto feature) and none is installed.
+///
+/// ```
+/// // Before building tonic's `ServerTlsConfig` (with both crypto features compiled in, rustls
+/// // cannot choose alone).
+/// assert!(tower_oauth_guard::tonic::install_tls_provider());
+/// ```
 pub fn install_tls_provider() -> bool {
     match crate::crypto::tls_provider() {
         Some(provider) => {

@@ -14,6 +14,17 @@ use pki_types::CertificateDer;
 /// The client's certificate chain, leaf first, as a request extension.
 /// [`serve_tls`](crate::serve_tls) inserts it into every request of a connection that
 /// presented one.
+///
+/// ```
+/// use tower_oauth_guard::PeerCertificates;
+///
+/// // A server other than `serve_tls` hands the guard the client's chain this way.
+/// fn with_chain<B>(mut request: http::Request<B>, chain: PeerCertificates) -> http::Request<B> {
+///     request.extensions_mut().insert(chain);
+///     request
+/// }
+/// # let _ = with_chain::<()>;
+/// ```
 #[derive(Clone)]
 pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
 
@@ -35,11 +46,27 @@ impl std::fmt::Debug for PeerCertificates {
 }
 
 /// Request extension marking a request that arrived over TLS (the `https` of `htu`).
+///
+/// ```
+/// use tower_oauth_guard::TlsConnection;
+///
+/// // A server that terminates TLS itself marks its requests, so that `htu` is `https://...`.
+/// let mut request = http::Request::get("/r").body(()).unwrap();
+/// request.extensions_mut().insert(TlsConnection);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct TlsConnection;
 
 /// Request extension: the address of the TCP peer, inserted by
 /// [`serve_tls`](crate::serve_tls).
+///
+/// ```
+/// use tower_oauth_guard::RemoteAddr;
+///
+/// // The TCP peer, for the proxy checks of `ClientCertHeader` and `PublicUri::forwarded_by`.
+/// let mut request = http::Request::get("/r").body(()).unwrap();
+/// request.extensions_mut().insert(RemoteAddr("10.0.0.7:41000".parse().unwrap()));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub SocketAddr);
 

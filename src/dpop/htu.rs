@@ -16,6 +16,13 @@ use std::net::Ipv6Addr;
 use crate::limits::MAX_HTU_LEN;
 
 /// Why a URI could not serve as, or be compared with, an `htu` (RFC 9449 §4.3).
+///
+/// ```
+/// use tower_oauth_guard::{HtuError, normalize_htu};
+///
+/// assert_eq!(normalize_htu("ftp://api.example/"), Err(HtuError::UnsupportedScheme));
+/// assert_eq!(normalize_htu("https://user@api.example/"), Err(HtuError::UserinfoNotAllowed));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HtuError {
@@ -297,6 +304,15 @@ fn parse_normalized(uri: &str) -> Result<Normalized, HtuError> {
 /// lowercases scheme and host, removes the default port, turns an empty path
 /// into `/`, uppercases `%xx` and decodes escaped unreserved characters.
 /// Dot segments are kept (see the module docs).
+///
+/// ```
+/// use tower_oauth_guard::normalize_htu;
+///
+/// // RFC 3986 §6.2.2-6.2.3: case, percent-encoding and default ports do not make another URI.
+/// assert_eq!(normalize_htu("HTTPS://API.example:443/%7Ea?q=1").as_deref(), Ok("https://api.example/~a"));
+/// // Dot segments are kept: whether `/a/../b` is `/b` is the router's business.
+/// assert_ne!(normalize_htu("https://api.example/a/../b"), normalize_htu("https://api.example/b"));
+/// ```
 pub fn normalize_htu(uri: &str) -> Result<String, HtuError> {
     parse_normalized(uri).map(Normalized::into_string)
 }
@@ -304,6 +320,15 @@ pub fn normalize_htu(uri: &str) -> Result<String, HtuError> {
 /// The externally visible origin and mount point of the API, for servers
 /// behind a proxy that rewrites the URI (RFC 9449 §4.3 check 9 compares
 /// against the URI the *client* used).
+///
+/// ```
+/// use tower_oauth_guard::BaseUrl;
+///
+/// let base = BaseUrl::parse("HTTPS://API.example:443/v1/")?;
+/// assert_eq!((base.scheme(), base.authority(), base.path_prefix()), ("https", "api.example", "/v1"));
+/// assert!(BaseUrl::parse("https://api.example/?q").is_err()); // a query cannot prefix a path
+/// # Ok::<(), tower_oauth_guard::HtuError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
     scheme: Scheme,

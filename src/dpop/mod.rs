@@ -37,6 +37,15 @@ pub const DEFAULT_REPLAY_SKEW_MARGIN: Duration = Duration::from_secs(5);
 ///
 /// Off unless configured: accepting DPoP needs the API's public origin
 /// ([`PublicUri`]), which only the deployment knows.
+///
+/// ```
+/// use tower_oauth_guard::{DpopMode, Issuer};
+///
+/// // The guard's mode comes with its settings (`Dpop::allowed` / `Dpop::required`); one issuer
+/// // may differ from it.
+/// let legacy = Issuer::new("https://legacy.example").dpop(DpopMode::Disabled);
+/// # let _ = legacy;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DpopMode {
     /// Only `Bearer`. Tokens bound with `cnf.jkt` are still refused when presented as Bearer.
@@ -49,6 +58,18 @@ pub enum DpopMode {
 }
 
 /// Why the DPoP binding failed.
+///
+/// ```
+/// use tower_oauth_guard::{Rejection, DpopError};
+///
+/// // Every refusal has a stable reason code, for logs and metrics.
+/// fn log(rejection: &Rejection) {
+///     if let Rejection::Dpop(e) = rejection {
+///         println!("refused: {} ({e})", e.reason());
+///     }
+/// }
+/// # let _ = log;
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DpopError {

@@ -35,6 +35,12 @@ const DEFAULT_ACCEPTED_STEPS: u32 = 2;
 const MIN_STEP_SECS: u64 = 1;
 
 /// Why a nonce secret could not be created.
+///
+/// ```
+/// use tower_oauth_guard::{NonceError, NonceSecret};
+///
+/// assert_eq!(NonceSecret::from_bytes(b"too short").unwrap_err(), NonceError::SecretTooShort);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NonceError {
@@ -57,6 +63,18 @@ impl std::error::Error for NonceError {}
 
 /// The HMAC key that authenticates server nonces (RFC 9449 §9: nonces must
 /// be unpredictable to clients). Shared by all instances of one API.
+///
+/// ```
+/// use tower_oauth_guard::{DpopNonces, NonceSecret};
+///
+/// // Every instance of one API holds the same secret (here from 32 bytes of configuration).
+/// let shared = NonceSecret::from_bytes(&[7u8; 32])?;
+/// let nonces = DpopNonces::new(shared);
+/// // A single instance may generate its own.
+/// let single = DpopNonces::new(NonceSecret::generate()?);
+/// # let _ = (nonces, single);
+/// # Ok::<(), tower_oauth_guard::NonceError>(())
+/// ```
 #[derive(Clone)]
 pub struct NonceSecret {
     // Keyed once; cloning the state per nonce avoids re-hashing the key.
@@ -104,6 +122,18 @@ impl fmt::Debug for NonceSecret {
 }
 
 /// Outcome of checking a client-supplied nonce (RFC 9449 §8, §9).
+///
+/// ```
+/// use tower_oauth_guard::{DpopNonces, NonceCheck, NonceSecret};
+///
+/// let nonces = DpopNonces::new(NonceSecret::from_bytes(&[7u8; 32])?);
+/// let now = 1_767_225_600;
+/// let nonce = nonces.issue(now);
+/// assert!(matches!(nonces.check(&nonce, now), NonceCheck::Valid { refresh_soon: false }));
+/// assert_eq!(nonces.check("forged", now), NonceCheck::Invalid);
+/// assert_eq!(nonces.check(&nonce, now + 3_600), NonceCheck::Stale);
+/// # Ok::<(), tower_oauth_guard::NonceError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceCheck {
     /// Authentic and recent. With `refresh_soon`, the nonce was issued in an
@@ -120,6 +150,18 @@ pub enum NonceCheck {
 
 /// Issues and checks server nonces (RFC 9449 §8 for the authorization
 /// server, §9 for resource servers).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oauth_guard::{BaseUrl, Dpop, DpopNonces, NonceSecret, PublicUri};
+///
+/// // Rotating the secret: the new one issues, the old one is still accepted for a while.
+/// let (new, old) = (NonceSecret::from_bytes(&[2u8; 32])?, NonceSecret::from_bytes(&[1u8; 32])?);
+/// let nonces = DpopNonces::new(new).previous(old).step(Duration::from_secs(60));
+/// let dpop = Dpop::required(PublicUri::fixed(BaseUrl::parse("https://api.example")?)).nonces(nonces);
+/// # let _ = dpop;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct DpopNonces {
     current: NonceSecret,

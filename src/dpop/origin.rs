@@ -16,6 +16,20 @@ use crate::transport;
 /// Where the guard learns the public origin (scheme, host, port, and mount point) that a
 /// proof's `htu` is held to (RFC 9449 §4.3 check 9). There is no default: a guard that
 /// accepts DPoP must be told, because the request alone cannot be trusted to say it.
+///
+/// ```
+/// use tower_oauth_guard::{BaseUrl, ForwardedHeaders, PublicUri};
+///
+/// // Fixed public URLs: nothing the client sends can change them.
+/// let fixed = PublicUri::Fixed(vec![
+///     BaseUrl::parse("https://api.example")?,
+///     BaseUrl::parse("https://api.example.org/v1")?,
+/// ]);
+/// // Or what the listed proxies say, in the one header family they set.
+/// let proxied = PublicUri::forwarded_by(["10.0.0.5".parse()?], ForwardedHeaders::Forwarded);
+/// # let _ = (fixed, proxied);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PublicUri {
@@ -45,6 +59,15 @@ pub enum PublicUri {
 
 /// The forwarding headers a trusted proxy sets; it must overwrite (or append to) them on every
 /// request, so that the last element is its own.
+///
+/// ```
+/// use tower_oauth_guard::{ForwardedHeaders, PublicUri};
+///
+/// // Behind a proxy that sets X-Forwarded-Proto, -Host and -Prefix (and overwrites them):
+/// let public = PublicUri::forwarded_by(["10.0.0.5".parse()?], ForwardedHeaders::XForwardedWithPrefix);
+/// # let _ = public;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ForwardedHeaders {

@@ -50,6 +50,19 @@ const P384_COORDINATE_LEN: usize = 48;
 const ED25519_PUBLIC_KEY_LEN: usize = 32;
 
 /// What the server expects of a proof for this request (RFC 9449 §4.3).
+///
+/// ```
+/// use tower_oauth_guard::{ExpectedRequest, ProofPolicy, normalize_htu, verify_proof};
+///
+/// # let (proof, now) = ("eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.sig", 1_767_225_600);
+/// let expected = ExpectedRequest {
+///     method: "POST",
+///     htu: "https://server.example.com/token",
+///     access_token: None,
+/// };
+/// let result = verify_proof(proof, &expected, &ProofPolicy::default(), now, |htu| normalize_htu(htu).ok());
+/// assert!(result.is_err()); // not a valid proof
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ExpectedRequest<'a> {
     /// HTTP method of the request, compared exactly with `htm` (§4.3 item 8).
@@ -74,6 +87,18 @@ impl fmt::Debug for ExpectedRequest<'_> {
 }
 
 /// Local policy for accepting proofs (RFC 9449 §4.3 items 5 and 11).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oauth_guard::{Algorithm, ProofPolicy};
+///
+/// let strict = ProofPolicy {
+///     algorithms: vec![Algorithm::ES256],
+///     max_age: Duration::from_secs(30),
+///     ..ProofPolicy::default()
+/// };
+/// # let _ = strict;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofPolicy {
     /// Accepted `alg` values; [`Algorithm`] has no HMAC or `none`, since
@@ -109,6 +134,22 @@ impl Default for ProofPolicy {
 }
 
 /// A proof that passed every check of [`verify_proof`].
+///
+/// ```
+/// use tower_oauth_guard::{ExpectedRequest, ProofPolicy, normalize_htu, verify_proof};
+///
+/// # let (proof, now) = ("eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.sig", 1_767_225_600);
+/// let expected = ExpectedRequest {
+///     method: "POST",
+///     htu: "https://server.example.com/token",
+///     access_token: None,
+/// };
+/// let result = verify_proof(proof, &expected, &ProofPolicy::default(), now, |htu| normalize_htu(htu).ok());
+/// if let Ok(verified) = result {
+///     // Bind it: the token's `cnf.jkt` must name this key, and `(jkt, jti)` go to a replay store.
+///     println!("key {} proof {} at {}", verified.jkt, verified.jti, verified.iat);
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifiedProof {
@@ -132,6 +173,14 @@ pub struct VerifiedProof {
 }
 
 /// Why a proof was rejected (RFC 9449 §4.3).
+///
+/// ```
+/// use tower_oauth_guard::{ExpectedRequest, MalformedProof, ProofError, ProofPolicy, verify_proof};
+///
+/// let expected = ExpectedRequest { method: "GET", htu: "https://api.example/r", access_token: None };
+/// let result = verify_proof("not.a-proof", &expected, &ProofPolicy::default(), 0, |h| Some(h.to_owned()));
+/// assert_eq!(result.unwrap_err(), ProofError::Malformed(MalformedProof::WrongPartCount));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProofError {
@@ -208,6 +257,14 @@ impl ProofError {
 }
 
 /// How a proof fails to be a compact JWS (RFC 7515 §7.1).
+///
+/// ```
+/// use tower_oauth_guard::{ExpectedRequest, MalformedProof, ProofError, ProofPolicy, verify_proof};
+///
+/// let expected = ExpectedRequest { method: "GET", htu: "https://api.example/r", access_token: None };
+/// let result = verify_proof("a..c", &expected, &ProofPolicy::default(), 0, |h| Some(h.to_owned()));
+/// assert_eq!(result.unwrap_err(), ProofError::Malformed(MalformedProof::EmptyPart));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MalformedProof {
@@ -304,6 +361,19 @@ impl std::error::Error for ProofError {
 /// # Errors
 ///
 /// The [`ProofError`] of the first check that failed.
+///
+/// ```
+/// use tower_oauth_guard::{ExpectedRequest, ProofPolicy, normalize_htu, verify_proof};
+///
+/// # let (proof, now) = ("eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.sig", 1_767_225_600);
+/// let expected = ExpectedRequest {
+///     method: "POST",
+///     htu: "https://server.example.com/token",
+///     access_token: None,
+/// };
+/// let result = verify_proof(proof, &expected, &ProofPolicy::default(), now, |htu| normalize_htu(htu).ok());
+/// assert!(result.is_err()); // not a valid proof
+/// ```
 pub fn verify_proof<N>(
     proof: &str,
     expected: &ExpectedRequest<'_>,
@@ -430,6 +500,14 @@ pub(crate) fn verify_proof_matching(
 
 /// The `ath` value for an access token: base64url of the SHA-256 of its
 /// ASCII bytes (RFC 9449 §4.2).
+///
+/// ```
+/// // RFC 9449 §7.1's example token and `ath`.
+/// assert_eq!(
+///     tower_oauth_guard::ath_for("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"),
+///     "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+/// );
+/// ```
 #[must_use]
 pub fn ath_for(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
@@ -498,6 +576,14 @@ pub(crate) fn thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
 
 /// Whether a token's `cnf.jkt` names the proof key (RFC 9449 §6), compared
 /// in constant time so a probing client learns nothing from timing.
+///
+/// ```
+/// use tower_oauth_guard::jkt_matches;
+///
+/// let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+/// assert!(jkt_matches(jkt, jkt));
+/// assert!(!jkt_matches(jkt, "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4J"));
+/// ```
 #[must_use]
 pub fn jkt_matches(jkt_claim: &str, jkt: &str) -> bool {
     jkt_claim.as_bytes().ct_eq(jkt.as_bytes()).into()

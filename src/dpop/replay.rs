@@ -19,7 +19,7 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 use sha2::{Digest, Sha256};
 
-/// Default bound of [`MemoryReplayStore`]: about 150 MB of entries, far above honest
+/// Default bound of [`MemoryReplayStore`]: about 450 MB of entries, far above honest
 /// traffic within a proof lifetime.
 pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
 /// Default share of a store one client key (`jkt`) may hold: with the default 60 s + 5 s
@@ -34,6 +34,19 @@ const CLIENT_DOMAIN: &[u8] = b"dpop-replay-client-v1";
 const QUOTA_SHARDS: usize = 32;
 
 /// Whether a proof may be accepted (RFC 9449 §11.1).
+///
+/// ```
+/// use tower_oauth_guard::{MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayWindow};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryReplayStore::default();
+/// let key = ReplayKey::new("client-jkt", "proof-jti");
+/// let window = ReplayWindow { now: 1_767_225_600, until: 1_767_225_671 };
+/// assert_eq!(store.check_and_insert(&key, window).await?, ReplayCheck::Fresh);
+/// assert_eq!(store.check_and_insert(&key, window).await?, ReplayCheck::Replayed);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReplayCheck {
@@ -47,6 +60,20 @@ pub enum ReplayCheck {
 }
 
 /// Why a replay store could not decide; callers must reject the proof (fail closed).
+///
+/// ```
+/// use tower_oauth_guard::{MemoryReplayStore, ReplayKey, ReplayStore, ReplayStoreError, ReplayWindow};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryReplayStore::new(1);
+/// let window = ReplayWindow { now: 1_000, until: 1_071 };
+/// let _ = store.check_and_insert(&ReplayKey::new("k", "1"), window).await;
+/// // Full: the guard answers 503 rather than forget a proof early.
+/// let full = store.check_and_insert(&ReplayKey::new("k", "2"), window).await;
+/// assert!(matches!(full, Err(ReplayStoreError::Full)));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ReplayStoreError {
@@ -81,6 +108,14 @@ impl std::error::Error for ReplayStoreError {
 /// Identity of one proof: SHA-256 over the length-prefixed key thumbprint and `jti`, so a
 /// client cannot collide with another client's `jti` (RFC 9449 §11.1 makes `jti` unique per
 /// key, not globally); and the identity of its client key, for the per-client share.
+///
+/// ```
+/// use tower_oauth_guard::ReplayKey;
+///
+/// let key = ReplayKey::new("client-jkt", "proof-jti");
+/// assert_eq!(key.to_hex().len(), 64); // a digest: the store never holds the proof's values
+/// assert_ne!(key, ReplayKey::new("other-jkt", "proof-jti"));
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ReplayKey {
     proof: [u8; 32],
@@ -147,6 +182,14 @@ impl fmt::Debug for ReplayKey {
 }
 
 /// How long a store must remember one proof (RFC 9449 §11.1), in the guard's clock.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oauth_guard::ReplayWindow;
+///
+/// let window = ReplayWindow { now: 1_000, until: 1_071 };
+/// assert_eq!(window.ttl(), Duration::from_secs(71));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayWindow {
     /// Unix seconds: the guard's time of this check.
@@ -166,10 +209,42 @@ impl ReplayWindow {
 }
 
 /// Boxed future returned by [`ReplayStore::check_and_insert`].
+///
+/// ```
+/// use tower_oauth_guard::{ReplayCheck, ReplayFuture, ReplayKey, ReplayStore, ReplayWindow};
+///
+/// /// Refuses every proof: a store for a maintenance window.
+/// struct Closed;
+///
+/// impl ReplayStore for Closed {
+///     fn check_and_insert<'a>(&'a self, _: &'a ReplayKey, _: ReplayWindow) -> ReplayFuture<'a> {
+///         Box::pin(async { Ok(ReplayCheck::OverQuota) })
+///     }
+/// }
+/// # let _ = Closed;
+/// ```
 pub type ReplayFuture<'a> =
     Pin<Box<dyn Future<Output = Result<ReplayCheck, ReplayStoreError>> + Send + 'a>>;
 
 /// Memory of recently used proofs (RFC 9449 §11.1).
+///
+/// ```
+/// use tower_oauth_guard::{MemoryReplayStore, ReplayFuture, ReplayKey, ReplayStore, ReplayWindow};
+///
+/// /// A store that counts its checks, around another store.
+/// struct Counted<S> {
+///     inner: S,
+///     checks: std::sync::atomic::AtomicU64,
+/// }
+///
+/// impl<S: ReplayStore> ReplayStore for Counted<S> {
+///     fn check_and_insert<'a>(&'a self, key: &'a ReplayKey, window: ReplayWindow) -> ReplayFuture<'a> {
+///         self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         self.inner.check_and_insert(key, window)
+///     }
+/// }
+/// # let _ = Counted { inner: MemoryReplayStore::default(), checks: Default::default() };
+/// ```
 pub trait ReplayStore: Send + Sync + 'static {
     /// Atomically: if `key` is not remembered (or only until an instant before
     /// `window.now`), remember it until `window.until` and return [`ReplayCheck::Fresh`];
@@ -326,8 +401,19 @@ impl Drop for Reservation {
 /// [`ReplayStoreError::Full`]; a client key holding `max_per_key` live proofs gets
 /// [`ReplayCheck::OverQuota`] for its new ones; known proofs still report `Replayed`.
 ///
-/// Memory bound: about 150 bytes per live proof (key, window, moka's bookkeeping), so the
-/// default million entries take about 150 MB at most.
+/// Memory bound: about 450 bytes of resident memory per live proof (the key, the window and
+/// moka's bookkeeping, measured by `examples/flood`), so the default million entries take
+/// about 450 MB at most; [`MemoryReplayStore::with_limits`] sets a smaller bound.
+///
+/// ```
+/// use tower_oauth_guard::{BaseUrl, Dpop, MemoryReplayStore, PublicUri};
+///
+/// // 100 000 live proofs at most (about 45 MB), 1 000 of them per client key.
+/// let store = MemoryReplayStore::with_limits(100_000, 1_000);
+/// let dpop = Dpop::allowed(PublicUri::fixed(BaseUrl::parse("https://api.example")?)).replay_store(store);
+/// # let _ = dpop;
+/// # Ok::<(), tower_oauth_guard::HtuError>(())
+/// ```
 pub struct MemoryReplayStore {
     cache: Cache<ReplayKey, Remembered>,
     counters: Arc<Counters>,

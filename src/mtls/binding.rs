@@ -5,6 +5,14 @@ use super::peer::{self, ClientCertHeader};
 use super::thumbprint::CertificateThumbprint;
 
 /// Whether unbound tokens are accepted (RFC 8705 §3).
+///
+/// ```
+/// use tower_oauth_guard::{Issuer, MtlsMode};
+///
+/// // The guard's mode is set by `Mtls::allowed()` / `Mtls::required()`; one issuer may differ.
+/// let partner = Issuer::new("https://partner.example").mtls(MtlsMode::Required);
+/// # let _ = partner;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MtlsMode {
     /// Certificate-bound tokens are checked; unbound tokens pass (as with
@@ -16,6 +24,18 @@ pub enum MtlsMode {
 }
 
 /// Why the certificate binding failed. All answer `invalid_token` (RFC 8705 §3).
+///
+/// ```
+/// use tower_oauth_guard::{Rejection, MtlsError};
+///
+/// // Every refusal has a stable reason code, for logs and metrics.
+/// fn log(rejection: &Rejection) {
+///     if let Rejection::Mtls(e) = rejection {
+///         println!("refused: {} ({e})", e.reason());
+///     }
+/// }
+/// # let _ = log;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MtlsError {

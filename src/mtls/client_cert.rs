@@ -19,6 +19,15 @@ pub const CLIENT_CERT: &str = "client-cert";
 pub const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
 
 /// Why the forwarded client certificate headers were rejected (RFC 9440 §2).
+///
+/// ```
+/// use tower_oauth_guard::{Mtls, MtlsError};
+///
+/// // A trusted proxy's `Client-Cert` that does not parse refuses a certificate-bound token with
+/// // `MtlsError::MalformedClientCertHeader` (the `ClientCertError` says why, in the logs).
+/// let mtls = Mtls::allowed();
+/// # let _ = (mtls, MtlsError::MalformedClientCertHeader);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientCertError {

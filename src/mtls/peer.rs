@@ -12,6 +12,15 @@ use crate::transport;
 
 /// Trust in a TLS-terminating proxy that forwards the client certificate in `Client-Cert`
 /// (RFC 9440 §2). Off unless configured: anyone can send that header.
+///
+/// ```
+/// use tower_oauth_guard::{ClientCertHeader, Mtls};
+///
+/// let proxies = ["10.0.0.5".parse()?, "10.0.0.6".parse()?];
+/// let mtls = Mtls::allowed().trust_client_cert_header(ClientCertHeader::from_proxies(proxies));
+/// # let _ = mtls;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientCertHeader {
     proxies: Option<Arc<[IpAddr]>>,

@@ -24,6 +24,25 @@ use crate::transport::{PeerCertificates, RemoteAddr, TlsConnection};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether and how the server asks for client certificates (RFC 8705 §2 PKI method).
+///
+/// ``` no_run
+/// use std::sync::Arc;
+/// use tower_oauth_guard::{ClientAuth, load_certificates, load_private_key, serve_tls, server_config};
+///
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client_cas = rustls::RootCertStore::empty();
+/// for ca in load_certificates("client-ca.pem")? {
+///     client_cas.add(ca)?;
+/// }
+/// let config = server_config(
+///     load_certificates("server.pem")?, // leaf first
+///     load_private_key("server.key")?,
+///     ClientAuth::Optional(Arc::new(client_cas)), // bearer and DPoP clients share the port
+/// )?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// serve_tls(listener, Arc::new(config), app).await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
     /// No client certificates requested.
@@ -36,6 +55,15 @@ pub enum ClientAuth {
 }
 
 /// Why a server configuration could not be built.
+///
+/// ```
+/// use tower_oauth_guard::{ClientAuth, ServeTlsError, server_config};
+///
+/// // A key that does not parse is an error, not a panic.
+/// let key = rustls::pki_types::PrivateKeyDer::Pkcs8(vec![0u8; 8].into());
+/// let result = server_config(vec![], key, ClientAuth::None);
+/// assert!(matches!(result, Err(ServeTlsError::Tls(_)) | Err(ServeTlsError::NoTlsProvider)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServeTlsError {
@@ -60,6 +88,25 @@ impl std::fmt::Display for ServeTlsError {
 impl std::error::Error for ServeTlsError {}
 
 /// Reads every certificate of a PEM file (leaf first, for a chain).
+///
+/// ``` no_run
+/// use std::sync::Arc;
+/// use tower_oauth_guard::{ClientAuth, load_certificates, load_private_key, serve_tls, server_config};
+///
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client_cas = rustls::RootCertStore::empty();
+/// for ca in load_certificates("client-ca.pem")? {
+///     client_cas.add(ca)?;
+/// }
+/// let config = server_config(
+///     load_certificates("server.pem")?, // leaf first
+///     load_private_key("server.key")?,
+///     ClientAuth::Optional(Arc::new(client_cas)), // bearer and DPoP clients share the port
+/// )?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// serve_tls(listener, Arc::new(config), app).await;
+/// # Ok(()) }
+/// ```
 pub fn load_certificates(
     path: impl AsRef<std::path::Path>,
 ) -> Result<Vec<CertificateDer<'static>>, pki_types::pem::Error> {
@@ -68,6 +115,25 @@ pub fn load_certificates(
 }
 
 /// Reads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
+///
+/// ``` no_run
+/// use std::sync::Arc;
+/// use tower_oauth_guard::{ClientAuth, load_certificates, load_private_key, serve_tls, server_config};
+///
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client_cas = rustls::RootCertStore::empty();
+/// for ca in load_certificates("client-ca.pem")? {
+///     client_cas.add(ca)?;
+/// }
+/// let config = server_config(
+///     load_certificates("server.pem")?, // leaf first
+///     load_private_key("server.key")?,
+///     ClientAuth::Optional(Arc::new(client_cas)), // bearer and DPoP clients share the port
+/// )?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// serve_tls(listener, Arc::new(config), app).await;
+/// # Ok(()) }
+/// ```
 pub fn load_private_key(
     path: impl AsRef<std::path::Path>,
 ) -> Result<PrivateKeyDer<'static>, pki_types::pem::Error> {
@@ -77,6 +143,25 @@ pub fn load_private_key(
 
 /// A rustls server configuration for `cert_chain`/`key`, asking for client certificates as
 /// `client_auth` says, offering HTTP/2 and HTTP/1.1 by ALPN.
+///
+/// ``` no_run
+/// use std::sync::Arc;
+/// use tower_oauth_guard::{ClientAuth, load_certificates, load_private_key, serve_tls, server_config};
+///
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client_cas = rustls::RootCertStore::empty();
+/// for ca in load_certificates("client-ca.pem")? {
+///     client_cas.add(ca)?;
+/// }
+/// let config = server_config(
+///     load_certificates("server.pem")?, // leaf first
+///     load_private_key("server.key")?,
+///     ClientAuth::Optional(Arc::new(client_cas)), // bearer and DPoP clients share the port
+/// )?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// serve_tls(listener, Arc::new(config), app).await;
+/// # Ok(()) }
+/// ```
 pub fn server_config(
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -114,6 +199,25 @@ pub fn server_config(
 /// [`RemoteAddr`] and, when the client sent one, [`PeerCertificates`] in its extensions.
 /// Runs until the task is dropped; accept errors (such as running out of file descriptors)
 /// are logged and retried.
+///
+/// ``` no_run
+/// use std::sync::Arc;
+/// use tower_oauth_guard::{ClientAuth, load_certificates, load_private_key, serve_tls, server_config};
+///
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client_cas = rustls::RootCertStore::empty();
+/// for ca in load_certificates("client-ca.pem")? {
+///     client_cas.add(ca)?;
+/// }
+/// let config = server_config(
+///     load_certificates("server.pem")?, // leaf first
+///     load_private_key("server.key")?,
+///     ClientAuth::Optional(Arc::new(client_cas)), // bearer and DPoP clients share the port
+/// )?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// serve_tls(listener, Arc::new(config), app).await;
+/// # Ok(()) }
+/// ```
 pub async fn serve_tls<S, B>(listener: TcpListener, config: Arc<rustls::ServerConfig>, service: S)
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>

@@ -14,6 +14,15 @@ const THUMBPRINT_LEN: usize = 32;
 const THUMBPRINT_B64_LEN: usize = 43;
 
 /// SHA-256 of a certificate's DER encoding (RFC 8705 §3.1).
+///
+/// ```
+/// use tower_oauth_guard::CertificateThumbprint;
+///
+/// # let der: &[u8] = b"the DER bytes of a certificate";
+/// let thumbprint = CertificateThumbprint::from_der(der);
+/// let claim = thumbprint.to_base64url(); // what an authorization server puts in cnf.x5t#S256
+/// assert!(thumbprint.matches_x5t_s256(&claim));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CertificateThumbprint([u8; THUMBPRINT_LEN]);
 

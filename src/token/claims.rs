@@ -31,6 +31,19 @@ impl std::fmt::Debug for Validated {
 }
 
 /// The `cnf` claim: what the token is bound to (RFC 7800 §3.1).
+///
+/// ```
+/// use tower_oauth_guard::AccessToken;
+///
+/// async fn handler(token: AccessToken) -> &'static str {
+///     match (&token.confirmation().jkt, &token.confirmation().x5t_s256) {
+///         (Some(_), _) => "bound to a DPoP key",
+///         (_, Some(_)) => "bound to a client certificate",
+///         _ => "a bearer token",
+///     }
+/// }
+/// # let _ = handler;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Confirmation {
     /// `cnf.jkt`: JWK SHA-256 thumbprint of the DPoP key (RFC 9449 §6.1).
@@ -72,6 +85,16 @@ impl Confirmation {
 
 /// The scopes a token grants: `scope` (space separated, RFC 8693 §4.2 / RFC 9068 §2.2.3) or
 /// `scp` (array or string).
+///
+/// ```
+/// use tower_oauth_guard::AccessToken;
+///
+/// async fn handler(token: AccessToken) -> String {
+///     let scopes = token.scopes();
+///     if scopes.contains("admin") { "all".into() } else { scopes.to_scope_string() }
+/// }
+/// # let _ = handler;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes(Vec<String>);
 

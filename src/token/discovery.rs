@@ -7,6 +7,20 @@ use super::fetch::{FetchError, HttpClient, parse_url};
 use crate::limits::MAX_METADATA_LEN;
 
 /// Why discovery failed.
+///
+/// ```
+/// use tower_oauth_guard::{BuildError, DiscoveryError};
+///
+/// // What `build()` reports when an issuer's metadata cannot be used.
+/// fn explain(error: &BuildError) -> Option<&'static str> {
+///     match error {
+///         BuildError::Discovery(_, DiscoveryError::IssuerMismatch) => Some("metadata names another issuer"),
+///         BuildError::Discovery(_, DiscoveryError::InvalidJwksUri) => Some("metadata has no jwks_uri"),
+///         _ => None,
+///     }
+/// }
+/// # let _ = explain;
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DiscoveryError {

@@ -2,6 +2,18 @@
 
 /// Why an access token is not valid. Every variant answers `invalid_token`; the variant is for
 /// logs and metrics ([`TokenError::reason`]), the description for the client leaks nothing.
+///
+/// ```
+/// use tower_oauth_guard::{Rejection, TokenError};
+///
+/// // Every refusal has a stable reason code, for logs and metrics.
+/// fn log(rejection: &Rejection) {
+///     if let Rejection::Token(e) = rejection {
+///         println!("refused: {} ({e})", e.reason());
+///     }
+/// }
+/// # let _ = log;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenError {

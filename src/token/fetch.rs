@@ -15,6 +15,20 @@ use hyper_util::rt::TokioExecutor;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a document could not be fetched.
+///
+/// ```
+/// use tower_oauth_guard::{BuildError, FetchError, Issuer, OAuthGuard};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Keys travel over HTTPS only (plain HTTP on loopback, for tests).
+/// let built = OAuthGuard::builder()
+///     .trust(Issuer::new("https://issuer.example").audience("api").jwks_url("http://issuer.example/jwks"))
+///     .build()
+///     .await;
+/// assert!(matches!(built, Err(BuildError::InvalidJwksUrl(_, FetchError::InsecureUrl))));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FetchError {

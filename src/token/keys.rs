@@ -14,6 +14,15 @@ use super::fetch::FetchError;
 use crate::limits::{MAX_JWKS_LEN, MAX_KEYS};
 
 /// Why a key set was refused.
+///
+/// ```
+/// use tower_oauth_guard::{KeySet, KeysError};
+///
+/// assert!(matches!(KeySet::from_json(b"[]"), Err(KeysError::NotAJwkSet(_))));
+/// // A symmetric key is never an issuer's key: the set holds nothing usable.
+/// let secret = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#;
+/// assert!(matches!(KeySet::from_json(secret), Err(KeysError::NoUsableKey)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum KeysError {
