@@ -810,3 +810,55 @@ async fn shares_the_window_through_a_redis_cluster() {
         assert_exactly_one_accepted(&race(&bases, &token, &proof, 16).await, round);
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// RFC 9449 §11.1 as the guard computes it with the default policy: a proof with `iat`
+    /// is acceptable while `iat - 5 <= now <= iat + 60`, and remembered until
+    /// `iat + 60 + 1 + 5` (a whole second of acceptance, and the skew margin).
+    fn acceptable(iat: i64, now: i64) -> bool {
+        iat - 5 <= now && now <= iat + 60
+    }
+
+    fn window(iat: i64, now: i64) -> ReplayWindow {
+        ReplayWindow {
+            now,
+            until: iat + 60 + 1 + 5,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// For any sequence of (proof, arrival time), the Redis store accepts each proof at
+        /// most once while it can be accepted: the property the in-process store is held to.
+        #[test]
+        fn the_redis_store_accepts_each_proof_at_most_once(
+            arrivals in proptest::collection::vec((0usize..6, -10i64..120), 1..60),
+            iats in proptest::collection::vec(-70i64..70, 6),
+        ) {
+            let redis = TestRedis::get();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let store = runtime.block_on(store(&redis.url(), &prefix()));
+            // Arrivals around the real time, so that Redis's own clock agrees with the guard's.
+            let t0 = now();
+            let mut arrivals = arrivals;
+            arrivals.sort_by_key(|(_, t)| *t);
+            let mut fresh = [0u32; 6];
+            for (proof, offset) in arrivals {
+                let (now, iat) = (t0 + offset, t0 + iats[proof]);
+                if !acceptable(iat, now) {
+                    continue;
+                }
+                let key = ReplayKey::new("client", &proof.to_string());
+                let check = runtime.block_on(store.check_and_insert(&key, window(iat, now))).unwrap();
+                if check == ReplayCheck::Fresh {
+                    fresh[proof] += 1;
+                }
+            }
+            prop_assert!(fresh.iter().all(|n| *n <= 1), "{fresh:?}");
+        }
+    }
+}
