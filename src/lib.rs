@@ -69,6 +69,8 @@ mod transport;
 
 mod http_syntax;
 
+mod json;
+
 mod extract;
 
 mod token;

@@ -14,9 +14,9 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// away no legitimate key.
 pub const MAX_DPOP_PROOF_LEN: usize = 4096;
 
-/// Longest `jti` accepted, in characters. Each `jti` is kept in a replay store for the proof's
-/// lifetime (RFC 9449 §11.1), so this bounds memory per request. RFC 9449 §4.2 suggests 96
-/// random bits or a UUID (16 or 36 characters); 256 leaves room for any reasonable encoding.
+/// Longest `jti` accepted, in characters. Replay stores keep a digest of it, not the value, so
+/// this bounds the work per proof rather than the store. RFC 9449 §4.2 suggests 96 random bits
+/// or a UUID (16 or 36 characters); 256 leaves room for any reasonable encoding.
 pub const MAX_JTI_LEN: usize = 256;
 
 /// Longest `htu` accepted; real endpoint URIs are far shorter and this bounds work on attacker
@@ -43,6 +43,10 @@ pub const MAX_CLIENT_CERT_HEADER_LEN: usize = 16 * 1024;
 /// certificates.
 pub const MAX_CLIENT_CERT_CHAIN_HEADER_LEN: usize = 64 * 1024;
 
+/// Most parameters accepted on one certificate of `Client-Cert` or `Client-Cert-Chain`
+/// (RFC 8941 §3.1.2); RFC 9440 defines none, and each would be built before being ignored.
+pub const MAX_CLIENT_CERT_PARAMETERS: usize = 8;
+
 /// Most intermediates accepted in `Client-Cert-Chain`; real chains have 1-3.
 pub const MAX_CHAIN_CERTS: usize = 8;
 
@@ -51,7 +55,8 @@ pub const MAX_CHAIN_CERTS: usize = 8;
 /// Largest JWK Set document accepted; real ones are a few KiB.
 pub const MAX_JWKS_LEN: usize = 256 * 1024;
 
-/// Most keys kept from one JWK Set; more is a misconfiguration or an attack on lookup time.
+/// Most entries of a JWK Set's `keys` read; the rest are skipped unread. More is a
+/// misconfiguration or an attack on lookup time and memory.
 pub const MAX_KEYS: usize = 64;
 
 /// Largest authorization-server metadata document accepted.

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::json::Members;
 use crate::jws::{self, CompactJws, SplitError};
 use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_JTI_LEN, MAX_JWKS_LEN};
 use base64::Engine as _;
@@ -34,6 +35,18 @@ const DPOP_TYP: &str = "dpop+jwt";
 /// §6.3.2, §6.4; RFC 8037 §2). The proof's `jwk` MUST NOT contain a private
 /// key (RFC 9449 §4.2).
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The proof header members the checks read (RFC 9449 §4.2, RFC 7515 §4.1): the public key
+/// members of `jwk` and, to refuse them, its private ones.
+const HEADER_MEMBERS: Members<'static> = Members {
+    keep: &["typ", "alg", "crit"],
+    nested: Some((
+        "jwk",
+        &[
+            "kty", "crv", "x", "y", "n", "e", "d", "p", "q", "dp", "dq", "qi", "oth", "k",
+        ],
+    )),
+};
 
 /// Longest RSA public exponent accepted, in bytes: aws-lc takes at most
 /// 33-bit exponents, and real keys use 65537 (3 bytes).
@@ -411,7 +424,9 @@ pub(crate) fn verify_proof_matching(
         return Err(ProofError::TooLarge);
     }
     let parts = DecodedProof::split(proof)?;
-    let mut header = jws::json_object(&parts.header)
+    // Unauthenticated: only the members the checks read are built.
+    let mut header = HEADER_MEMBERS
+        .parse(&parts.header)
         .ok_or(ProofError::Malformed(MalformedProof::HeaderNotJsonObject))?;
 
     if header.get("typ").and_then(Value::as_str) != Some(DPOP_TYP) {

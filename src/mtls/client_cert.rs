@@ -11,6 +11,7 @@ use sfv::{Item, List, ListEntry, Parser};
 
 use crate::limits::{
     MAX_CHAIN_CERTS, MAX_CLIENT_CERT_CHAIN_HEADER_LEN, MAX_CLIENT_CERT_HEADER_LEN,
+    MAX_CLIENT_CERT_PARAMETERS,
 };
 
 /// `Client-Cert` field name (RFC 9440 §2.2).
@@ -66,6 +67,11 @@ impl fmt::Display for ClientCertError {
 
 impl std::error::Error for ClientCertError {}
 
+/// How many times `byte` occurs in `value`.
+fn separators(value: &[u8], byte: u8) -> usize {
+    value.iter().filter(|b| **b == byte).count()
+}
+
 fn certificate(bytes: Option<&[u8]>) -> Result<Vec<u8>, ClientCertError> {
     match bytes {
         None => Err(ClientCertError::NotAByteSequence),
@@ -80,6 +86,9 @@ pub fn parse_client_cert(value: &[u8]) -> Result<Vec<u8>, ClientCertError> {
     if value.len() > MAX_CLIENT_CERT_HEADER_LEN {
         return Err(ClientCertError::TooLarge);
     }
+    if separators(value, b';') > MAX_CLIENT_CERT_PARAMETERS {
+        return Err(ClientCertError::Malformed);
+    }
     let item = Parser::new(value)
         .parse::<Item>()
         .map_err(|_| ClientCertError::Malformed)?;
@@ -91,6 +100,15 @@ pub fn parse_client_cert(value: &[u8]) -> Result<Vec<u8>, ClientCertError> {
 pub fn parse_client_cert_chain(value: &[u8]) -> Result<Vec<Vec<u8>>, ClientCertError> {
     if value.len() > MAX_CLIENT_CERT_CHAIN_HEADER_LEN {
         return Err(ClientCertError::ChainTooLarge);
+    }
+    // Counted before parsing, so that a list of a thousand tiny members is refused without
+    // being built. A byte sequence never holds `,` or `;`, so each one separates members
+    // or parameters (or sits inside a string parameter, which only makes this stricter).
+    if separators(value, b',') >= MAX_CHAIN_CERTS {
+        return Err(ClientCertError::ChainTooLong);
+    }
+    if separators(value, b';') > MAX_CLIENT_CERT_PARAMETERS * MAX_CHAIN_CERTS {
+        return Err(ClientCertError::Malformed);
     }
     let list = Parser::new(value)
         .parse::<List>()

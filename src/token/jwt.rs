@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::algorithm::Algorithm;
 use serde_json::{Map, Value};
 
+use crate::json::Members;
 use crate::jws::{self, CompactJws};
 
 use super::claims::{Confirmation, Scopes, Validated};
@@ -69,12 +70,13 @@ pub(crate) async fn validate(
     now: i64,
 ) -> Result<Validated, TokenError> {
     let jws = CompactJws::split(token).map_err(|_| TokenError::Malformed)?;
-    let json = |part: &str| {
+    // Before the signature is checked, only the members that choose the key are built.
+    let members = |part: &str, keep: &[&str]| {
         jws::decode(part)
-            .and_then(|bytes| jws::json_object(&bytes))
+            .and_then(|bytes| Members { keep, nested: None }.parse(&bytes))
             .ok_or(TokenError::Malformed)
     };
-    let header = Header::from_json(json(jws.header)?)?;
+    let header = Header::from_json(members(jws.header, &["alg", "kid", "typ", "crit"])?)?;
     // `none`, HMAC and unknown names have no `Algorithm`: never allowed (RFC 9068 §4 check 6).
     let alg = Algorithm::from_name(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
     if !rules.algorithms.contains(&alg) {
@@ -83,10 +85,10 @@ pub(crate) async fn validate(
     if !typ_allowed(header.typ.as_deref(), rules.require_at_jwt_typ) {
         return Err(TokenError::WrongType);
     }
-    let claims = json(jws.payload)?;
+    let unverified = members(jws.payload, &["iss"])?;
 
     // The unverified `iss` only picks which keys to try; it is trusted after the signature.
-    let iss = claims.get("iss").and_then(Value::as_str);
+    let iss = unverified.get("iss").and_then(Value::as_str);
     let issuer = iss
         .and_then(|iss| issuers.get(iss))
         .ok_or(TokenError::UnknownIssuer)?;
@@ -105,6 +107,13 @@ pub(crate) async fn validate(
         _ => return Err(TokenError::InvalidSignature),
     }
 
+    // Authenticated: now the whole payload is read.
+    let claims = jws::decode(jws.payload)
+        .and_then(|bytes| jws::json_object(&bytes))
+        .ok_or(TokenError::Malformed)?;
+    if claims.get("iss") != unverified.get("iss") {
+        return Err(TokenError::Malformed);
+    }
     let exp = time_claim(&claims, "exp")?.ok_or(TokenError::MissingExpiry)?;
     if now.saturating_sub(rules.leeway) >= exp {
         return Err(TokenError::Expired);

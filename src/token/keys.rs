@@ -7,11 +7,21 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
-use serde::Deserialize;
 
 #[cfg(feature = "fetch")]
 use super::fetch::FetchError;
+use crate::json::{self, Members};
 use crate::limits::{MAX_JWKS_LEN, MAX_KEYS};
+
+/// The JWK members a key is built from (RFC 7517 §4, RFC 7518 §6, RFC 8037 §2); the others
+/// are skipped unread.
+const JWK_MEMBERS: Members<'static> = Members {
+    keep: &[
+        "kty", "use", "key_ops", "alg", "kid", "x5u", "x5c", "x5t", "x5t#S256", "crv", "x", "y",
+        "n", "e", "k", "d",
+    ],
+    nested: None,
+};
 
 /// Why a key set was refused.
 ///
@@ -170,24 +180,19 @@ impl std::fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// Parses a JWK Set document. Keys that do not parse are skipped rather than failing the
+    /// Parses a JWK Set document (RFC 7517 §5). Of its `keys`, the first [`MAX_KEYS`] are read
+    /// and the rest skipped unread; keys that do not parse are skipped rather than failing the
     /// whole set, so an issuer adding a key type we do not know does not lock everyone out.
     pub fn from_json(bytes: &[u8]) -> Result<Self, KeysError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            keys: Vec<serde_json::Value>,
-        }
         if bytes.len() > MAX_JWKS_LEN {
             return Err(KeysError::TooLarge);
         }
-        let raw: Raw =
-            serde_json::from_slice(bytes).map_err(|e| KeysError::NotAJwkSet(Box::new(e)))?;
-        let keys = raw
-            .keys
+        let entries = json::array_member(bytes, "keys", MAX_KEYS, JWK_MEMBERS)
+            .ok_or_else(|| KeysError::NotAJwkSet("not a JSON object with a `keys` array".into()))?;
+        let keys = entries
             .into_iter()
             .filter_map(|v| serde_json::from_value::<Jwk>(v).ok())
             .filter_map(|jwk| VerificationKey::from_jwk(&jwk))
-            .take(MAX_KEYS)
             .map(Arc::new)
             .collect::<Vec<_>>();
         if keys.is_empty() {

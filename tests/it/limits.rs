@@ -8,9 +8,9 @@ use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
 use tower_oauth_guard::limits::{
     MAX_CHAIN_CERTS, MAX_CLIENT_CERT_CHAIN_HEADER_LEN, MAX_CLIENT_CERT_HEADER_LEN,
-    MAX_DPOP_PROOF_LEN, MAX_FORWARDED_HEADER_LEN, MAX_HOST_HEADER_LEN, MAX_HTU_LEN, MAX_JTI_LEN,
-    MAX_JWKS_LEN, MAX_KEYS, MAX_METADATA_LEN, MAX_PREFIX_HEADER_LEN, MAX_REALM_LEN,
-    MAX_RSA_MODULUS_BITS, MAX_TOKEN_LEN, MIN_RSA_MODULUS_BITS,
+    MAX_CLIENT_CERT_PARAMETERS, MAX_DPOP_PROOF_LEN, MAX_FORWARDED_HEADER_LEN, MAX_HOST_HEADER_LEN,
+    MAX_HTU_LEN, MAX_JTI_LEN, MAX_JWKS_LEN, MAX_KEYS, MAX_METADATA_LEN, MAX_PREFIX_HEADER_LEN,
+    MAX_REALM_LEN, MAX_RSA_MODULUS_BITS, MAX_TOKEN_LEN, MIN_RSA_MODULUS_BITS,
 };
 use tower_oauth_guard::{
     BaseUrl, BuildError, ClientCertHeader, CredentialsError, Dpop, DpopError, ForwardedHeaders,
@@ -575,3 +575,32 @@ async fn claims_nested_to_json_recursion_limit_are_read_and_one_level_more_is_no
 /// The deepest nesting serde_json's default recursion limit lets through, under which every
 /// JSON document the guard reads is parsed.
 const JSON_DEPTH: usize = 127;
+
+#[tokio::test]
+async fn a_client_cert_with_max_client_cert_parameters_is_read_and_one_more_is_not() {
+    let fx = Fixture::new();
+    let pki = TestPki::generate();
+    let guard = cert_guard(&fx).await;
+    let token = fx.token(json!({"cnf": {"x5t#S256": pki.client_a.x5t_s256()}}), 0);
+    let leaf = pki.client_a.client_cert_header();
+    for (count, admitted) in [
+        (MAX_CLIENT_CERT_PARAMETERS, true),
+        (MAX_CLIENT_CERT_PARAMETERS + 1, false),
+    ] {
+        let params: String = (0..count).map(|i| format!(";p{i}=1")).collect();
+        let request = http::Request::get("/r")
+            .header("authorization", format!("Bearer {token}"))
+            .header("client-cert", format!("{leaf}{params}"));
+        let result = check(&guard, request).await;
+        match admitted {
+            true => assert!(result.is_ok(), "{count}: {result:?}"),
+            false => assert!(
+                matches!(
+                    result,
+                    Err(Rejection::Mtls(MtlsError::MalformedClientCertHeader))
+                ),
+                "{count}: {result:?}"
+            ),
+        }
+    }
+}

@@ -30,6 +30,8 @@ use crate::support::*;
 const AUD: &str = "https://api.example";
 const ISSUER: &str = "https://issuer.example";
 const CASES: u32 = 256;
+/// Cases of the request-head property.
+const REQUEST_CASES: u32 = 4096;
 
 /// What one request may make the guard allocate, whatever its head holds: twice every input
 /// bound the guard reads a header up to, plus room for the fixed-size work (the key lookup,
@@ -45,6 +47,16 @@ const REQUEST_ALLOCATION_BOUND: u64 = 2
         + MAX_PREFIX_HEADER_LEN) as u64
     + 64 * 1024;
 
+/// The header bounds, which hostile values are also built just under.
+const NEAR_BOUNDS: [usize; 6] = [
+    MAX_TOKEN_LEN,
+    MAX_DPOP_PROOF_LEN,
+    MAX_CLIENT_CERT_HEADER_LEN,
+    MAX_CLIENT_CERT_CHAIN_HEADER_LEN,
+    MAX_FORWARDED_HEADER_LEN,
+    MAX_HOST_HEADER_LEN,
+];
+
 /// How long an oversized header is: past every bound above.
 const OVERSIZED: usize = 2 * REQUEST_ALLOCATION_BOUND as usize;
 
@@ -52,10 +64,17 @@ const OVERSIZED: usize = 2 * REQUEST_ALLOCATION_BOUND as usize;
 /// token (by its binding) that make the guard reach that step: a request's `Forwarded` is
 /// only read to check the proof of a DPoP-bound token, its `Client-Cert` only for a
 /// certificate-bound one. The first family brings its own `Authorization`, hostile too.
-const FAMILIES: [(&[&str], usize, Option<usize>); 5] = [
-    (&["authorization", "dpop"], 0, None),
-    (&["client-cert", "client-cert-chain"], 0, Some(2)),
-    (&["forwarded"], 1, Some(1)),
+const FAMILIES: [Family; 6] = [
+    (&["authorization", "dpop"], 0, None, &[]),
+    (&["client-cert"], 0, Some(2), &[]),
+    // A well-formed leaf, so that the chain is read too.
+    (
+        &["client-cert-chain"],
+        0,
+        Some(2),
+        &[("client-cert", ":AAAA:")],
+    ),
+    (&["forwarded"], 1, Some(1), &[]),
     (
         &[
             "x-forwarded-proto",
@@ -64,9 +83,19 @@ const FAMILIES: [(&[&str], usize, Option<usize>); 5] = [
         ],
         2,
         Some(1),
+        &[],
     ),
-    (&["host"], 3, Some(1)),
+    (&["host"], 3, Some(1), &[]),
 ];
+
+/// Hostile header names, the guard (by index), the fixture token sent (by index) and fixed
+/// headers sent beside them.
+type Family = (
+    &'static [&'static str],
+    usize,
+    Option<usize>,
+    &'static [(&'static str, &'static str)],
+);
 
 /// One issuer with a static key, guards that read the public origin each way there is, valid
 /// tokens of each binding, and a DPoP client.
@@ -162,6 +191,10 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
         Just(b"MII".to_vec()),
         Just(b":".to_vec()),
         Just(b"AAAA".to_vec()),
+        Just(b"a,".to_vec()),
+        Just(b";k".to_vec()),
+        Just(b":AA==:,".to_vec()),
+        Just(b"(a ".to_vec()),
         "[A-Za-z0-9_-]{1,40}".prop_map(String::into_bytes),
     ]
 }
@@ -176,11 +209,24 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
         2 => (piece(), piece(), piece()).prop_map(|(open, body, close)| {
             [open, body.repeat(OVERSIZED / body.len() + 1), close].concat()
         }),
+        // Lists of as many members as one of the bounds holds (RFC 9110 `#rule`, RFC 8941).
+        2 => (piece(), proptest::sample::select(NEAR_BOUNDS.to_vec())).prop_map(|(member, bound)| {
+            let item = [member, b", ".to_vec()].concat();
+            item.repeat(bound / item.len())
+        }),
+        // Just under one of the bounds: as much as the guard takes, built as syntax.
+        2 => (piece(), piece(), piece(), proptest::sample::select(NEAR_BOUNDS.to_vec()))
+            .prop_map(|(open, body, close, bound)| {
+                let room = bound.saturating_sub(open.len() + close.len());
+                let body = body.repeat(room / body.len());
+                [open, body, close].concat()
+            }),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    // Each case is cheap and most aim wide of the bound they test: many of them.
+    #![proptest_config(ProptestConfig::with_cases(REQUEST_CASES))]
 
     /// No request head makes the guard panic, admit a request it should not, or allocate more
     /// than its bound. Each case aims at one step: hostile values for the headers it reads,
@@ -195,7 +241,7 @@ proptest! {
         let fx = fixture_once();
         let live = allocation_counter::measure(|| drop(std::hint::black_box(vec![0u8; 4096])));
         prop_assert!(live.bytes_max >= 4096, "the counting allocator is not installed");
-        let (names, guard, token) = FAMILIES[family];
+        let (names, guard, token, fixed) = FAMILIES[family];
         let with_token = with_token && token.is_some();
         let mut request = http::Request::get("/api/r")
             .extension(RemoteAddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 40_000))));
@@ -206,6 +252,9 @@ proptest! {
         if with_proof {
             let proof = fx.client.proof("GET", &format!("{AUD}/api/r"), Some(&fx.tokens[1]), None);
             request = request.header("dpop", proof);
+        }
+        for (name, value) in fixed {
+            request = request.header(*name, *value);
         }
         for (name, value) in &headers {
             if let Ok(value) = HeaderValue::from_bytes(value) {
@@ -228,6 +277,10 @@ proptest! {
             "{} bytes allocated > {REQUEST_ALLOCATION_BOUND}", info.bytes_total
         );
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
 
     /// Any byte of a valid access token changed: refused (or, for the few changes that leave
     /// a token the guard cannot tell from the original, nothing new is admitted).
@@ -268,21 +321,83 @@ proptest! {
     #[test]
     fn no_jwk_set_panics_or_allocates_past_its_bound(
         noise in proptest::collection::vec(jwk_noise(), 0..6),
+        empties in prop_oneof![Just(0usize), 0usize..80_000],
+        array in prop_oneof![Just(0usize), 0usize..120_000],
         with_key in any::<bool>(),
     ) {
         let fx = fixture_once();
-        let mut keys = noise.clone();
+        let mut keys = Vec::new();
         if with_key {
             keys.push(serde_json::to_value(&fx.issuer.jwk).unwrap());
         }
+        keys.extend(noise);
+        // Many empty entries, and one entry with a long array: a document near its bound
+        // that is mostly structure.
+        keys.extend(std::iter::repeat_n(json!({}), empties));
+        keys.push(json!({"kty": "EC", "z": vec![0; array]}));
         let document = json!({ "keys": keys }).to_string();
+        prop_assume!(document.len() <= MAX_JWKS_LEN);
         let info = allocation_counter::measure(|| {
             let parsed = KeySet::from_json(document.as_bytes());
             if with_key {
                 assert!(parsed.is_ok_and(|k| !k.is_empty()));
             }
         });
-        prop_assert!(info.bytes_max <= 8 * MAX_JWKS_LEN as u64, "peak {}", info.bytes_max);
+        prop_assert!(info.bytes_total <= 4 * MAX_JWKS_LEN as u64, "{} bytes allocated", info.bytes_total);
+    }
+
+    /// A forged token (any header and payload JSON, a signature that does not verify) costs
+    /// the guard no more than a few times its own size: nothing the forger adds is built
+    /// before the signature is checked.
+    #[test]
+    fn a_forged_token_allocates_little_before_its_signature_is_checked(
+        header_extra in 0usize..2_000,
+        payload_extra in 0usize..3_500,
+        signature in "[A-Za-z0-9_-]{86}",
+    ) {
+        use base64::Engine as _;
+        let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let fx = fixture_once();
+        let header = json!({"alg": "ES256", "kid": "k1", "typ": "at+jwt", "z": vec![0; header_extra]});
+        let payload = json!({"iss": ISSUER, "aud": AUD, "x": vec![0; payload_extra]});
+        let token = format!("{}.{}.{signature}", b64(&header), b64(&payload));
+        prop_assume!(token.len() <= MAX_TOKEN_LEN);
+        let request = http::Request::get("/api/r").header("authorization", format!("Bearer {token}"));
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+        let info = allocation_counter::measure(|| {
+            let result = fx.runtime.block_on(fx.guards[0].check(&mut parts, &Policy::default(), Presence::Required));
+            assert!(result.is_err());
+        });
+        let bound = 3 * MAX_TOKEN_LEN as u64 + 16 * 1024;
+        prop_assert!(info.bytes_total <= bound, "{} bytes allocated > {bound}", info.bytes_total);
+    }
+
+    /// A forged proof (a header with any members, a signature that does not verify) costs no
+    /// more than a few times its own size before its signature is checked.
+    #[test]
+    fn a_forged_proof_allocates_little_before_its_signature_is_checked(
+        header_extra in 0usize..1_000,
+        jwk_extra in 0usize..1_000,
+        signature in "[A-Za-z0-9_-]{86}",
+    ) {
+        use base64::Engine as _;
+        let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let fx = fixture_once();
+        let mut jwk = serde_json::to_value(&fx.client.key.jwk).unwrap();
+        jwk["z"] = json!(vec![0; jwk_extra]);
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk, "z": vec![0; header_extra]});
+        let htu = format!("{AUD}/r");
+        let claims = json!({"jti": "j", "htm": "GET", "htu": htu, "iat": now()});
+        let proof = format!("{}.{}.{signature}", b64(&header), b64(&claims));
+        prop_assume!(proof.len() <= MAX_DPOP_PROOF_LEN);
+        let expected = ExpectedRequest { method: "GET", htu: &htu, access_token: None };
+        let info = allocation_counter::measure(|| {
+            let result = verify_proof(&proof, &expected, &ProofPolicy::default(), now(), |h| normalize_htu(h).ok());
+            assert!(result.is_err());
+        });
+        let bound = 3 * MAX_DPOP_PROOF_LEN as u64 + 16 * 1024;
+        prop_assert!(info.bytes_total <= bound, "{} bytes allocated > {bound}", info.bytes_total);
     }
 
     /// No string is taken for a nonce this server issued; nonces it issued are.

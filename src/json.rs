@@ -1,0 +1,280 @@
+//! JSON from senders who may be attackers (RFC 8259): only the members a step acts on are
+//! built; every other member is parsed and skipped without being stored, so that what a sender
+//! adds costs parsing time, never memory. Input size is bounded by each caller, nesting by
+//! serde_json's recursion limit.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Which members of an object to build.
+#[derive(Clone, Copy)]
+pub(crate) struct Members<'k> {
+    /// Members built as they are, as [`Value`]s.
+    pub(crate) keep: &'k [&'k str],
+    /// One member that is itself an object read with its own list (a non-object value there
+    /// is kept as [`Value::Null`], which no caller takes for an object).
+    pub(crate) nested: Option<(&'k str, &'k [&'k str])>,
+}
+
+impl Members<'_> {
+    /// The kept members of the JSON object in `bytes`; `None` when `bytes` is not one. A
+    /// repeated member keeps its last value (RFC 7515 §4 and RFC 8259 §4 allow that).
+    pub(crate) fn parse(self, bytes: &[u8]) -> Option<Map<String, Value>> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let map = self.deserialize(&mut deserializer).ok()?;
+        deserializer.end().ok()?;
+        Some(map)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Members<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Members<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Map::new();
+        let names: Vec<&str> = self
+            .keep
+            .iter()
+            .copied()
+            .chain(self.nested.map(|(n, _)| n))
+            .collect();
+        while let Some(name) = map.next_key_seed(Name(&names))? {
+            match name {
+                Some(name) if self.nested.is_some_and(|(n, _)| n == name) => {
+                    let keep = self.nested.map_or(&[][..], |(_, keep)| keep);
+                    let members = Members { keep, nested: None };
+                    let value = map.next_value_seed(ObjectOrNull(members))?;
+                    out.insert(name.to_owned(), value);
+                }
+                Some(name) => {
+                    out.insert(name.to_owned(), map.next_value::<Value>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A member name: which of `names` it is, compared without storing it (`None` for others).
+struct Name<'n, 'k>(&'n [&'k str]);
+
+impl<'de, 'k> DeserializeSeed<'de> for Name<'_, 'k> {
+    type Value = Option<&'k str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'k> Visitor<'_> for Name<'_, 'k> {
+    type Value = Option<&'k str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|n| *n == name))
+    }
+}
+
+/// A nested object read by its own [`Members`], or [`Value::Null`] for any other value.
+struct ObjectOrNull<'k>(Members<'k>);
+
+impl<'de> DeserializeSeed<'de> for ObjectOrNull<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectOrNull<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        self.0.visit_map(map).map(Value::Object)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// Up to `limit` elements of the array member `name` of a JSON object, each read by
+/// `element`; the elements past `limit` and every other member are skipped unbuilt. `None`
+/// when `bytes` is not an object with that array.
+pub(crate) fn array_member(
+    bytes: &[u8],
+    name: &str,
+    limit: usize,
+    element: Members<'_>,
+) -> Option<Vec<Value>> {
+    struct Outer<'a> {
+        name: &'a str,
+        inner: Inner<'a>,
+    }
+    #[derive(Clone, Copy)]
+    struct Inner<'a> {
+        limit: usize,
+        element: Members<'a>,
+    }
+    impl<'de> Visitor<'de> for Outer<'_> {
+        type Value = Option<Vec<Value>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            let names = [self.name];
+            while let Some(name) = map.next_key_seed(Name(&names))? {
+                match name {
+                    Some(_) => found = Some(map.next_value_seed(self.inner)?),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Inner<'_> {
+        type Value = Vec<Value>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Inner<'_> {
+        type Value = Vec<Value>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while out.len() < self.limit {
+                match seq.next_element_seed(ObjectOrNull(self.element))? {
+                    Some(value) => out.push(value),
+                    None => return Ok(out),
+                }
+            }
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(out)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let outer = Outer {
+        name,
+        inner: Inner { limit, element },
+    };
+    let found = de::Deserializer::deserialize_map(&mut deserializer, outer).ok()?;
+    deserializer.end().ok()?;
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HEADER: Members<'static> = Members {
+        keep: &["alg", "typ"],
+        nested: Some(("jwk", &["kty", "x"])),
+    };
+
+    #[test]
+    fn builds_only_the_members_asked_for() {
+        let bytes = br#"{"alg":"ES256","z":[1,2,{"a":[3]}],"typ":null,
+            "jwk":{"kty":"EC","x":"abc","extra":[0,0,0]},"alg":"ES384"}"#;
+        let map = HEADER.parse(bytes).unwrap();
+        assert_eq!(
+            Value::Object(map),
+            json!({"alg": "ES384", "typ": null, "jwk": {"kty": "EC", "x": "abc"}})
+        );
+    }
+
+    #[test]
+    fn a_nested_member_that_is_not_an_object_is_null_and_other_input_is_refused() {
+        for other in ["[1,2]", "\"s\"", "7", "true", "null"] {
+            let bytes = format!(r#"{{"jwk":{other}}}"#);
+            assert_eq!(
+                HEADER.parse(bytes.as_bytes()).unwrap()["jwk"],
+                Value::Null,
+                "{other}"
+            );
+        }
+        for bad in ["[]", "\"s\"", "{\"alg\":1", "{} {}", "{\"alg\":1}x", ""] {
+            assert_eq!(HEADER.parse(bad.as_bytes()), None, "{bad}");
+        }
+        // Escaped names are the names they spell.
+        assert_eq!(HEADER.parse(br#"{"\u0061lg":"x"}"#).unwrap()["alg"], "x");
+    }
+
+    #[test]
+    fn an_array_member_yields_at_most_its_limit() {
+        let element = Members {
+            keep: &["kty"],
+            nested: None,
+        };
+        let bytes =
+            br#"{"other":[{}],"keys":[{"kty":"EC","big":[0,0]},5,{"kty":"RSA"},{"kty":"OKP"}]}"#;
+        let keys = array_member(bytes, "keys", 3, element).unwrap();
+        assert_eq!(
+            keys,
+            vec![json!({"kty": "EC"}), Value::Null, json!({"kty": "RSA"})]
+        );
+        assert_eq!(array_member(br#"{"keys":{}}"#, "keys", 3, element), None);
+        assert_eq!(array_member(br#"{"other":[]}"#, "keys", 3, element), None);
+    }
+}
