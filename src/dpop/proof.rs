@@ -463,6 +463,10 @@ pub(crate) fn verify_proof_matching(
         Err(_) => return Err(ProofError::InvalidJwk),
     }
 
+    // Authenticated: the header is held to all of the JSON grammar (RFC 7515 §5.2), members
+    // skipped before included.
+    jws::json_object(&parts.header)
+        .ok_or(ProofError::Malformed(MalformedProof::HeaderNotJsonObject))?;
     // Parsed only once authenticated, so anonymous input never reaches the
     // claim logic.
     let mut claims = jws::json_object(&parts.payload)

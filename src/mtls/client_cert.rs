@@ -107,6 +107,10 @@ pub fn parse_client_cert_chain(value: &[u8]) -> Result<Vec<Vec<u8>>, ClientCertE
     if separators(value, b',') >= MAX_CHAIN_CERTS {
         return Err(ClientCertError::ChainTooLong);
     }
+    // An inner list (RFC 8941 §3.1.1) is never a certificate; refused before it is built.
+    if value.contains(&b'(') {
+        return Err(ClientCertError::NotAByteSequence);
+    }
     if separators(value, b';') > MAX_CLIENT_CERT_PARAMETERS * MAX_CHAIN_CERTS {
         return Err(ClientCertError::Malformed);
     }

@@ -107,10 +107,15 @@ pub(crate) async fn validate(
         _ => return Err(TokenError::InvalidSignature),
     }
 
-    // Authenticated: now the whole payload is read.
-    let claims = jws::decode(jws.payload)
-        .and_then(|bytes| jws::json_object(&bytes))
-        .ok_or(TokenError::Malformed)?;
+    // Authenticated: now the whole payload is read, and the header is held to all of the
+    // JSON grammar (RFC 7515 §5.2), members skipped before included.
+    let full = |part: &str| {
+        jws::decode(part)
+            .and_then(|bytes| jws::json_object(&bytes))
+            .ok_or(TokenError::Malformed)
+    };
+    full(jws.header)?;
+    let claims = full(jws.payload)?;
     if claims.get("iss") != unverified.get("iss") {
         return Err(TokenError::Malformed);
     }

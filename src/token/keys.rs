@@ -17,8 +17,7 @@ use crate::limits::{MAX_JWKS_LEN, MAX_KEYS};
 /// are skipped unread.
 const JWK_MEMBERS: Members<'static> = Members {
     keep: &[
-        "kty", "use", "key_ops", "alg", "kid", "x5u", "x5c", "x5t", "x5t#S256", "crv", "x", "y",
-        "n", "e", "k", "d",
+        "kty", "use", "alg", "kid", "crv", "x", "y", "n", "e", "k", "d",
     ],
     nested: None,
 };

@@ -692,3 +692,39 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
         }
     }
 }
+
+/// RFC 7515 §5.2: a signed token whose header is not valid JSON is refused, even where the
+/// invalid part is a member the guard skips (not built before the signature, parsed whole
+/// after it).
+#[tokio::test]
+async fn a_token_header_with_invalid_json_in_any_member_is_refused() {
+    use base64::Engine as _;
+    let issuer = TestIssuer::start().await;
+    let base = serve_guard(&issuer, |d| d, |b| b).await;
+    let key = issuer.key(0);
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let claims = issuer.claims(AUD, json!({})).to_string();
+    let token = |header: &str| {
+        let input = format!("{}.{}", b64(header), b64(&claims));
+        let signature = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &key.encoding,
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{input}.{signature}")
+    };
+    let url = format!("{base}/api/whoami");
+    let header = |member: &str| {
+        format!(
+            r#"{{{member}"alg":"ES256","kid":"{}","typ":"at+jwt"}}"#,
+            key.kid
+        )
+    };
+    let valid = get_with_token(&url, &token(&header(r#""z":[1,{"a":null}],"#))).await;
+    assert_eq!(valid.status, 200, "{}", valid.body);
+    for member in [r#""z":1e400,"#, r#""z":"\ud800","#] {
+        let reply = get_with_token(&url, &token(&header(member))).await;
+        reply.assert_error(401, "Bearer", "invalid_token");
+    }
+}

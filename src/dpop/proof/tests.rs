@@ -1025,3 +1025,28 @@ fn jkt_matches_only_the_identical_thumbprint() {
     assert!(!jkt_matches(jkt, &jkt[..42]));
     assert!(!jkt_matches("", jkt));
 }
+
+/// RFC 7515 §5.2: the header must be a valid JSON object, members the checks skip included.
+/// Before the signature those members are not built; after it, the header is parsed whole.
+#[test]
+fn rejects_a_signed_header_whose_skipped_member_is_not_valid_json() {
+    let header = serde_json::to_string(&header_for(es256(), Algorithm::ES256)).unwrap();
+    let payload = serde_json::to_vec(&valid_claims()).unwrap();
+    for (member, why) in [
+        (r#""z":1e400"#, "a number out of range"),
+        (r#""z":"\ud800""#, "a lone surrogate"),
+        ("\"z\":\"\u{0}\"", "a control character"),
+    ] {
+        let bad = format!("{{{member},{}", &header[1..]);
+        let proof = sign_raw(es256(), Algorithm::ES256, bad.as_bytes(), &payload);
+        assert_eq!(
+            check(&proof),
+            malformed(MalformedProof::HeaderNotJsonObject),
+            "{why}"
+        );
+    }
+    // Valid JSON in a skipped member is fine.
+    let good = format!("{{\"z\":[1,{{\"a\":null}}],{}", &header[1..]);
+    let proof = sign_raw(es256(), Algorithm::ES256, good.as_bytes(), &payload);
+    assert!(check(&proof).is_ok());
+}
