@@ -1,11 +1,11 @@
 //! JSON from senders who may be attackers (RFC 8259): only the members a step acts on are
-//! built; every other member is parsed and skipped without being stored, so that what a sender
-//! adds costs parsing time, never memory. Input size is bounded by each caller, nesting by
-//! serde_json's recursion limit.
+//! built; every other member is parsed in full (so the document is held to the whole JSON
+//! grammar, RFC 7515 §5.2) but not stored, so that what a sender adds costs parsing time,
+//! never memory. Input size is bounded by each caller, nesting by serde_json's recursion limit.
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Which members of an object to build.
@@ -69,11 +69,68 @@ impl<'de> Visitor<'de> for Members<'_> {
                     out.insert(name.to_owned(), map.next_value_seed(Scalar)?);
                 }
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Skip)?;
                 }
             }
         }
         Ok(out)
+    }
+}
+
+/// Any JSON value, parsed as strictly as when it is built (UTF-8, escapes, number range;
+/// serde's `IgnoredAny` is not) and then dropped: nothing is stored.
+#[derive(Clone, Copy)]
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
     }
 }
 
@@ -124,12 +181,14 @@ impl<'de> Visitor<'de> for Scalar {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element_seed(Skip)?.is_some() {}
         Ok(Value::Array(Vec::new()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
         Ok(Value::Array(Vec::new()))
     }
 }
@@ -183,7 +242,7 @@ impl<'de> Visitor<'de> for ObjectOrNull<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element_seed(Skip)?.is_some() {}
         Ok(Value::Null)
     }
 
@@ -242,7 +301,7 @@ pub(crate) fn array_member(
                 match name {
                     Some(_) => found = Some(map.next_value_seed(self.inner)?),
                     None => {
-                        map.next_value::<IgnoredAny>()?;
+                        map.next_value_seed(Skip)?;
                     }
                 }
             }
@@ -268,7 +327,7 @@ pub(crate) fn array_member(
                     None => return Ok(out),
                 }
             }
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            while seq.next_element_seed(Skip)?.is_some() {}
             Ok(out)
         }
     }
@@ -316,6 +375,14 @@ mod tests {
         }
         for bad in ["[]", "\"s\"", "{\"alg\":1", "{} {}", "{\"alg\":1}x", ""] {
             assert_eq!(HEADER.parse(bad.as_bytes()), None, "{bad}");
+        }
+        // Skipped members are held to the grammar too.
+        for invalid in [
+            r#"{"z":1e400}"#,
+            r#"{"z":"\ud800"}"#,
+            r#"{"z":["\u0000\x"]}"#,
+        ] {
+            assert_eq!(HEADER.parse(invalid.as_bytes()), None, "{invalid}");
         }
         // Escaped names are the names they spell.
         assert_eq!(HEADER.parse(br#"{"\u0061lg":"x"}"#).unwrap()["alg"], "x");

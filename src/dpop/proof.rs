@@ -36,6 +36,12 @@ const DPOP_TYP: &str = "dpop+jwt";
 /// key (RFC 9449 §4.2).
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
+/// The proof claims the checks read (RFC 9449 §4.2); others are tolerated, unbuilt.
+const CLAIM_MEMBERS: Members<'static> = Members {
+    keep: &["jti", "htm", "htu", "iat", "ath", "nonce"],
+    nested: None,
+};
+
 /// The proof header members the checks read (RFC 9449 §4.2, RFC 7515 §4.1): the public key
 /// members of `jwk` and, to refuse them, its private ones.
 const HEADER_MEMBERS: Members<'static> = Members {
@@ -463,13 +469,11 @@ pub(crate) fn verify_proof_matching(
         Err(_) => return Err(ProofError::InvalidJwk),
     }
 
-    // Authenticated: the header is held to all of the JSON grammar (RFC 7515 §5.2), members
-    // skipped before included.
-    jws::json_object(&parts.header)
-        .ok_or(ProofError::Malformed(MalformedProof::HeaderNotJsonObject))?;
-    // Parsed only once authenticated, so anonymous input never reaches the
-    // claim logic.
-    let mut claims = jws::json_object(&parts.payload)
+    // Parsed only once the signature verifies, so anonymous input never reaches the claim
+    // logic; and even then only the claims checked here are built, since anyone can sign a
+    // proof with a key of their own (the key binding comes later).
+    let mut claims = CLAIM_MEMBERS
+        .parse(&parts.payload)
         .ok_or(ProofError::Malformed(MalformedProof::PayloadNotJsonObject))?;
     let jti = take_string(&mut claims, "jti")?;
     if jti.is_empty() || jti.chars().count() > MAX_JTI_LEN {

@@ -421,6 +421,36 @@ proptest! {
         prop_assert!(info.bytes_total <= bound, "{} bytes allocated > {bound}", info.bytes_total);
     }
 
+    /// Anyone can sign a proof with a key of their own: a proof whose signature verifies, with
+    /// any header and claim members beside the ones checked, still costs no more than a few
+    /// times its size (the key binding to the token comes after it).
+    #[test]
+    fn a_proof_signed_by_its_own_key_allocates_little(
+        header_extra in 0usize..300,
+        claims_extra in 0usize..300,
+        member in proptest::sample::select(vec!["z", "crit", "jti", "iat", "nonce"]),
+    ) {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let fx = fixture_once();
+        let bulk = |n: usize| Value::Array(vec![json!({"": 0}); n]);
+        let mut header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": fx.client.key.jwk});
+        header["z"] = bulk(header_extra);
+        let htu = format!("{AUD}/r");
+        let mut claims = json!({"jti": "j", "htm": "GET", "htu": htu, "iat": now()});
+        claims[member] = bulk(claims_extra);
+        let input = format!("{}.{}", b64(&header.to_string()), b64(&claims.to_string()));
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &fx.client.key.encoding, Algorithm::ES256).unwrap();
+        let proof = format!("{input}.{signature}");
+        prop_assume!(proof.len() <= MAX_DPOP_PROOF_LEN);
+        let expected = ExpectedRequest { method: "GET", htu: &htu, access_token: None };
+        let info = allocation_counter::measure(|| {
+            let _ = verify_proof(&proof, &expected, &ProofPolicy::default(), now(), |h| normalize_htu(h).ok());
+        });
+        let bound = 3 * MAX_DPOP_PROOF_LEN as u64 + 16 * 1024;
+        prop_assert!(info.bytes_total <= bound, "{} bytes allocated > {bound}", info.bytes_total);
+    }
+
     /// No string is taken for a nonce this server issued; nonces it issued are.
     #[test]
     fn no_forged_nonce_is_valid(forged in "\\PC{0,300}", step in 0u64..1_000) {
