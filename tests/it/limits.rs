@@ -80,6 +80,20 @@ fn sign(key: &SigningKey, extra: Value, header_pad: usize) -> String {
     key.sign(header, &claims)
 }
 
+/// At its bound (`admitted`) an input must be taken; past it, refused, as `refused` says.
+#[track_caller]
+fn assert_at_bound(
+    at: impl std::fmt::Debug,
+    admitted: bool,
+    result: &Result<(), Rejection>,
+    refused: impl Fn(&Rejection) -> bool,
+) {
+    match result {
+        Ok(()) => assert!(admitted, "{at:?}: taken past its bound"),
+        Err(r) => assert!(!admitted && refused(r), "{at:?}: {r:?}"),
+    }
+}
+
 /// The guard's answer to `request`: `Ok` or the rejection.
 async fn check(guard: &OAuthGuard, request: http::request::Builder) -> Result<(), Rejection> {
     let request = request.extension(RemoteAddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 4000))));
@@ -99,16 +113,9 @@ async fn an_access_token_of_max_token_len_is_read_and_one_byte_more_is_not() {
         let token = exactly(len, |n, m| fx.token(json!({"pad": "p".repeat(n)}), m));
         let request = http::Request::get("/r").header("authorization", format!("Bearer {token}"));
         let result = check(&guard, request).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{len}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Credentials(CredentialsError::TokenTooLarge))
-                ),
-                "{len}: {result:?}"
-            ),
-        }
+        assert_at_bound(len, admitted, &result, |r| {
+            matches!(r, Rejection::Credentials(CredentialsError::TokenTooLarge))
+        });
     }
 }
 
@@ -171,16 +178,12 @@ async fn a_dpop_proof_of_max_dpop_proof_len_is_read_and_one_byte_more_is_not() {
         let jti = format!("{:016x}", rand_u64());
         let proof = exactly(len, |n, m| d.proof_padded(&htu, &jti, n, m));
         let result = check(&guard, d.request("/r", &proof)).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{len}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Credentials(CredentialsError::MalformedDpopProof))
-                ),
-                "{len}: {result:?}"
-            ),
-        }
+        assert_at_bound(len, admitted, &result, |r| {
+            matches!(
+                r,
+                Rejection::Credentials(CredentialsError::MalformedDpopProof)
+            )
+        });
     }
 }
 
@@ -253,18 +256,12 @@ async fn a_host_header_of_max_host_header_len_is_read_and_one_byte_more_is_not()
         assert_eq!(host.len(), len);
         let proof = d.proof(&format!("http://{host}/r"), &rand_u64().to_string(), 0);
         let result = check(&guard, d.request("/r", &proof).header("host", host)).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{len}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Dpop(DpopError::RequestUri(
-                        HtuError::HeaderTooLong
-                    )))
-                ),
-                "{len}: {result:?}"
-            ),
-        }
+        assert_at_bound(len, admitted, &result, |r| {
+            matches!(
+                r,
+                Rejection::Dpop(DpopError::RequestUri(HtuError::HeaderTooLong))
+            )
+        });
     }
 }
 
@@ -289,18 +286,12 @@ async fn a_forwarded_header_of_max_forwarded_header_len_is_read_and_one_byte_mor
         assert_eq!(value.len(), len);
         let proof = d.proof(&format!("{AUD}/r"), &rand_u64().to_string(), 0);
         let result = check(&guard, d.request("/r", &proof).header("forwarded", value)).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{len}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Dpop(DpopError::RequestUri(
-                        HtuError::HeaderTooLong
-                    )))
-                ),
-                "{len}: {result:?}"
-            ),
-        }
+        assert_at_bound(len, admitted, &result, |r| {
+            matches!(
+                r,
+                Rejection::Dpop(DpopError::RequestUri(HtuError::HeaderTooLong))
+            )
+        });
     }
 }
 
@@ -326,18 +317,12 @@ async fn an_x_forwarded_prefix_of_max_prefix_header_len_is_read_and_one_byte_mor
             .header("x-forwarded-host", "api.example")
             .header("x-forwarded-prefix", &prefix);
         let result = check(&guard, request).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{len}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Dpop(DpopError::RequestUri(
-                        HtuError::HeaderTooLong
-                    )))
-                ),
-                "{len}: {result:?}"
-            ),
-        }
+        assert_at_bound(len, admitted, &result, |r| {
+            matches!(
+                r,
+                Rejection::Dpop(DpopError::RequestUri(HtuError::HeaderTooLong))
+            )
+        });
     }
 }
 
@@ -367,16 +352,9 @@ async fn a_client_cert_of_max_client_cert_header_len_is_read_and_one_byte_more_i
             .header("authorization", format!("Bearer {token}"))
             .header("client-cert", value);
         let result = check(&guard, request).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{len}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Mtls(MtlsError::MalformedClientCertHeader))
-                ),
-                "{len}: {result:?}"
-            ),
-        }
+        assert_at_bound(len, admitted, &result, |r| {
+            matches!(r, Rejection::Mtls(MtlsError::MalformedClientCertHeader))
+        });
     }
 }
 
@@ -559,16 +537,12 @@ async fn claims_nested_to_json_recursion_limit_are_read_and_one_level_more_is_no
         let token = fx.token(json!({ "deep": nested(levels) }), 0);
         let request = http::Request::get("/r").header("authorization", format!("Bearer {token}"));
         let result = check(&guard, request).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{levels}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Token(tower_oauth_guard::TokenError::Malformed))
-                ),
-                "{levels}: {result:?}"
-            ),
-        }
+        assert_at_bound(levels, admitted, &result, |r| {
+            matches!(
+                r,
+                Rejection::Token(tower_oauth_guard::TokenError::Malformed)
+            )
+        });
     }
 }
 
@@ -592,15 +566,8 @@ async fn a_client_cert_with_max_client_cert_parameters_is_read_and_one_more_is_n
             .header("authorization", format!("Bearer {token}"))
             .header("client-cert", format!("{leaf}{params}"));
         let result = check(&guard, request).await;
-        match admitted {
-            true => assert!(result.is_ok(), "{count}: {result:?}"),
-            false => assert!(
-                matches!(
-                    result,
-                    Err(Rejection::Mtls(MtlsError::MalformedClientCertHeader))
-                ),
-                "{count}: {result:?}"
-            ),
-        }
+        assert_at_bound(count, admitted, &result, |r| {
+            matches!(r, Rejection::Mtls(MtlsError::MalformedClientCertHeader))
+        });
     }
 }
