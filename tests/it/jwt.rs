@@ -473,11 +473,13 @@ async fn cached_tokens_still_expire() {
         .unwrap();
     let base = serve(app(&guard)).await;
     let url = format!("{base}/api/whoami");
-    let token = issuer.token(AUD, json!({"exp": now() + 100}));
+    // Expiry from the guard's clock, not the wall clock, which may have ticked since.
+    let exp = clock.now() + 100;
+    let token = issuer.token(AUD, json!({"exp": exp}));
     for _ in 0..3 {
         assert_eq!(get_with_token(&url, &token).await.status, 200);
     }
-    clock.set(clock.now() + 100 + 5);
+    clock.set(exp + 5);
     let reply = get_with_token(&url, &token).await;
     reply.assert_error(401, "Bearer", "invalid_token");
     assert!(reply.www_authenticate()[0].contains("token expired"));
