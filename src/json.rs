@@ -51,13 +51,8 @@ impl<'de> Visitor<'de> for Members<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Map::new();
-        let names: Vec<&str> = self
-            .keep
-            .iter()
-            .copied()
-            .chain(self.nested.map(|(n, _)| n))
-            .collect();
-        while let Some(name) = map.next_key_seed(Name(&names))? {
+        let nested = self.nested.map(|(name, _)| name);
+        while let Some(name) = map.next_key_seed(Name(self.keep, nested))? {
             match name {
                 Some(name) if self.nested.is_some_and(|(n, _)| n == name) => {
                     let keep = self.nested.map_or(&[][..], |(_, keep)| keep);
@@ -193,8 +188,9 @@ impl<'de> Visitor<'de> for Scalar {
     }
 }
 
-/// A member name: which of `names` it is, compared without storing it (`None` for others).
-struct Name<'n, 'k>(&'n [&'k str]);
+/// A member name: which of `names` (or `also`) it is, compared without storing it (`None` for
+/// others).
+struct Name<'n, 'k>(&'n [&'k str], Option<&'k str>);
 
 impl<'de, 'k> DeserializeSeed<'de> for Name<'_, 'k> {
     type Value = Option<&'k str>;
@@ -215,7 +211,7 @@ impl<'k> Visitor<'_> for Name<'_, 'k> {
     }
 
     fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().copied().find(|n| *n == name))
+        Ok(self.0.iter().copied().chain(self.1).find(|n| *n == name))
     }
 }
 
@@ -296,8 +292,7 @@ pub(crate) fn array_member(
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut found = None;
-            let names = [self.name];
-            while let Some(name) = map.next_key_seed(Name(&names))? {
+            while let Some(name) = map.next_key_seed(Name(&[], Some(self.name)))? {
                 match name {
                     Some(_) => found = Some(map.next_value_seed(self.inner)?),
                     None => {
