@@ -71,6 +71,7 @@ impl Algorithm {
     }
 
     /// The same algorithm for the verification backend.
+    #[cfg(any(test, not(feature = "aws-lc-rs")))]
     pub(crate) fn jwt(self) -> jsonwebtoken::Algorithm {
         match self {
             Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,

@@ -200,10 +200,13 @@ pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, CredentialsError>
 /// `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 9110 §11.2).
 fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    !body.is_empty() && body.bytes().all(token68_byte)
+}
+
+/// The bytes `token68` allows before its `=` padding; range tests the compiler turns into a
+/// few comparisons per byte (every request's token and proof pass through here).
+fn token68_byte(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' | b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
 }
 
 #[cfg(test)]

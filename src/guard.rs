@@ -312,7 +312,7 @@ impl OAuthGuard {
                     .ok_or_else(|| refuse(DpopError::MissingProof.into()))?;
                 let (verified, refresh) = inner
                     .dpop
-                    .verify(parts, proof, credentials.token, jkt, now)
+                    .verify(parts, proof, &validated.digest, jkt, now)
                     .await
                     .map_err(|e| refuse(e.into()))?;
                 if refresh {

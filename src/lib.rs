@@ -99,6 +99,7 @@ mod crypto;
 mod jws;
 pub mod limits;
 pub mod pkce;
+mod signature;
 
 // Integrations: thin leaves, each behind its feature.
 #[cfg(feature = "axum")]

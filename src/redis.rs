@@ -695,7 +695,7 @@ impl RedisReplayStore {
         // A proof the local cache remembers is a replay: Redis said so (or accepted it) before.
         // Anything else is Redis's to decide.
         if let Some(local) = &inner.local
-            && local.remembers(key, window.now).await
+            && local.remembers(key, window.now)
         {
             in_flight.settled_locally();
             return Ok(ReplayCheck::Replayed);

@@ -9,6 +9,7 @@ pub mod htu;
 pub mod nonce;
 pub mod origin;
 pub mod proof;
+mod proof_keys;
 pub mod replay;
 
 use std::sync::Arc;
@@ -174,6 +175,8 @@ pub struct Dpop {
     pub(crate) replay_skew_margin: Duration,
     /// Where `htu`'s origin comes from; `None` only while DPoP is off.
     pub(crate) public_uri: Option<PublicUri>,
+    /// Clients' proof keys, parsed once per client.
+    pub(crate) proof_keys: Arc<proof_keys::ProofKeys>,
 }
 
 impl std::fmt::Debug for Dpop {
@@ -247,6 +250,7 @@ impl Dpop {
             replay_timeout: DEFAULT_REPLAY_TIMEOUT,
             replay_skew_margin: DEFAULT_REPLAY_SKEW_MARGIN,
             public_uri: None,
+            proof_keys: Arc::default(),
         }
     }
     /// The `algs` challenge parameter (RFC 9449 §7.1).
@@ -334,7 +338,7 @@ impl Dpop {
         &self,
         parts: &Parts,
         proof: &str,
-        token: &str,
+        token_digest: &[u8; 32],
         jkt: &str,
         now: i64,
     ) -> Result<(VerifiedProof, bool), DpopError> {
@@ -345,13 +349,14 @@ impl Dpop {
         let htus = origin::request_htus(parts, public).map_err(DpopError::RequestUri)?;
         let htu_matches =
             |claimed: &str| htu::normalize_htu(claimed).is_ok_and(|c| htus.contains(&c));
-        let verified = proof::verify_proof_matching(
+        let (verified, client) = proof::verify_proof_matching(
             proof,
             parts.method.as_str(),
             htu_matches,
-            Some(token),
+            Some(token_digest),
             &self.policy,
             now,
+            Some(&self.proof_keys),
         )
         .map_err(|e| self.proof_failure(e))?;
         let refresh_nonce = self.check_nonce(verified.nonce.as_deref(), now)?;
@@ -359,7 +364,7 @@ impl Dpop {
             return Err(DpopError::KeyMismatch);
         }
         // Last, so that invalid proofs cannot fill the store.
-        let key = ReplayKey::new(&verified.jkt, &verified.jti);
+        let key = ReplayKey::for_client(client.client_digest(), &verified.jkt, &verified.jti);
         let check = tokio::time::timeout(
             self.replay_timeout,
             self.replay

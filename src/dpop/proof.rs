@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::json::Members;
@@ -15,14 +16,12 @@ use crate::jws::{self, CompactJws, SplitError};
 use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_JTI_LEN, MAX_JWKS_LEN};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
-    EllipticCurveKeyType, Jwk, OctetKeyPairParameters, OctetKeyPairType, RSAKeyParameters,
-    RSAKeyType,
-};
-use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 
+use super::proof_keys::ProofKeys;
+use super::replay::ReplayKey;
 use crate::algorithm::Algorithm;
+use crate::signature::{KeyParams, PublicKey, Signature, VerifyError};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -403,77 +402,140 @@ pub fn verify_proof<N>(
 where
     N: Fn(&str) -> Option<String>,
 {
+    let digest = expected
+        .access_token
+        .map(|token| <[u8; 32]>::from(Sha256::digest(token.as_bytes())));
     verify_proof_matching(
         proof,
         expected.method,
         |claimed| normalize_htu(claimed).as_deref() == Some(expected.htu),
-        expected.access_token,
+        digest.as_ref(),
         policy,
         now_unix,
+        None,
     )
+    .map(|(verified, _)| verified)
+}
+
+/// What a proof's header establishes once every header check passed (RFC 9449 §4.3 items
+/// 4–7): the algorithm, the client's public key, parsed, and its thumbprint. A client sends
+/// the same header on every request, so a guard keeps these by the header's exact text
+/// ([`ProofKeys`](super::proof_keys::ProofKeys)).
+pub(crate) struct ProofKey {
+    alg: Algorithm,
+    key: PublicKey,
+    jkt: String,
+    /// The replay store's name for this client key ([`ReplayKey::client_bytes`]).
+    client: [u8; 32],
+}
+
+impl ProofKey {
+    /// The replay store's digest of this key's thumbprint.
+    pub(crate) fn client_digest(&self) -> [u8; 32] {
+        self.client
+    }
+}
+
+impl ProofKey {
+    /// The header checks, in order: JSON object, `typ`, `alg`, `crit`, `jwk` presence,
+    /// private members, key type against `alg`, key validity.
+    fn from_header(header: &[u8], policy: &ProofPolicy) -> Result<Self, ProofError> {
+        // Unauthenticated: only the members the checks read are built.
+        let mut header = HEADER_MEMBERS
+            .parse(header)
+            .ok_or(ProofError::Malformed(MalformedProof::HeaderNotJsonObject))?;
+        if header.get("typ").and_then(Value::as_str) != Some(DPOP_TYP) {
+            return Err(ProofError::WrongType);
+        }
+        let alg = allowed_algorithm(&header, policy)?;
+        if header.contains_key("crit") {
+            return Err(ProofError::UnsupportedCriticalHeader);
+        }
+        let jwk = match header.remove("jwk") {
+            None => return Err(ProofError::MissingJwk),
+            Some(Value::Object(members)) => members,
+            Some(_) => return Err(ProofError::InvalidJwk),
+        };
+        if PRIVATE_JWK_MEMBERS
+            .iter()
+            .any(|member| jwk.contains_key(*member))
+        {
+            return Err(ProofError::PrivateKeyInJwk);
+        }
+        let (params, jkt) = public_key_members(alg, &jwk)?;
+        let key = PublicKey::new(alg, params).ok_or(ProofError::InvalidJwk)?;
+        let client = ReplayKey::client_digest(&jkt);
+        Ok(ProofKey {
+            alg,
+            key,
+            jkt,
+            client,
+        })
+    }
 }
 
 /// [`verify_proof`] with the `htu` check left to `htu_matches`, which receives the claim as
-/// sent (for a server with several public URLs).
+/// sent (for a server with several public URLs), the access token given by its SHA-256
+/// (which the guard computed once), and the header's checks taken from `keys` when the same
+/// header was verified before. Returns the client's key beside the proof.
 pub(crate) fn verify_proof_matching(
     proof: &str,
     method: &str,
     htu_matches: impl Fn(&str) -> bool,
-    access_token: Option<&str>,
+    token_digest: Option<&[u8; 32]>,
     policy: &ProofPolicy,
     now_unix: i64,
-) -> Result<VerifiedProof, ProofError> {
+    keys: Option<&ProofKeys>,
+) -> Result<(VerifiedProof, Arc<ProofKey>), ProofError> {
     if !crate::crypto::jwt_provider_ready() {
         return Err(ProofError::NoCryptoBackend);
     }
     if proof.len() > MAX_DPOP_PROOF_LEN {
         return Err(ProofError::TooLarge);
     }
-    let parts = DecodedProof::split(proof)?;
-    // Unauthenticated: only the members the checks read are built.
-    let mut header = HEADER_MEMBERS
-        .parse(&parts.header)
-        .ok_or(ProofError::Malformed(MalformedProof::HeaderNotJsonObject))?;
-
-    if header.get("typ").and_then(Value::as_str) != Some(DPOP_TYP) {
-        return Err(ProofError::WrongType);
-    }
-    let alg = allowed_algorithm(&header, policy)?;
-    if header.contains_key("crit") {
-        return Err(ProofError::UnsupportedCriticalHeader);
-    }
-    let jwk_members = match header.remove("jwk") {
-        None => return Err(ProofError::MissingJwk),
-        Some(Value::Object(members)) => members,
-        Some(_) => return Err(ProofError::InvalidJwk),
+    let malformed = ProofError::Malformed;
+    let jws = CompactJws::split(proof).map_err(|e| {
+        malformed(match e {
+            SplitError::WrongPartCount => MalformedProof::WrongPartCount,
+            SplitError::EmptyPart => MalformedProof::EmptyPart,
+        })
+    })?;
+    // A header seen before passed every header check: only the policy's algorithms, which
+    // the cache does not know, are checked again.
+    let known = keys.and_then(|keys| keys.get(jws.header));
+    let header = match known {
+        Some(_) => None,
+        None => Some(jws::decode(jws.header).ok_or(malformed(MalformedProof::HeaderNotBase64url))?),
     };
-    // Checked on the raw object: jsonwebtoken's `Jwk` drops members it does
-    // not model, so a private key would pass through it unnoticed.
-    if PRIVATE_JWK_MEMBERS
-        .iter()
-        .any(|member| jwk_members.contains_key(*member))
-    {
-        return Err(ProofError::PrivateKeyInJwk);
-    }
-    let jwk = public_jwk_for(alg, &jwk_members)?;
-    let key = DecodingKey::from_jwk(&jwk).map_err(|_| ProofError::InvalidJwk)?;
-    match jsonwebtoken::crypto::verify(
-        parts.jws.signature,
-        parts.jws.signing_input.as_bytes(),
-        &key,
-        alg.jwt(),
-    ) {
-        Ok(true) => {}
-        Ok(false) => return Err(ProofError::InvalidSignature),
-        // Base64 was already checked, so only the key can make the provider fail.
-        Err(_) => return Err(ProofError::InvalidJwk),
+    let payload = jws::decode(jws.payload).ok_or(malformed(MalformedProof::PayloadNotBase64url))?;
+    let signature =
+        Signature::decode(jws.signature).ok_or(malformed(MalformedProof::SignatureNotBase64url))?;
+    let key = match (known, header) {
+        (Some(key), _) => {
+            if !policy.algorithms.contains(&key.alg) {
+                return Err(ProofError::AlgorithmNotAllowed);
+            }
+            key
+        }
+        (None, Some(header)) => Arc::new(ProofKey::from_header(&header, policy)?),
+        (None, None) => return Err(malformed(MalformedProof::HeaderNotBase64url)),
+    };
+    key.key
+        .verify(jws.signing_input.as_bytes(), &signature)
+        .map_err(|e| match e {
+            VerifyError::BadSignature => ProofError::InvalidSignature,
+            VerifyError::UnusableKey => ProofError::InvalidJwk,
+        })?;
+    if let Some(keys) = keys {
+        // Only keys that made a valid signature are remembered.
+        keys.insert(jws.header, &key);
     }
 
     // Parsed only once the signature verifies, so anonymous input never reaches the claim
     // logic; and even then only the claims checked here are built, since anyone can sign a
     // proof with a key of their own (the key binding comes later).
     let mut claims = CLAIM_MEMBERS
-        .parse(&parts.payload)
+        .parse(&payload)
         .ok_or(ProofError::Malformed(MalformedProof::PayloadNotJsonObject))?;
     let jti = take_string(&mut claims, "jti")?;
     if jti.is_empty() || jti.chars().count() > MAX_JTI_LEN {
@@ -499,26 +561,30 @@ pub(crate) fn verify_proof_matching(
         return Err(ProofError::HtuMismatch);
     }
     check_iat(iat, now_unix, policy)?;
-    if let Some(token) = access_token {
+    if let Some(digest) = token_digest {
         let ath = match claims.get("ath") {
             None => return Err(ProofError::MissingAth),
             Some(Value::String(ath)) => ath,
             Some(_) => return Err(ProofError::InvalidClaim("ath")),
         };
-        if !bool::from(ath.as_bytes().ct_eq(ath_for(token).as_bytes())) {
+        // base64url of 32 bytes, without padding: 43 characters, encoded on the stack.
+        let mut expected = [0u8; 43];
+        let encoded = URL_SAFE_NO_PAD.encode_slice(digest, &mut expected);
+        if encoded != Ok(expected.len()) || !bool::from(ath.as_bytes().ct_eq(&expected)) {
             return Err(ProofError::AthMismatch);
         }
     }
 
-    Ok(VerifiedProof {
-        jkt: thumbprint(&jwk)?,
+    let verified = VerifiedProof {
+        jkt: key.jkt.clone(),
         jti,
         iat,
-        alg,
+        alg: key.alg,
         nonce,
         htm,
         htu,
-    })
+    };
+    Ok((verified, key))
 }
 
 /// The `ath` value for an access token: base64url of the SHA-256 of its
@@ -567,7 +633,7 @@ pub fn jwk_thumbprint(jwk: &str) -> Result<String, ProofError> {
 /// (RFC 7638 §3.2). Written here rather than using jsonwebtoken's, which
 /// does not escape member values and panics on serialization failure.
 pub(crate) fn thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
-    let canonical = match &jwk.algorithm {
+    Ok(match &jwk.algorithm {
         AlgorithmParameters::EllipticCurve(params) => {
             let crv = match params.curve {
                 EllipticCurve::P256 => "P-256",
@@ -575,7 +641,7 @@ pub(crate) fn thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
                 EllipticCurve::P521 => "P-521",
                 _ => return Err(ProofError::InvalidJwk),
             };
-            canonical_json(&[
+            jkt_of(&[
                 ("crv", crv),
                 ("kty", "EC"),
                 ("x", &params.x),
@@ -583,18 +649,17 @@ pub(crate) fn thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
             ])
         }
         AlgorithmParameters::RSA(params) => {
-            canonical_json(&[("e", &params.e), ("kty", "RSA"), ("n", &params.n)])
+            jkt_of(&[("e", &params.e), ("kty", "RSA"), ("n", &params.n)])
         }
         AlgorithmParameters::OctetKeyPair(params) => match params.curve {
             EllipticCurve::Ed25519 => {
-                canonical_json(&[("crv", "Ed25519"), ("kty", "OKP"), ("x", &params.x)])
+                jkt_of(&[("crv", "Ed25519"), ("kty", "OKP"), ("x", &params.x)])
             }
             _ => return Err(ProofError::InvalidJwk),
         },
         AlgorithmParameters::OctetKey(_) => return Err(ProofError::PrivateKeyInJwk),
         _ => return Err(ProofError::InvalidJwk),
-    };
-    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+    })
 }
 
 /// Whether a token's `cnf.jkt` names the proof key (RFC 9449 §6), compared
@@ -610,37 +675,6 @@ pub(crate) fn thumbprint(jwk: &Jwk) -> Result<String, ProofError> {
 #[must_use]
 pub fn jkt_matches(jkt_claim: &str, jkt: &str) -> bool {
     jkt_claim.as_bytes().ct_eq(jkt.as_bytes()).into()
-}
-
-/// The three parts of a compact JWS (RFC 7515 §7.1), header and payload decoded.
-struct DecodedProof<'a> {
-    header: Vec<u8>,
-    payload: Vec<u8>,
-    jws: CompactJws<'a>,
-}
-
-impl<'a> DecodedProof<'a> {
-    fn split(proof: &'a str) -> Result<Self, ProofError> {
-        let malformed = ProofError::Malformed;
-        let jws = CompactJws::split(proof).map_err(|e| {
-            malformed(match e {
-                SplitError::WrongPartCount => MalformedProof::WrongPartCount,
-                SplitError::EmptyPart => MalformedProof::EmptyPart,
-            })
-        })?;
-        let header =
-            jws::decode(jws.header).ok_or(malformed(MalformedProof::HeaderNotBase64url))?;
-        let payload =
-            jws::decode(jws.payload).ok_or(malformed(MalformedProof::PayloadNotBase64url))?;
-        if jws::decode(jws.signature).is_none() {
-            return Err(malformed(MalformedProof::SignatureNotBase64url));
-        }
-        Ok(Self {
-            header,
-            payload,
-            jws,
-        })
-    }
 }
 
 /// The header's `alg`, if the policy allows it (RFC 9449 §4.3 item 5).
@@ -660,66 +694,66 @@ fn allowed_algorithm(
     Ok(alg)
 }
 
-/// Builds a jsonwebtoken [`Jwk`] from the required public members only,
-/// after checking that the key type and curve fit `alg` and that the
-/// members have the sizes RFC 7518 §6 and RFC 8037 §2 require.
-///
-/// The values are kept as sent, so the thumbprint matches the one the
-/// client and authorization server computed. Whether an EC point lies on
-/// its curve is left to aws-lc, which then reports a bad signature.
-fn public_jwk_for(alg: Algorithm, members: &Map<String, Value>) -> Result<Jwk, ProofError> {
+/// The required public members of the proof's `jwk`, after checking that the key type and
+/// curve fit `alg` and that the members have the sizes RFC 7518 §6 and RFC 8037 §2 require;
+/// and the key's RFC 7638 thumbprint, over those members as sent, so that it matches the
+/// one the client and the authorization server computed. Whether an EC point lies on its
+/// curve is the backend's check, when it parses the key.
+fn public_key_members(
+    alg: Algorithm,
+    members: &Map<String, Value>,
+) -> Result<(KeyParams<'_>, String), ProofError> {
     let kty = members.get("kty").and_then(Value::as_str);
     let crv = members.get("crv").and_then(Value::as_str);
-    let algorithm = match alg.jwt().family() {
-        AlgorithmFamily::Ec => {
-            let (curve, curve_name, coordinate_len) = match alg {
-                Algorithm::ES256 => (EllipticCurve::P256, "P-256", P256_COORDINATE_LEN),
-                Algorithm::ES384 => (EllipticCurve::P384, "P-384", P384_COORDINATE_LEN),
-                _ => return Err(ProofError::AlgorithmNotAllowed),
+    Ok(match alg {
+        Algorithm::ES256 | Algorithm::ES384 => {
+            let (curve, coordinate_len) = match alg {
+                Algorithm::ES256 => ("P-256", P256_COORDINATE_LEN),
+                _ => ("P-384", P384_COORDINATE_LEN),
             };
-            if kty != Some("EC") || crv != Some(curve_name) {
+            if kty != Some("EC") || crv != Some(curve) {
                 return Err(ProofError::JwkAlgorithmMismatch);
             }
-            AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
-                key_type: EllipticCurveKeyType::EC,
-                curve,
-                x: fixed_len_member(members, "x", coordinate_len)?,
-                y: fixed_len_member(members, "y", coordinate_len)?,
-            })
+            let x = fixed_len_member(members, "x", coordinate_len)?;
+            let y = fixed_len_member(members, "y", coordinate_len)?;
+            let jkt = jkt_of(&[("crv", curve), ("kty", "EC"), ("x", x), ("y", y)]);
+            (KeyParams::Ec { x, y }, jkt)
         }
-        AlgorithmFamily::Ed => {
+        Algorithm::EdDSA => {
             if kty != Some("OKP") || crv != Some("Ed25519") {
                 return Err(ProofError::JwkAlgorithmMismatch);
             }
-            AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-                key_type: OctetKeyPairType::OctetKeyPair,
-                curve: EllipticCurve::Ed25519,
-                x: fixed_len_member(members, "x", ED25519_PUBLIC_KEY_LEN)?,
-            })
+            let x = fixed_len_member(members, "x", ED25519_PUBLIC_KEY_LEN)?;
+            let jkt = jkt_of(&[("crv", "Ed25519"), ("kty", "OKP"), ("x", x)]);
+            (KeyParams::Ed25519 { x }, jkt)
         }
-        AlgorithmFamily::Rsa => {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => {
             if kty != Some("RSA") {
                 return Err(ProofError::JwkAlgorithmMismatch);
             }
-            AlgorithmParameters::RSA(RSAKeyParameters {
-                key_type: RSAKeyType::RSA,
-                n: rsa_modulus(members)?,
-                e: rsa_exponent(members)?,
-            })
+            let n = rsa_modulus(members)?;
+            let e = rsa_exponent(members)?;
+            let jkt = jkt_of(&[("e", e), ("kty", "RSA"), ("n", n)]);
+            (KeyParams::Rsa { n, e }, jkt)
         }
-        AlgorithmFamily::Hmac => return Err(ProofError::AlgorithmNotAllowed),
-    };
-    Ok(Jwk {
-        common: CommonParameters::default(),
-        algorithm,
     })
 }
 
+/// RFC 7638 §3: base64url SHA-256 of the required members as canonical JSON.
+fn jkt_of(members: &[(&str, &str)]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical_json(members).as_bytes()))
+}
+
 /// A base64url member and its decoded bytes, or [`ProofError::InvalidJwk`].
-fn decoded_member(
-    members: &Map<String, Value>,
+fn decoded_member<'m>(
+    members: &'m Map<String, Value>,
     name: &str,
-) -> Result<(String, Vec<u8>), ProofError> {
+) -> Result<(&'m str, Vec<u8>), ProofError> {
     let text = members
         .get(name)
         .and_then(Value::as_str)
@@ -727,14 +761,14 @@ fn decoded_member(
     let bytes = URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|_| ProofError::InvalidJwk)?;
-    Ok((text.to_owned(), bytes))
+    Ok((text, bytes))
 }
 
-fn fixed_len_member(
-    members: &Map<String, Value>,
+fn fixed_len_member<'m>(
+    members: &'m Map<String, Value>,
     name: &str,
     len: usize,
-) -> Result<String, ProofError> {
+) -> Result<&'m str, ProofError> {
     let (text, bytes) = decoded_member(members, name)?;
     if bytes.len() != len {
         return Err(ProofError::InvalidJwk);
@@ -743,7 +777,7 @@ fn fixed_len_member(
 }
 
 /// `n`, minimally encoded (RFC 7518 §6.3.1.1) and within the size limits.
-fn rsa_modulus(members: &Map<String, Value>) -> Result<String, ProofError> {
+fn rsa_modulus(members: &Map<String, Value>) -> Result<&str, ProofError> {
     let (text, bytes) = decoded_member(members, "n")?;
     // Checked here rather than left to the backend, which would report a bad signature
     // instead of a bad key (aws-lc) or accept a weak key (the pure-Rust backend).
@@ -755,7 +789,7 @@ fn rsa_modulus(members: &Map<String, Value>) -> Result<String, ProofError> {
 
 /// `e`, minimally encoded (RFC 7518 §6.3.1.2), odd and above 1 as an RSA
 /// public exponent must be.
-fn rsa_exponent(members: &Map<String, Value>) -> Result<String, ProofError> {
+fn rsa_exponent(members: &Map<String, Value>) -> Result<&str, ProofError> {
     let (text, bytes) = decoded_member(members, "e")?;
     let minimal = bytes.first().is_some_and(|byte| *byte != 0);
     let odd = bytes.last().is_some_and(|byte| byte & 1 == 1);

@@ -12,15 +12,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use moka::Expiry;
-use moka::future::Cache;
-use moka::ops::compute::{CompResult, Op};
 use sha2::{Digest, Sha256};
 
-/// Default bound of [`MemoryReplayStore`]: about 450 MB of entries, far above honest
-/// traffic within a proof lifetime.
+/// Default bound of [`MemoryReplayStore`]: about 70 MB of entries, far above honest traffic
+/// within a proof lifetime.
 pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
 /// Default share of a store one client key (`jkt`) may hold: with the default 60 s + 5 s
 /// window and 5 s skew margin, a proof is remembered 71 s at most, so a client may make
@@ -30,8 +27,6 @@ pub const DEFAULT_MAX_PROOFS_PER_KEY: u64 = 10_000;
 const KEY_DOMAIN: &[u8] = b"dpop-replay-key-v1";
 /// Domain separation of the per-client (`jkt`) part of a replay key.
 const CLIENT_DOMAIN: &[u8] = b"dpop-replay-client-v1";
-/// Shards of the per-client counters: enough that concurrent requests rarely wait on one lock.
-const QUOTA_SHARDS: usize = 32;
 
 /// Whether a proof may be accepted (RFC 9449 §11.1).
 ///
@@ -125,6 +120,20 @@ pub struct ReplayKey {
 impl ReplayKey {
     /// Derives the key from the proof key's JWK thumbprint (RFC 7638) and the proof's `jti`.
     pub fn new(jkt: &str, jti: &str) -> Self {
+        Self::for_client(Self::client_digest(jkt), jkt, jti)
+    }
+
+    /// The digest that names a client key (`jkt`) alone, as in [`ReplayKey::client_bytes`].
+    pub(crate) fn client_digest(jkt: &str) -> [u8; 32] {
+        let mut c = Sha256::new();
+        c.update(CLIENT_DOMAIN);
+        c.update(jkt.as_bytes());
+        c.finalize().into()
+    }
+
+    /// [`ReplayKey::new`] with the client digest already known (a guard keeps it with the
+    /// client's parsed key).
+    pub(crate) fn for_client(client: [u8; 32], jkt: &str, jti: &str) -> Self {
         let mut h = Sha256::new();
         h.update(KEY_DOMAIN);
         for field in [jkt, jti] {
@@ -133,12 +142,9 @@ impl ReplayKey {
             h.update(len.to_be_bytes());
             h.update(field.as_bytes());
         }
-        let mut c = Sha256::new();
-        c.update(CLIENT_DOMAIN);
-        c.update(jkt.as_bytes());
         Self {
             proof: h.finalize().into(),
-            client: c.finalize().into(),
+            client,
         }
     }
 
@@ -264,159 +270,146 @@ impl<T: ReplayStore + ?Sized> ReplayStore for Arc<T> {
     }
 }
 
-/// What the in-process store keeps per proof.
+/// A proof's identity in [`MemoryReplayStore`]: the first 128 bits of its digest. Two proofs
+/// that shared them would make the second one a "replay" (refused, never admitted); SHA-256
+/// makes that as likely as guessing a 128-bit key.
+type ProofTag = u128;
+/// A client key's identity in [`MemoryReplayStore`], for its share: the first 64 bits of its
+/// digest. Two keys that shared them would share one quota.
+type ClientTag = u64;
+
+fn proof_tag(key: &ReplayKey) -> ProofTag {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&key.proof[..16]);
+    u128::from_le_bytes(bytes)
+}
+
+fn client_tag(key: &ReplayKey) -> ClientTag {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&key.client[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Which shard holds a client's proofs: from a digest byte the tags do not use, so that the
+/// tags inside one shard still spread over its hash table.
+fn shard_of(key: &ReplayKey, shards: usize) -> usize {
+    usize::from(key.client[31]) % shards.max(1)
+}
+
+/// Hashes a tag by taking its bits: tags are SHA-256 output, uniform and not chosen by
+/// anyone, so there is nothing to flood a table with.
+#[derive(Default, Clone, Copy)]
+struct TagHasher(u64);
+
+impl std::hash::Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for the integer tags; a fold keeps it correct if it were.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64 ^ (n >> 64) as u64;
+    }
+}
+
+type TagMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<TagHasher>>;
+
+/// What the store keeps per proof: 32 bytes with its tag, in an open-addressing table.
 #[derive(Clone, Copy)]
 struct Remembered {
-    /// Unix seconds, guard clock: the proof is a replay until then.
+    /// Unix seconds, guard clock: the proof is a replay until then (exclusive).
     until: i64,
-    /// Real time moka keeps the entry: the same span, measured from insertion.
-    ttl: Duration,
+    client: ClientTag,
 }
 
-/// Expires each entry after the ttl stored in its value.
-struct PerEntryTtl;
-
-impl Expiry<ReplayKey, Remembered> for PerEntryTtl {
-    fn expire_after_create(&self, _: &ReplayKey, v: &Remembered, _: Instant) -> Option<Duration> {
-        Some(v.ttl)
-    }
-
-    // Reached when a stale entry is overwritten: the new ttl applies, not the old remainder.
-    fn expire_after_update(
-        &self,
-        _: &ReplayKey,
-        v: &Remembered,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(v.ttl)
-    }
+/// The proofs of the clients whose digests fall in one shard, and their counts.
+struct Shard {
+    proofs: TagMap<ProofTag, Remembered>,
+    clients: TagMap<ClientTag, u64>,
+    /// No entry's window ends before this instant: until then a sweep would find nothing.
+    next_end: i64,
 }
 
-/// Live proofs per client key (`ReplayKey::client_bytes`), one shard of them.
-type ClientShard = Mutex<HashMap<[u8; 32], u64>>;
-
-/// Live entries, in total and per client key; shared with moka's removal listener.
-struct Counters {
-    live: AtomicU64,
-    max_entries: u64,
-    per_client: Box<[ClientShard]>,
-    max_per_client: u64,
-}
-
-impl Counters {
-    fn shard(&self, client: &[u8; 32]) -> Option<&ClientShard> {
-        self.per_client
-            .get(usize::from(client[0]) % self.per_client.len().max(1))
-    }
-
-    /// Takes one global slot, unless the store is full.
-    fn take_slot(&self) -> bool {
-        self.live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_entries).then_some(n.saturating_add(1))
-            })
-            .is_ok()
-    }
-
-    fn release_slot(&self) {
-        // Saturating: the bound must never wrap around to "empty".
-        let _ = self
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-    }
-
-    /// Takes one of `client`'s slots, unless it holds its whole share.
-    fn take_client_slot(&self, client: &[u8; 32]) -> bool {
-        let Some(shard) = self.shard(client) else {
-            return false;
-        };
-        let mut map = shard
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = map.entry(*client).or_insert(0);
-        if *count >= self.max_per_client {
-            return false;
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            proofs: TagMap::default(),
+            clients: TagMap::default(),
+            next_end: i64::MAX,
         }
-        *count = count.saturating_add(1);
-        true
     }
+}
 
-    fn release_client_slot(&self, client: &[u8; 32]) {
-        let Some(shard) = self.shard(client) else {
-            return;
-        };
-        let mut map = shard
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = map.get_mut(client) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                map.remove(client);
+impl Shard {
+    /// Forgets every proof whose window ended by `now`, freeing its client's slot; returns
+    /// how many, for the global count. Scans only once some window has ended, so a shard
+    /// under steady traffic is scanned about once per second of the guard's clock.
+    fn sweep(&mut self, now: i64) -> u64 {
+        if now < self.next_end {
+            return 0;
+        }
+        let (mut freed, mut next_end) = (0, i64::MAX);
+        let clients = &mut self.clients;
+        self.proofs.retain(|_, entry| {
+            if entry.until > now {
+                next_end = next_end.min(entry.until);
+                return true;
             }
-        }
-    }
-
-    fn client_count(&self, client: &[u8; 32]) -> u64 {
-        self.shard(client).map_or(0, |shard| {
-            let map = shard
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.get(client).copied().unwrap_or(0)
-        })
-    }
-}
-
-/// One global slot and one client slot, held for an insert; released on drop unless the
-/// insert happened (then moka's removal listener releases them when the entry goes).
-struct Reservation {
-    counters: Arc<Counters>,
-    client: [u8; 32],
-    global: bool,
-    committed: bool,
-}
-
-impl Reservation {
-    fn commit(mut self) {
-        self.committed = true;
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if !self.committed {
-            self.counters.release_client_slot(&self.client);
-            if self.global {
-                self.counters.release_slot();
+            if let Some(count) = clients.get_mut(&entry.client) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    clients.remove(&entry.client);
+                }
             }
-        }
+            freed += 1;
+            false
+        });
+        self.next_end = next_end;
+        freed
     }
 }
+
+/// Shards of the store: enough that concurrent checks rarely wait on one lock.
+const SHARDS: usize = 64;
 
 /// In-process replay store for a single instance (RFC 9449 §11.1).
 ///
-/// Every key is kept until its own window ends: there is no capacity-based eviction.
-/// Instead counters of held slots (taken before an insert, released by moka's removal
-/// listener) never undercount the entries. At `max_entries` new proofs fail with
+/// Every proof is kept until its own window ends, in the guard's clock: there is no
+/// capacity-based eviction. At `max_entries` live proofs, new ones fail with
 /// [`ReplayStoreError::Full`]; a client key holding `max_per_key` live proofs gets
 /// [`ReplayCheck::OverQuota`] for its new ones; known proofs still report `Replayed`.
+/// Proofs whose window ended are forgotten lazily, by the next check that needs their room.
 ///
-/// Memory bound: about 450 bytes of resident memory per live proof (the key, the window and
-/// moka's bookkeeping, measured by `examples/flood`), so the default million entries take
-/// about 450 MB at most; [`MemoryReplayStore::with_limits`] sets a smaller bound.
+/// Memory bound: a proof takes a 16-byte tag, its window's end and its client's tag in an
+/// open-addressing table, about 70 bytes of resident memory per live proof with the table's
+/// spare room (measured by `examples/flood` and the `replay` bench), so the default million
+/// entries take about 70 MB at most; [`MemoryReplayStore::with_limits`] sets a smaller bound.
 ///
 /// ```
 /// use tower_oauth_guard::{BaseUrl, Dpop, MemoryReplayStore, PublicUri};
 ///
-/// // 100 000 live proofs at most (about 45 MB), 1 000 of them per client key.
+/// // 100 000 live proofs at most (about 7 MB), 1 000 of them per client key.
 /// let store = MemoryReplayStore::with_limits(100_000, 1_000);
 /// let dpop = Dpop::allowed(PublicUri::fixed(BaseUrl::parse("https://api.example")?)).replay_store(store);
 /// # let _ = dpop;
 /// # Ok::<(), tower_oauth_guard::HtuError>(())
 /// ```
 pub struct MemoryReplayStore {
-    cache: Cache<ReplayKey, Remembered>,
-    counters: Arc<Counters>,
+    shards: Box<[Mutex<Shard>]>,
+    /// Live proofs in all shards; never above `max_entries`.
+    live: AtomicU64,
+    max_entries: u64,
+    max_per_key: u64,
 }
 
 impl MemoryReplayStore {
@@ -429,31 +422,18 @@ impl MemoryReplayStore {
     /// A store that remembers at most `max_entries` live proofs, at most `max_per_key` of
     /// them from any one client key (`jkt`).
     pub fn with_limits(max_entries: u64, max_per_key: u64) -> Self {
-        let counters = Arc::new(Counters {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             live: AtomicU64::new(0),
             max_entries,
-            per_client: (0..QUOTA_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
-            max_per_client: max_per_key,
-        });
-        let on_removal = Arc::clone(&counters);
-        let cache = Cache::builder()
-            .expire_after(PerEntryTtl)
-            // Every removal, whatever its cause (including a stale entry being overwritten,
-            // reported as `Replaced`), frees the slots its insert took.
-            .eviction_listener(move |key: Arc<ReplayKey>, _, _| {
-                on_removal.release_client_slot(key.client_bytes());
-                on_removal.release_slot();
-            })
-            .build();
-        Self { cache, counters }
+            max_per_key,
+        }
     }
 
-    /// Slots in use: unexpired proofs plus expired ones not yet swept (moka sweeps in ~1 s
-    /// ticks, so a slot is freed up to about a second late).
+    /// Slots in use: unexpired proofs plus proofs whose window ended but that no check has
+    /// needed to forget yet.
     pub fn len(&self) -> u64 {
-        self.counters.live.load(Ordering::Acquire)
+        self.live.load(Ordering::Acquire)
     }
 
     /// Whether no slot is in use.
@@ -463,82 +443,134 @@ impl MemoryReplayStore {
 
     /// Slots one client key holds (`jkt`, as in [`ReplayKey::new`]).
     pub fn len_for_key(&self, jkt: &str) -> u64 {
-        self.counters
-            .client_count(ReplayKey::new(jkt, "").client_bytes())
+        let key = ReplayKey::new(jkt, "");
+        self.lock(&key)
+            .and_then(|shard| shard.clients.get(&client_tag(&key)).copied())
+            .unwrap_or(0)
+    }
+
+    /// The shard of `key`'s client, locked; `None` cannot happen (the index is taken modulo
+    /// the number of shards) and makes callers fail closed.
+    fn lock(&self, key: &ReplayKey) -> Option<std::sync::MutexGuard<'_, Shard>> {
+        let index = shard_of(key, self.shards.len());
+        // Nothing in a shard's critical sections panics; if something did, the counts and
+        // the entries would still never let a remembered proof through, so a poisoned lock
+        // is used as it is.
+        self.shards.get(index).map(|shard| {
+            shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
     }
 
     /// Whether `key` is remembered at `now` (guard clock), without remembering it.
-    pub(crate) async fn remembers(&self, key: &ReplayKey, now: i64) -> bool {
-        self.cache.get(key).await.is_some_and(|r| r.until > now)
+    #[cfg(feature = "redis")]
+    pub(crate) fn remembers(&self, key: &ReplayKey, now: i64) -> bool {
+        self.lock(key).is_none_or(|shard| {
+            shard
+                .proofs
+                .get(&proof_tag(key))
+                .is_some_and(|entry| entry.until > now)
+        })
     }
 
-    async fn reserve(&self, key: &ReplayKey) -> Option<Reservation> {
-        if !self.counters.take_client_slot(key.client_bytes()) {
-            return None;
-        }
-        let mut reservation = Reservation {
-            counters: Arc::clone(&self.counters),
-            client: *key.client_bytes(),
-            global: false,
-            committed: false,
-        };
-        reservation.global = self.counters.take_slot();
-        if !reservation.global {
-            // Expired entries free their slots only when moka sweeps them.
-            self.cache.run_pending_tasks().await;
-            reservation.global = self.counters.take_slot();
-        }
-        Some(reservation)
+    /// Takes one global slot, unless the store is full.
+    fn take_slot(&self) -> bool {
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_entries).then_some(n.saturating_add(1))
+            })
+            .is_ok()
     }
 
-    async fn check(
+    fn release_slots(&self, n: u64) {
+        if n > 0 {
+            // Saturating: the bound must never wrap around to "empty".
+            let _ = self
+                .live
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                    Some(live.saturating_sub(n))
+                });
+        }
+    }
+
+    /// Sweeps every shard whose earliest window has ended, except the one the caller holds.
+    fn sweep_others(&self, held: usize, now: i64) {
+        for (index, shard) in self.shards.iter().enumerate() {
+            if index == held {
+                continue;
+            }
+            let freed = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .sweep(now);
+            self.release_slots(freed);
+        }
+    }
+
+    fn check(
         &self,
         key: &ReplayKey,
         window: ReplayWindow,
     ) -> Result<ReplayCheck, ReplayStoreError> {
-        if self.remembers(key, window.now).await {
+        let now = window.now;
+        let (tag, client) = (proof_tag(key), client_tag(key));
+        let index = shard_of(key, self.shards.len());
+        let mut shard = self.lock(key).ok_or(ReplayStoreError::Full)?;
+        // One lock per shard: the checks and the insert below are one atomic step.
+        let freed = shard.sweep(now);
+        self.release_slots(freed);
+        if shard.proofs.get(&tag).is_some_and(|e| e.until > now) {
             return Ok(ReplayCheck::Replayed);
         }
-        let Some(reservation) = self.reserve(key).await else {
+        let over_quota =
+            |shard: &Shard| shard.clients.get(&client).copied().unwrap_or(0) >= self.max_per_key;
+        if over_quota(&shard) {
             tracing::debug!(
-                max_per_key = self.counters.max_per_client,
+                max_per_key = self.max_per_key,
                 "DPoP client key holds its whole share of the replay store"
             );
             return Ok(ReplayCheck::OverQuota);
-        };
-        if !reservation.global {
-            if self.remembers(key, window.now).await {
+        }
+        if !self.take_slot() {
+            // The other shards are swept without this one held, so that two checks on a
+            // full store never wait on each other's shard.
+            drop(shard);
+            self.sweep_others(index, now);
+            shard = self.lock(key).ok_or(ReplayStoreError::Full)?;
+            if shard.proofs.get(&tag).is_some_and(|e| e.until > now) {
                 return Ok(ReplayCheck::Replayed);
             }
-            tracing::warn!(
-                max_entries = self.counters.max_entries,
-                "DPoP replay store is full"
-            );
-            return Err(ReplayStoreError::Full);
-        }
-        let value = Remembered {
-            until: window.until,
-            ttl: window.ttl(),
-        };
-        // One compute per key at a time: exactly one of concurrent checks of a proof puts it.
-        let now = window.now;
-        let outcome = self
-            .cache
-            .entry(key.clone())
-            .and_compute_with(|existing| async move {
-                match existing {
-                    Some(e) if e.value().until > now => Op::Nop,
-                    _ => Op::Put(value),
-                }
-            })
-            .await;
-        Ok(match outcome {
-            CompResult::Inserted(_) | CompResult::ReplacedWith(_) => {
-                reservation.commit();
-                ReplayCheck::Fresh
+            if over_quota(&shard) {
+                return Ok(ReplayCheck::OverQuota);
             }
-            _ => ReplayCheck::Replayed,
-        })
+            if !self.take_slot() {
+                tracing::warn!(max_entries = self.max_entries, "DPoP replay store is full");
+                return Err(ReplayStoreError::Full);
+            }
+        }
+        let entry = Remembered {
+            until: window.until,
+            client,
+        };
+        // A proof whose window ended may be remembered anew: its old slot is released.
+        if let Some(old) = shard.proofs.insert(tag, entry) {
+            self.forget(&mut shard, old);
+        }
+        *shard.clients.entry(client).or_insert(0) += 1;
+        shard.next_end = shard.next_end.min(window.until);
+        Ok(ReplayCheck::Fresh)
+    }
+
+    /// Releases the slots of an entry that was replaced.
+    fn forget(&self, shard: &mut Shard, old: Remembered) {
+        if let Some(count) = shard.clients.get_mut(&old.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                shard.clients.remove(&old.client);
+            }
+        }
+        self.release_slots(1);
     }
 }
 
@@ -552,8 +584,8 @@ impl fmt::Debug for MemoryReplayStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryReplayStore")
             .field("len", &self.len())
-            .field("max_entries", &self.counters.max_entries)
-            .field("max_per_key", &self.counters.max_per_client)
+            .field("max_entries", &self.max_entries)
+            .field("max_per_key", &self.max_per_key)
             .finish()
     }
 }
@@ -564,7 +596,8 @@ impl ReplayStore for MemoryReplayStore {
         key: &'a ReplayKey,
         window: ReplayWindow,
     ) -> ReplayFuture<'a> {
-        Box::pin(self.check(key, window))
+        let outcome = self.check(key, window);
+        Box::pin(std::future::ready(outcome))
     }
 }
 
@@ -590,9 +623,12 @@ mod tests {
     async fn reports_second_use_as_replayed() {
         let store = MemoryReplayStore::default();
         let k = key(1);
-        assert_eq!(store.check(&k, live()).await.unwrap(), ReplayCheck::Fresh);
         assert_eq!(
-            store.check(&k, live()).await.unwrap(),
+            store.check_and_insert(&k, live()).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            store.check_and_insert(&k, live()).await.unwrap(),
             ReplayCheck::Replayed
         );
         assert_eq!(store.len(), 1);
@@ -603,25 +639,36 @@ mod tests {
         let store = MemoryReplayStore::default();
         let k = key(1);
         assert_eq!(
-            store.check(&k, window(NOW, NOW + 71)).await.unwrap(),
+            store
+                .check_and_insert(&k, window(NOW, NOW + 71))
+                .await
+                .unwrap(),
             ReplayCheck::Fresh
         );
         // 70 s later (guard clock) the proof is still remembered; no real time passes.
         assert_eq!(
-            store.check(&k, window(NOW + 70, NOW + 71)).await.unwrap(),
+            store
+                .check_and_insert(&k, window(NOW + 70, NOW + 71))
+                .await
+                .unwrap(),
             ReplayCheck::Replayed
         );
         // At `until` the proof can no longer be accepted anywhere: it may be forgotten,
         // and a check then remembers it anew, once.
         assert_eq!(
-            store.check(&k, window(NOW + 71, NOW + 200)).await.unwrap(),
+            store
+                .check_and_insert(&k, window(NOW + 71, NOW + 200))
+                .await
+                .unwrap(),
             ReplayCheck::Fresh
         );
         assert_eq!(
-            store.check(&k, window(NOW + 199, NOW + 200)).await.unwrap(),
+            store
+                .check_and_insert(&k, window(NOW + 199, NOW + 200))
+                .await
+                .unwrap(),
             ReplayCheck::Replayed
         );
-        store.cache.run_pending_tasks().await;
         assert_eq!(store.len(), 1);
     }
 
@@ -647,7 +694,6 @@ mod tests {
                 }
             }
             assert_eq!(fresh, 1, "round {round}");
-            store.cache.run_pending_tasks().await;
             assert_eq!(store.len(), 1, "round {round}");
             assert_eq!(store.len_for_key("client-thumbprint"), 1, "round {round}");
         }
@@ -658,20 +704,24 @@ mod tests {
         let store = MemoryReplayStore::with_limits(DEFAULT_MAX_ENTRIES, 300_000);
         for i in 0..200_000 {
             assert_eq!(
-                store.check(&key(i), live()).await.unwrap(),
+                store.check_and_insert(&key(i), live()).await.unwrap(),
                 ReplayCheck::Fresh
             );
         }
-        store.cache.run_pending_tasks().await;
         for i in 0..1000 {
             assert_eq!(
-                store.check(&key(i), live()).await.unwrap(),
+                store.check_and_insert(&key(i), live()).await.unwrap(),
                 ReplayCheck::Replayed,
                 "key {i} was forgotten"
             );
         }
         assert_eq!(store.len(), 200_000);
-        assert_eq!(store.cache.entry_count(), 200_000);
+        let entries: usize = store
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().proofs.len())
+            .sum();
+        assert_eq!(entries, 200_000);
     }
 
     #[tokio::test]
@@ -679,16 +729,16 @@ mod tests {
         let store = MemoryReplayStore::new(3);
         for i in 0..3 {
             assert_eq!(
-                store.check(&key(i), live()).await.unwrap(),
+                store.check_and_insert(&key(i), live()).await.unwrap(),
                 ReplayCheck::Fresh
             );
         }
         assert!(matches!(
-            store.check(&key(3), live()).await,
+            store.check_and_insert(&key(3), live()).await,
             Err(ReplayStoreError::Full)
         ));
         assert_eq!(
-            store.check(&key(0), live()).await.unwrap(),
+            store.check_and_insert(&key(0), live()).await.unwrap(),
             ReplayCheck::Replayed
         );
         assert_eq!(store.len(), 3);
@@ -702,61 +752,116 @@ mod tests {
         let greedy = |i: u64| ReplayKey::new("greedy", &i.to_string());
         for i in 0..10 {
             assert_eq!(
-                store.check(&greedy(i), live()).await.unwrap(),
+                store.check_and_insert(&greedy(i), live()).await.unwrap(),
                 ReplayCheck::Fresh
             );
         }
         for i in 10..1000 {
             assert_eq!(
-                store.check(&greedy(i), live()).await.unwrap(),
+                store.check_and_insert(&greedy(i), live()).await.unwrap(),
                 ReplayCheck::OverQuota
             );
         }
         // Its own replays are still replays, not "over quota".
         assert_eq!(
-            store.check(&greedy(3), live()).await.unwrap(),
+            store.check_and_insert(&greedy(3), live()).await.unwrap(),
             ReplayCheck::Replayed
         );
         for client in 0..9 {
             let k = ReplayKey::new(&format!("honest-{client}"), "1");
-            assert_eq!(store.check(&k, live()).await.unwrap(), ReplayCheck::Fresh);
+            assert_eq!(
+                store.check_and_insert(&k, live()).await.unwrap(),
+                ReplayCheck::Fresh
+            );
         }
         assert_eq!(store.len(), 19);
         assert_eq!(store.len_for_key("greedy"), 10);
-        // Its share comes back as its proofs leave the store (moka's sweep, on real time),
-        // not before: a full share stays full.
+        // Its share comes back as its proofs' windows end, not before: a full share stays
+        // full while they last.
         assert_eq!(
             store
-                .check(&greedy(5000), window(NOW + 61, NOW + 121))
+                .check_and_insert(&greedy(5000), window(NOW + 59, NOW + 121))
                 .await
                 .unwrap(),
             ReplayCheck::OverQuota
         );
+        assert_eq!(
+            store
+                .check_and_insert(&greedy(5001), window(NOW + 60, NOW + 121))
+                .await
+                .unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(store.len_for_key("greedy"), 1);
+        assert_eq!(
+            store.len(),
+            10,
+            "the 9 honest proofs live on, 10 greedy ones left"
+        );
     }
 
     #[tokio::test]
-    async fn expired_entries_free_their_slots() {
-        // moka's own expiry runs on real time: the one test that waits for it.
-        let store = MemoryReplayStore::new(1);
+    async fn expired_entries_free_their_slots_in_the_guards_clock() {
+        let store = MemoryReplayStore::new(2);
+        // Two shards' worth: the freed slot may be in another shard than the new proof's.
+        let other = ReplayKey::new("other-client", "1");
         assert_eq!(
-            store.check(&key(1), window(NOW, NOW + 1)).await.unwrap(),
+            store
+                .check_and_insert(&key(1), window(NOW, NOW + 10))
+                .await
+                .unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            store
+                .check_and_insert(&other, window(NOW, NOW + 20))
+                .await
+                .unwrap(),
             ReplayCheck::Fresh
         );
         assert!(matches!(
-            store.check(&key(2), live()).await,
+            store
+                .check_and_insert(&key(2), window(NOW + 9, NOW + 60))
+                .await,
             Err(ReplayStoreError::Full)
         ));
-        // moka's timer wheel sweeps in ~1.07 s ticks, so the slot comes back within about
-        // a second of the expiry, not at once.
-        let deadline = Instant::now() + Duration::from_secs(4);
-        let outcome = loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            match store.check(&key(2), live()).await {
-                Err(ReplayStoreError::Full) if Instant::now() < deadline => continue,
-                other => break other,
-            }
-        };
-        assert_eq!(outcome.unwrap(), ReplayCheck::Fresh);
+        // At the first proof's `until` its slot is free again; the second still holds one.
+        assert_eq!(
+            store
+                .check_and_insert(&key(2), window(NOW + 10, NOW + 60))
+                .await
+                .unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.len_for_key("client-thumbprint"), 1);
+        assert_eq!(
+            store
+                .check_and_insert(&other, window(NOW + 19, NOW + 60))
+                .await
+                .unwrap(),
+            ReplayCheck::Replayed
+        );
+        let shard = store.lock(&key(1)).unwrap();
+        assert!(
+            !shard.proofs.contains_key(&proof_tag(&key(1))),
+            "an ended window is forgotten, not only ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proof_remembered_anew_takes_one_slot() {
+        let store = MemoryReplayStore::with_limits(10, 10);
+        let k = key(1);
+        for start in [NOW, NOW + 100, NOW + 200] {
+            assert_eq!(
+                store
+                    .check_and_insert(&k, window(start, start + 50))
+                    .await
+                    .unwrap(),
+                ReplayCheck::Fresh
+            );
+        }
         assert_eq!(store.len(), 1);
         assert_eq!(store.len_for_key("client-thumbprint"), 1);
     }
@@ -796,8 +901,14 @@ mod tests {
         let store = MemoryReplayStore::default();
         let a = ReplayKey::new("jkt-a", "same-jti");
         let b = ReplayKey::new("jkt-b", "same-jti");
-        assert_eq!(store.check(&a, live()).await.unwrap(), ReplayCheck::Fresh);
-        assert_eq!(store.check(&b, live()).await.unwrap(), ReplayCheck::Fresh);
+        assert_eq!(
+            store.check_and_insert(&a, live()).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            store.check_and_insert(&b, live()).await.unwrap(),
+            ReplayCheck::Fresh
+        );
     }
 
     #[test]

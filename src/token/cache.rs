@@ -76,6 +76,7 @@ mod tests {
     fn validated(expires_at: i64) -> Arc<Validated> {
         Arc::new(Validated {
             raw: "t".into(),
+            digest: [0; 32],
             issuer: "https://issuer.example".into(),
             subject: None,
             client_id: None,

@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 /// The claims of a validated token, shared between the cache and every request that presents it.
 pub(crate) struct Validated {
     pub(crate) raw: Box<str>,
+    /// SHA-256 of `raw`: the token cache's key and what a DPoP proof's `ath` hashes
+    /// (RFC 9449 §4.2), computed once.
+    pub(crate) digest: [u8; 32],
     pub(crate) issuer: String,
     pub(crate) subject: Option<String>,
     pub(crate) client_id: Option<String>,

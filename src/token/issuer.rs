@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::Algorithm;
+use crate::algorithm::Algorithm;
 
 use super::keys::{KeySet, VerificationKey};
 #[cfg(feature = "fetch")]

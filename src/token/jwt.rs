@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::json::Members;
 use crate::jws::{self, CompactJws};
+use crate::signature::Signature;
 
 use super::claims::{Confirmation, Scopes, Validated};
 use super::error::TokenError;
@@ -65,18 +66,23 @@ impl Header {
 /// Validates `token` against the trusted issuers at time `now` (RFC 9068 §4).
 pub(crate) async fn validate(
     token: &str,
+    digest: [u8; 32],
     issuers: &HashMap<String, TrustedIssuer>,
     rules: &JwtRules,
     now: i64,
 ) -> Result<Validated, TokenError> {
     let jws = CompactJws::split(token).map_err(|_| TokenError::Malformed)?;
     // Before the signature is checked, only the members that choose the key are built.
-    let members = |part: &str, keep: &[&str]| {
-        jws::decode(part)
-            .and_then(|bytes| Members { keep, nested: None }.parse(&bytes))
+    let members = |bytes: &[u8], keep: &[&str]| {
+        Members { keep, nested: None }
+            .parse(bytes)
             .ok_or(TokenError::Malformed)
     };
-    let header = Header::from_json(members(jws.header, &["alg", "kid", "typ", "crit"])?)?;
+    let decode = |part: &str| jws::decode(part).ok_or(TokenError::Malformed);
+    let header = Header::from_json(members(
+        &decode(jws.header)?,
+        &["alg", "kid", "typ", "crit"],
+    )?)?;
     // `none`, HMAC and unknown names have no `Algorithm`: never allowed (RFC 9068 §4 check 6).
     let alg = Algorithm::from_name(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
     if !rules.algorithms.contains(&alg) {
@@ -85,7 +91,8 @@ pub(crate) async fn validate(
     if !typ_allowed(header.typ.as_deref(), rules.require_at_jwt_typ) {
         return Err(TokenError::WrongType);
     }
-    let unverified = members(jws.payload, &["iss"])?;
+    let payload = decode(jws.payload)?;
+    let unverified = members(&payload, &["iss"])?;
 
     // The unverified `iss` only picks which keys to try; it is trusted after the signature.
     let iss = unverified.get("iss").and_then(Value::as_str);
@@ -94,23 +101,17 @@ pub(crate) async fn validate(
         .ok_or(TokenError::UnknownIssuer)?;
     let key = issuer
         .keys
-        .key(header.kid.as_deref(), alg.jwt())
+        .key(header.kid.as_deref(), alg)
         .await
         .ok_or(TokenError::UnknownKey)?;
-    match jsonwebtoken::crypto::verify(
-        jws.signature,
-        jws.signing_input.as_bytes(),
-        &key.key,
-        alg.jwt(),
-    ) {
-        Ok(true) => {}
-        _ => return Err(TokenError::InvalidSignature),
-    }
+    let signature = Signature::decode(jws.signature).ok_or(TokenError::InvalidSignature)?;
+    key.for_algorithm(alg)
+        .ok_or(TokenError::UnknownKey)?
+        .verify(jws.signing_input.as_bytes(), &signature)
+        .map_err(|_| TokenError::InvalidSignature)?;
 
     // Authenticated by the issuer: now the whole payload is read, for the handlers.
-    let claims = jws::decode(jws.payload)
-        .and_then(|bytes| jws::json_object(&bytes))
-        .ok_or(TokenError::Malformed)?;
+    let claims = jws::json_object(&payload).ok_or(TokenError::Malformed)?;
     if claims.get("iss") != unverified.get("iss") {
         return Err(TokenError::Malformed);
     }
@@ -137,6 +138,7 @@ pub(crate) async fn validate(
     };
     Ok(Validated {
         raw: token.into(),
+        digest,
         issuer: issuer.issuer.clone(),
         subject: string_claim("sub")?,
         client_id: string_claim("client_id")?,

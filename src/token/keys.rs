@@ -6,7 +6,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+
+use crate::algorithm::Algorithm;
+use crate::signature::{KeyParams, PublicKey};
 
 #[cfg(feature = "fetch")]
 use super::fetch::FetchError;
@@ -74,13 +76,12 @@ impl std::error::Error for KeysError {
     }
 }
 
-/// One public verification key.
+/// One public verification key: parsed once for every algorithm it may verify.
 pub(crate) struct VerificationKey {
     kid: Option<String>,
-    alg: Option<Algorithm>,
-    family: AlgorithmFamily,
-    curve: Option<EllipticCurve>,
-    pub(crate) key: DecodingKey,
+    /// One per algorithm the JWK allows (RFC 7517 §4.4): a single one for EC and OKP keys
+    /// and for RSA keys with `alg`, the six RSA algorithms for an RSA key without.
+    keys: Vec<PublicKey>,
 }
 
 impl VerificationKey {
@@ -89,45 +90,69 @@ impl VerificationKey {
         if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
             return None;
         }
-        let (family, curve) = match &jwk.algorithm {
+        let fixed = match jwk.common.key_algorithm {
+            None => None,
+            Some(a) => Some(signature_algorithm(a)?),
+        };
+        // Which algorithms the key type and curve allow (RFC 7518 §3.1, RFC 8037 §3.1).
+        let (params, algorithms): (KeyParams<'_>, &[Algorithm]) = match &jwk.algorithm {
             // RFC 7518 §3.3: at least 2048 bits, whatever the backend would accept.
             AlgorithmParameters::RSA(rsa) => {
                 let n = URL_SAFE_NO_PAD.decode(&rsa.n).ok()?;
                 if !crate::crypto::acceptable_rsa_modulus(&n) {
                     return None;
                 }
-                (AlgorithmFamily::Rsa, None)
+                (
+                    KeyParams::Rsa {
+                        n: &rsa.n,
+                        e: &rsa.e,
+                    },
+                    &[
+                        Algorithm::RS256,
+                        Algorithm::RS384,
+                        Algorithm::RS512,
+                        Algorithm::PS256,
+                        Algorithm::PS384,
+                        Algorithm::PS512,
+                    ],
+                )
             }
-            AlgorithmParameters::EllipticCurve(p) => (AlgorithmFamily::Ec, Some(p.curve.clone())),
-            AlgorithmParameters::OctetKeyPair(p) => (AlgorithmFamily::Ed, Some(p.curve.clone())),
+            AlgorithmParameters::EllipticCurve(p) => {
+                let params = KeyParams::Ec { x: &p.x, y: &p.y };
+                match p.curve {
+                    EllipticCurve::P256 => (params, &[Algorithm::ES256]),
+                    EllipticCurve::P384 => (params, &[Algorithm::ES384]),
+                    _ => return None,
+                }
+            }
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                (KeyParams::Ed25519 { x: &p.x }, &[Algorithm::EdDSA])
+            }
             // Symmetric keys never verify access tokens: that is how alg confusion starts.
             _ => return None,
         };
-        let alg = match jwk.common.key_algorithm {
-            None => None,
-            Some(a) => Some(signature_algorithm(a)?),
-        };
+        let keys = algorithms
+            .iter()
+            .filter(|alg| fixed.is_none_or(|fixed| fixed == **alg))
+            .map(|alg| PublicKey::new(*alg, params))
+            .collect::<Option<Vec<_>>>()?;
+        if keys.is_empty() {
+            return None;
+        }
         Some(VerificationKey {
             kid: jwk.common.key_id.clone(),
-            alg,
-            family,
-            curve,
-            key: DecodingKey::from_jwk(jwk).ok()?,
+            keys,
         })
     }
 
-    /// Whether this key may verify a JWS signed with `alg` (RFC 7517 §4.4, RFC 7518 §3.4).
+    /// The key for a JWS signed with `alg`, if this key may verify it (RFC 7517 §4.4,
+    /// RFC 7518 §3.4).
+    pub(crate) fn for_algorithm(&self, alg: Algorithm) -> Option<&PublicKey> {
+        self.keys.iter().find(|k| k.algorithm() == alg)
+    }
+
     fn accepts(&self, alg: Algorithm) -> bool {
-        if alg.family() != self.family || self.alg.is_some_and(|a| a != alg) {
-            return false;
-        }
-        match (alg, &self.curve) {
-            (Algorithm::ES256, Some(EllipticCurve::P256)) => true,
-            (Algorithm::ES384, Some(EllipticCurve::P384)) => true,
-            (Algorithm::EdDSA, Some(EllipticCurve::Ed25519)) => true,
-            (_, None) => self.family == AlgorithmFamily::Rsa,
-            _ => false,
-        }
+        self.for_algorithm(alg).is_some()
     }
 }
 

@@ -38,17 +38,18 @@ impl TokenValidator {
         token: &str,
         now: i64,
     ) -> Result<Arc<Validated>, TokenError> {
+        let digest = TokenCache::key(token);
         let Some(cache) = &self.cache else {
-            return jwt::validate(token, &self.issuers, &self.rules, now)
+            return jwt::validate(token, digest, &self.issuers, &self.rules, now)
                 .await
                 .map(Arc::new);
         };
-        let key = TokenCache::key(token);
-        if let Some(hit) = cache.get(&key, now, self.rules.leeway) {
+        if let Some(hit) = cache.get(&digest, now, self.rules.leeway) {
             return Ok(hit);
         }
-        let validated = Arc::new(jwt::validate(token, &self.issuers, &self.rules, now).await?);
-        cache.insert(key, validated.clone(), now);
+        let validated =
+            Arc::new(jwt::validate(token, digest, &self.issuers, &self.rules, now).await?);
+        cache.insert(digest, validated.clone(), now);
         Ok(validated)
     }
 }

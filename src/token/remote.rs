@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::algorithm::Algorithm;
 use http::Uri;
-use jsonwebtoken::Algorithm;
 
 use super::fetch::HttpClient;
 use super::keys::{KeySet, KeysError, VerificationKey};

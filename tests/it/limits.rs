@@ -571,3 +571,49 @@ async fn a_client_cert_with_max_client_cert_parameters_is_read_and_one_more_is_n
         });
     }
 }
+
+/// Net heap bytes per live proof of a `MemoryReplayStore` holding `n` proofs from `clients`
+/// client keys, and the peak while they went in (a table's growth holds two tables at once).
+fn replay_store_bytes(n: u64, clients: u64) -> (f64, f64) {
+    use tower_oauth_guard::{ReplayCheck, ReplayKey, ReplayStore, ReplayWindow};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = MemoryReplayStore::with_limits(n, n);
+    let window = ReplayWindow {
+        now: 1_700_000_000,
+        until: 1_700_000_071,
+    };
+    let jkts: Vec<String> = (0..clients).map(|c| format!("client-{c}")).collect();
+    let info = allocation_counter::measure(|| {
+        for i in 0..n {
+            let key = ReplayKey::new(&jkts[(i % clients) as usize], &i.to_string());
+            let check = rt.block_on(store.check_and_insert(&key, window));
+            assert_eq!(check.unwrap(), ReplayCheck::Fresh);
+        }
+    });
+    assert_eq!(store.len(), n);
+    drop(store);
+    (
+        info.bytes_current as f64 / n as f64,
+        info.bytes_max as f64 / n as f64,
+    )
+}
+
+#[test]
+fn the_in_process_replay_store_holds_a_live_proof_in_at_most_160_bytes() {
+    // A million live proofs from 200 clients, then the worst case for the per-client
+    // counts: every proof from a key of its own.
+    for (n, clients) in [(1_000_000, 200), (250_000, 250_000)] {
+        let (live, peak) = replay_store_bytes(n, clients);
+        eprintln!("{n} proofs, {clients} clients: {live:.0} B per live proof, peak {peak:.0} B");
+        assert!(
+            live <= 160.0,
+            "{n} proofs, {clients} clients: {live:.0} B per live proof"
+        );
+        assert!(
+            peak <= 240.0,
+            "{n} proofs, {clients} clients: peak {peak:.0} B per proof"
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! What each path through the guard costs, as a ratio to **A**: one aws-lc-rs ES256
+//! verification with the key parsed per call, measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench guard                 # criterion per path, then the ×A summary
+//! cargo bench --bench guard -- --quick      # the same, faster and rougher
+//! cargo bench --bench guard -- --profile-time 5 dpop_cached_token_fresh_proof   # for a profiler
+//! ```
+//!
+//! All in process, without network: a static JWK Set and the in-memory replay store. The
+//! paths, each on ES256 tokens and proofs:
+//!
+//! - `a_es256_verify`: A itself (`UnparsedPublicKey::verify`);
+//! - `floor_es256_verify_parsed_key`: the same signature with a key parsed beforehand, the
+//!   least one signature can cost;
+//! - `bearer_new_token`: a bearer access token (RFC 9068) the guard has not seen: one
+//!   signature, the claims, the token cache's insert;
+//! - `bearer_cached_token`: the same token every time (a hash and a lookup);
+//! - `dpop_cached_token_fresh_proof`: a DPoP-bound token seen before and a new proof
+//!   (RFC 9449 §4.3): one signature, plus the proof's JSON, `htu`, `ath`, the thumbprint
+//!   binding and the replay store;
+//! - `dpop_new_token_fresh_proof`: both new: two signatures;
+//! - `axum_layer_cached_token` minus `axum_bare_router`: the guard's layer in an axum 0.8
+//!   `Router`, driven in process, against the same router without it.
+//!
+//! Criterion reports times; after it, a summary of interleaved rounds (each round times a
+//! batch of every path one after the other, so a slow moment of the machine hits all alike)
+//! prints each path's median time divided by A's.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    ParsedPublicKey, UnparsedPublicKey,
+};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{BatchSize, Criterion};
+use http::request::Parts;
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+use tower::ServiceExt as _;
+use tower_oauth_guard::{
+    BaseUrl, Dpop, Issuer, KeySet, MemoryReplayStore, OAuthGuard, Policy, Presence, PublicUri,
+    ath_for, jwk_thumbprint,
+};
+
+const ISSUER: &str = "https://issuer.bench.example";
+const AUDIENCE: &str = "https://api.bench.example";
+const HOST: &str = "api.bench.example";
+const PATH: &str = "/api/whoami";
+/// Room for every proof a run makes: a full store would fail requests closed.
+const REPLAY_CAPACITY: u64 = 50_000_000;
+/// Requests per path in one round of the summary.
+const SUMMARY_BATCH: usize = 1_000;
+/// Rounds of the summary; the median counts.
+const SUMMARY_ROUNDS: usize = 7;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn b64_json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("JSON"))
+}
+
+/// A P-256 key pair and its public JWK.
+struct Key {
+    pair: EcdsaKeyPair,
+    jwk: Value,
+}
+
+impl Key {
+    fn es256() -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("P-256 key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .expect("key pair");
+        // SEC 1 uncompressed point: 0x04 || x || y.
+        let point = pair.public_key().as_ref();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        });
+        Key { pair, jwk }
+    }
+
+    fn point(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64_json(header), b64_json(claims));
+        let signature = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("ES256 signature");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+}
+
+/// The issuer's key, a client's key, and tokens and proofs made with them.
+struct Fixture {
+    issuer: Key,
+    client: Key,
+    jkt: String,
+    counter: std::cell::Cell<u64>,
+    /// A bearer token and a DPoP-bound one, reused by the "seen before" paths.
+    bearer: String,
+    bound: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let issuer = Key::es256();
+        let client = Key::es256();
+        let jkt = jwk_thumbprint(&client.jwk.to_string()).expect("thumbprint");
+        let mut fixture = Fixture {
+            issuer,
+            client,
+            jkt,
+            counter: std::cell::Cell::new(0),
+            bearer: String::new(),
+            bound: String::new(),
+        };
+        fixture.bearer = fixture.token(false);
+        fixture.bound = fixture.token(true);
+        fixture
+    }
+
+    fn next(&self) -> u64 {
+        let n = self.counter.get();
+        self.counter.set(n + 1);
+        n
+    }
+
+    /// A new access token (RFC 9068 §2.2), bound to the client key (`cnf.jkt`) or not.
+    fn token(&self, bound: bool) -> String {
+        let now = now();
+        let mut claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "bench", "client_id": "bench",
+            "iat": now, "exp": now + 3600, "scope": "read", "jti": format!("t{}", self.next()),
+        });
+        if bound {
+            claims["cnf"] = json!({ "jkt": self.jkt });
+        }
+        self.issuer.sign(
+            &json!({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}),
+            &claims,
+        )
+    }
+
+    /// A new proof (RFC 9449 §4.2) for `GET PATH` with `token`.
+    fn proof(&self, token: &str) -> String {
+        self.client.sign(
+            &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.client.jwk}),
+            &json!({
+                "jti": format!("p{}", self.next()),
+                "htm": "GET",
+                "htu": format!("http://{HOST}{PATH}"),
+                "iat": now(),
+                "ath": ath_for(token),
+            }),
+        )
+    }
+
+    fn key_set(&self) -> KeySet {
+        let mut jwk = self.issuer.jwk.clone();
+        jwk["kid"] = json!("k1");
+        KeySet::from_json(json!({ "keys": [jwk] }).to_string().as_bytes()).expect("issuer key")
+    }
+
+    async fn guard(&self, dpop: bool) -> OAuthGuard {
+        let builder = OAuthGuard::builder()
+            .trust(Issuer::new(ISSUER).audience(AUDIENCE).jwks(self.key_set()));
+        let builder = if dpop {
+            builder.dpop(
+                Dpop::allowed(PublicUri::fixed(
+                    BaseUrl::parse(&format!("http://{HOST}")).expect("base URL"),
+                ))
+                .replay_store(MemoryReplayStore::with_limits(
+                    REPLAY_CAPACITY,
+                    REPLAY_CAPACITY,
+                )),
+            )
+        } else {
+            builder
+        };
+        builder.build().await.expect("guard")
+    }
+
+    fn request(&self, token: &str, proof: Option<String>) -> http::Request<Body> {
+        let scheme = if proof.is_some() { "DPoP" } else { "Bearer" };
+        let mut request = http::Request::builder()
+            .method("GET")
+            .uri(PATH)
+            .header("host", HOST)
+            .header("authorization", format!("{scheme} {token}"));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.body(Body::empty()).expect("request")
+    }
+
+    fn head(&self, token: &str, proof: Option<String>) -> Parts {
+        self.request(token, proof).into_parts().0
+    }
+}
+
+/// What one iteration of a path needs, made before the clock starts (signing is the
+/// client's work, not the guard's).
+enum Input {
+    None,
+    Head(Parts),
+    Request(http::Request<Body>),
+}
+
+/// The paths, each a way to make an input and a way to run it.
+struct Paths {
+    fixture: Fixture,
+    rt: Runtime,
+    message: Vec<u8>,
+    signature: Vec<u8>,
+    parsed: ParsedPublicKey,
+    bearer: OAuthGuard,
+    dpop: OAuthGuard,
+    policy: Policy,
+    protected: Router,
+    bare: Router,
+}
+
+const PATHS: &[&str] = &[
+    "a_es256_verify",
+    "floor_es256_verify_parsed_key",
+    "bearer_new_token",
+    "bearer_cached_token",
+    "dpop_cached_token_fresh_proof",
+    "dpop_new_token_fresh_proof",
+    "axum_bare_router",
+    "axum_layer_cached_token",
+];
+
+impl Paths {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let fixture = Fixture::new();
+        let (message, signature) = fixture.bearer.rsplit_once('.').expect("JWS");
+        let signature = URL_SAFE_NO_PAD.decode(signature).expect("signature");
+        let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, fixture.issuer.point())
+            .expect("issuer key");
+        let bearer = rt.block_on(fixture.guard(false));
+        let dpop = rt.block_on(fixture.guard(true));
+        async fn whoami() -> &'static str {
+            "ok"
+        }
+        let bare = Router::new().route(PATH, get(whoami));
+        let protected = Router::new().route(PATH, get(whoami)).layer(bearer.layer());
+        Paths {
+            message: message.as_bytes().to_vec(),
+            signature,
+            parsed,
+            fixture,
+            rt,
+            bearer,
+            dpop,
+            policy: Policy::default(),
+            protected,
+            bare,
+        }
+    }
+
+    fn input(&self, path: &str) -> Input {
+        let f = &self.fixture;
+        match path {
+            "bearer_new_token" => Input::Head(f.head(&f.token(false), None)),
+            "bearer_cached_token" => Input::Head(f.head(&f.bearer, None)),
+            "dpop_cached_token_fresh_proof" => {
+                Input::Head(f.head(&f.bound, Some(f.proof(&f.bound))))
+            }
+            "dpop_new_token_fresh_proof" => {
+                let token = f.token(true);
+                let proof = f.proof(&token);
+                Input::Head(f.head(&token, Some(proof)))
+            }
+            "axum_bare_router" | "axum_layer_cached_token" => {
+                Input::Request(f.request(&f.bearer, None))
+            }
+            _ => Input::None,
+        }
+    }
+
+    /// Runs one iteration; panics if the guard refused, so that nothing is measured on a
+    /// failing path.
+    fn run(&self, path: &str, input: Input) {
+        match (path, input) {
+            ("a_es256_verify", _) => {
+                UnparsedPublicKey::new(
+                    &ECDSA_P256_SHA256_FIXED,
+                    black_box(self.fixture.issuer.point()),
+                )
+                .verify(black_box(&self.message), black_box(&self.signature))
+                .expect("A verifies");
+            }
+            ("floor_es256_verify_parsed_key", _) => {
+                self.parsed
+                    .verify_sig(black_box(&self.message), black_box(&self.signature))
+                    .expect("floor verifies");
+            }
+            (path, Input::Head(mut parts)) => {
+                let guard = if path.starts_with("dpop") {
+                    &self.dpop
+                } else {
+                    &self.bearer
+                };
+                let admitted =
+                    self.rt
+                        .block_on(guard.check(&mut parts, &self.policy, Presence::Required));
+                assert!(admitted.is_ok(), "{path}: refused: {:?}", admitted.err());
+                black_box(admitted.ok());
+            }
+            (path, Input::Request(request)) => {
+                let router = if path == "axum_bare_router" {
+                    &self.bare
+                } else {
+                    &self.protected
+                };
+                let response = self
+                    .rt
+                    .block_on(router.clone().oneshot(request))
+                    .expect("infallible");
+                assert_eq!(response.status(), http::StatusCode::OK, "{path}");
+                black_box(response);
+            }
+            (path, Input::None) => panic!("{path}: no input"),
+        }
+    }
+}
+
+fn criterion_benches(c: &mut Criterion, paths: &Paths) {
+    for path in PATHS {
+        c.bench_function(path, |b| {
+            b.iter_batched(
+                || paths.input(path),
+                |input| paths.run(path, input),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Interleaved rounds; each path's median time over A's.
+fn ratio_summary(paths: &Paths) {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); PATHS.len()];
+    for path in PATHS {
+        for _ in 0..50 {
+            paths.run(path, paths.input(path));
+        }
+    }
+    for _ in 0..SUMMARY_ROUNDS {
+        for (i, path) in PATHS.iter().enumerate() {
+            let batch: Vec<Input> = (0..SUMMARY_BATCH).map(|_| paths.input(path)).collect();
+            let start = Instant::now();
+            for input in batch {
+                paths.run(path, input);
+            }
+            times[i].push(start.elapsed() / SUMMARY_BATCH as u32);
+        }
+    }
+    let medians: Vec<Duration> = times.into_iter().map(median).collect();
+    let a = medians[0].as_secs_f64();
+    println!();
+    println!("Each path as a ratio to A, one aws-lc-rs ES256 verify with the key parsed per call");
+    println!(
+        "(median of {SUMMARY_ROUNDS} interleaved rounds of {SUMMARY_BATCH}; A took {:.1?})",
+        medians[0]
+    );
+    for (path, t) in PATHS.iter().zip(&medians) {
+        println!("  {path:<34} {:>6.3}", t.as_secs_f64() / a);
+    }
+    let layer = medians[7].as_secs_f64() - medians[6].as_secs_f64();
+    println!(
+        "  {:<34} {:>+6.3}",
+        "axum layer over the bare router",
+        layer / a
+    );
+}
+
+/// `GUARD_BENCH_PROFILE=<path>[:<n>]`: runs only `n` iterations of one path (default 500),
+/// inputs made first, for an instruction profile of the guard alone:
+/// `valgrind --tool=callgrind --toggle-collect='*guard::profiled*' <bench binary>`.
+fn profile(paths: &Paths, spec: &str) {
+    let (path, n) = spec.split_once(':').unwrap_or((spec, "500"));
+    let n: usize = n.parse().expect("GUARD_BENCH_PROFILE=<path>:<count>");
+    let inputs: Vec<Input> = (0..n).map(|_| paths.input(path)).collect();
+    profiled(paths, path, inputs);
+}
+
+#[inline(never)]
+fn profiled(paths: &Paths, path: &str, inputs: Vec<Input>) {
+    for input in inputs {
+        paths.run(path, input);
+    }
+}
+
+fn main() {
+    let paths = Paths::new();
+    if let Ok(spec) = std::env::var("GUARD_BENCH_PROFILE") {
+        return profile(&paths, &spec);
+    }
+    // Every path must pass before anything is timed.
+    for path in PATHS {
+        paths.run(path, paths.input(path));
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_benches(&mut criterion, &paths);
+    criterion.final_summary();
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and only smoke-tests.
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--profile-time") {
+        ratio_summary(&paths);
+    }
+}
