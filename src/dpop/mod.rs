@@ -25,6 +25,15 @@ pub use replay::{
     MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError, ReplayWindow,
 };
 
+/// Whether a proof's `htu` claim names one of the request's URIs, each already normalized
+/// (RFC 9449 §4.3 item 9, RFC 3986 §6.2.2–§6.2.3). A claim sent in normal form, as clients
+/// normally send it, is found as it is: normalization is idempotent, so it could only
+/// normalize to itself.
+fn htu_names_one_of(claimed: &str, htus: &[String]) -> bool {
+    htus.iter().any(|h| h == claimed)
+        || htu::normalize_htu(claimed).is_ok_and(|c| htus.contains(&c))
+}
+
 /// `DPoP-Nonce` response header (RFC 9449 §8.1).
 pub const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
@@ -326,7 +335,7 @@ impl Dpop {
             .as_ref()
             .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
         let htus = origin::request_htus(parts, public).map_err(DpopError::RequestUri)?;
-        if !htu::normalize_htu(&verified.htu).is_ok_and(|c| htus.contains(&c)) {
+        if !htu_names_one_of(&verified.htu, &htus) {
             return Err(DpopError::Proof(ProofError::HtuMismatch));
         }
         self.check_nonce(verified.nonce.as_deref(), now)
@@ -347,8 +356,7 @@ impl Dpop {
             .as_ref()
             .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
         let htus = origin::request_htus(parts, public).map_err(DpopError::RequestUri)?;
-        let htu_matches =
-            |claimed: &str| htu::normalize_htu(claimed).is_ok_and(|c| htus.contains(&c));
+        let htu_matches = |claimed: &str| htu_names_one_of(claimed, &htus);
         let (verified, client) = proof::verify_proof_matching(
             proof,
             parts.method.as_str(),
@@ -458,6 +466,23 @@ mod tests {
                 }
             }
             prop_assert!(fresh.iter().all(|n| *n <= 1), "{fresh:?}");
+        }
+
+        /// The exact-match shortcut never changes the answer: a claim matches exactly when
+        /// its normal form is one of the request's URIs.
+        #[test]
+        fn htu_shortcut_agrees_with_normalizing_every_claim(
+            claim in "(https?|HTTPS?)://(api\\.example|API\\.EXAMPLE|%61pi\\.example)(:443|:80|:)?(/|/r|/%72|/a/\\.\\./r|/r%2F|)",
+        ) {
+            let htus = vec![
+                htu::normalize_htu("https://api.example/r").unwrap(),
+                htu::normalize_htu("http://api.example/").unwrap(),
+            ];
+            let slow = htu::normalize_htu(&claim).is_ok_and(|c| htus.contains(&c));
+            prop_assert_eq!(htu_names_one_of(&claim, &htus), slow);
+            for h in &htus {
+                prop_assert!(htu_names_one_of(h, &htus));
+            }
         }
     }
 

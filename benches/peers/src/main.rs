@@ -174,6 +174,9 @@ fn cell<'a>(row: Row, col: Col, time: impl FnMut(&RoundInputs) -> Sample + 'a) -
     }
 }
 
+/// The bearer tokens of a round for one row.
+type TokensOf = fn(&Fixture, &RoundInputs) -> Vec<String>;
+
 /// Every cell of the table, in row order.
 #[allow(clippy::too_many_lines, reason = "one table, read top to bottom")]
 fn cells<'a>(rt: &'a Runtime, f: &'a Fixture, c: &'a Contenders) -> Vec<Cell<'a>> {
@@ -198,7 +201,7 @@ fn cells<'a>(rt: &'a Runtime, f: &'a Fixture, c: &'a Contenders) -> Vec<Cell<'a>
     let mut cells = Vec::new();
 
     // Rows 1 and 2: bearer tokens, new ones or the same one.
-    let tokens_of: [(Row, fn(&Fixture, &RoundInputs) -> Vec<String>); 2] = [
+    let tokens_of: [(Row, TokensOf); 2] = [
         (R::NewToken, |_, r| r.new_tokens.clone()),
         (R::SeenToken, |f, r| {
             vec![f.seen_token.clone(); r.new_tokens.len()]
@@ -621,6 +624,35 @@ fn main() {
         elapsed.as_secs_f64(),
         report::load_average()
     );
+    // How far apart a cell's rounds were: (max − min) / median of its per-round ratios.
+    let spreads: Vec<(f64, usize)> = ratios
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| cells[*i].row != Row::Router)
+        .map(|(i, r)| {
+            let (lo, hi) = r
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                });
+            ((hi - lo) / median(r), i)
+        })
+        .collect();
+    let typical = median(&spreads.iter().map(|s| s.0).collect::<Vec<_>>());
+    if let Some(&(widest, i)) = spreads.iter().max_by(|a, b| a.0.total_cmp(&b.0)) {
+        println!(
+            "aside: round-to-round spread of a cell, (max − min) / median: {:.0}% typical, {:.0}% at most (row {}, {})",
+            typical * 100.0,
+            widest * 100.0,
+            cells[i]
+                .row
+                .label()
+                .split_whitespace()
+                .next()
+                .unwrap_or("?"),
+            cells[i].col.header()
+        );
+    }
     let bare_of = |col: Col| {
         let i = cells
             .iter()
