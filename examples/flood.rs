@@ -34,9 +34,9 @@ const ISSUER: &str = "https://issuer.example";
 const URL: &str = "https://api.example/r";
 
 /// Bytes of resident memory the flood may take per proof the store can hold (the store's own
-/// share, with moka's bookkeeping, plus the token cache, the replayers' ring and allocator
-/// slack), plus a fixed allowance for the runtime and the keys.
-const BYTES_PER_LIVE_PROOF: u64 = 800;
+/// share, about 64, plus the token cache, the replayers' ring and allocator slack), plus a
+/// fixed allowance for the runtime and the keys.
+const BYTES_PER_LIVE_PROOF: u64 = 400;
 const FIXED_ALLOWANCE: u64 = 64 << 20;
 
 #[derive(Parser)]

@@ -11,6 +11,7 @@
 //! bearer tokens that are RFC 9068 JWTs, RFC 9449 DPoP), columns the libraries; `—` where a
 //! library does not take that path. See the footnotes the run prints, and `README.md`.
 
+mod clock;
 mod contenders;
 mod fixture;
 mod huskarl_aws_lc;
@@ -44,6 +45,10 @@ struct Args {
     /// Calls of each contender per round (default 2000; 200 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch: Option<u32>,
+    /// Time with the wall clock instead of the process's CPU time (on an idle machine the two
+    /// agree; on a busy one wall time also counts other processes' turns on the CPU).
+    #[arg(long)]
+    wall: bool,
 }
 
 /// The paths, the table's rows.
@@ -124,11 +129,11 @@ macro_rules! timed {
     ($items:expr, |$item:pat_param| $body:expr) => {{
         let items = $items.into_iter();
         let n = items.len();
-        let start = Instant::now();
+        let start = clock::seconds();
         for $item in items {
             $body;
         }
-        start.elapsed().as_secs_f64() / n as f64
+        (clock::seconds() - start) / n as f64
     }};
 }
 
@@ -173,6 +178,9 @@ fn cell<'a>(row: Row, col: Col, time: impl FnMut(&RoundInputs) -> Sample + 'a) -
         time: Box::new(time),
     }
 }
+
+/// A is timed again after every this many cells of a round.
+const A_EVERY: usize = 4;
 
 /// The bearer tokens of a round for one row.
 type TokensOf = fn(&Fixture, &RoundInputs) -> Vec<String>;
@@ -523,6 +531,9 @@ fn main() {
     let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 7 }) as usize;
     let batch = args.batch.unwrap_or(if args.quick { 200 } else { 2000 }) as usize;
     let warmup = batch.min(200);
+    if args.wall {
+        clock::use_wall_time();
+    }
 
     println!("tower-oauth-guard and its peers, {}", report::date());
     println!("machine: {}", report::machine());
@@ -564,28 +575,37 @@ fn main() {
         (cell.time)(&inputs);
     }
 
-    let mut a_seconds = Vec::with_capacity(rounds);
+    let mut a_seconds = Vec::new();
     let mut ratios = vec![Vec::with_capacity(rounds); n];
     let mut bare = vec![Vec::with_capacity(rounds); n];
     let started = Instant::now();
     for round in 0..rounds {
         let inputs = RoundInputs::new(&f, batch);
-        let before = time_a(batch);
-        let mut samples: Vec<Option<Sample>> = (0..n).map(|_| None).collect();
+        // A before the first cell, after every A_EVERY cells, and after the last.
+        let mut a_marks = vec![time_a(batch)];
+        let mut samples: Vec<Option<(Sample, usize)>> = (0..n).map(|_| None).collect();
         // Each round starts at another cell, so no cell always follows the same one.
-        for i in (0..n).map(|i| (i + round * n / rounds) % n) {
-            samples[i] = Some((cells[i].time)(&inputs));
+        for (k, i) in (0..n).map(|k| (k, (k + round * n / rounds) % n)) {
+            samples[i] = Some(((cells[i].time)(&inputs), a_marks.len() - 1));
+            if (k + 1) % A_EVERY == 0 || k + 1 == n {
+                a_marks.push(time_a(batch));
+            }
         }
-        let a = f64::midpoint(before, time_a(batch));
-        a_seconds.push(a);
         for (i, sample) in samples.into_iter().enumerate() {
-            let sample = sample.expect("every cell ran");
+            let (sample, mark) = sample.expect("every cell ran");
+            let a = f64::midpoint(a_marks[mark], a_marks[mark + 1]);
             ratios[i].push(sample.seconds / a);
             if let Some(b) = sample.bare {
                 bare[i].push(b / a);
             }
         }
-        eprintln!("round {}/{rounds}: A = {:.1} µs", round + 1, a * 1e6);
+        eprintln!(
+            "round {}/{rounds}: A = {:.1} µs (median of the round's {})",
+            round + 1,
+            median(&a_marks) * 1e6,
+            a_marks.len()
+        );
+        a_seconds.extend(a_marks);
     }
     let elapsed = started.elapsed();
 
@@ -617,7 +637,7 @@ fn main() {
             (lo.min(s), hi.max(s))
         });
     println!(
-        "aside: A = {:.1} µs per call (median; {:.1}–{:.1} µs across rounds); timed rounds took {:.1} s; load average now {}",
+        "aside: A = {:.1} µs per call (median of all its batches; {:.1}–{:.1} µs, on the clock of [1]); the timed rounds took {:.1} s of wall time; load average now {}",
         a * 1e6,
         lo * 1e6,
         hi * 1e6,
@@ -670,11 +690,12 @@ fn main() {
 /// What each number is, and what the run was built from.
 fn footnotes() {
     let notes = [
-        "Method: each round makes fresh inputs (outside the clock), times A, then a batch of every \
-         cell one after the other (starting at a different cell each round), then A again; a cell's \
-         ratio in a round is its time per call divided by that round's A (the mean of its two \
-         measurements). The table shows the median of the per-round ratios. One thread, one \
-         current-thread tokio runtime; async calls are awaited in a loop inside one block_on.",
+        "Method: each round makes fresh inputs (outside the clock), then times a batch of every \
+         cell one after the other (starting at a different cell each round), and A before the \
+         first cell, after every {a_every} cells and after the last. A cell's ratio in a round is its time \
+         per call divided by the mean of the two A timed just before and just after it; the table \
+         shows the median of the per-round ratios. One thread, one current-thread tokio runtime; \
+         async calls are awaited in a loop inside one block_on. Clock: {clock}.",
         "A: aws_lc_rs UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).verify(msg, sig) on the \
          seen-before token (RFC 7518 §3.4 ES256), the key parsed from its SEC1 point every call.",
         "floor: the same verification with a pre-parsed key (ParsedPublicKey::verify_sig): the token's \
@@ -716,7 +737,12 @@ fn footnotes() {
     ];
     println!();
     for (i, note) in notes.iter().enumerate() {
-        println!("[{}] {note}", i + 1);
+        println!(
+            "[{}] {}",
+            i + 1,
+            note.replace("{clock}", clock::describe())
+                .replace("{a_every}", &A_EVERY.to_string())
+        );
     }
     println!(
         "[{}] tower-oauth-guard source: {}",
