@@ -31,8 +31,11 @@ fn main() {
     println!("cargo::rustc-env=PEERS_VERSIONS={}", versions(&lock));
 
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
-    let source = guard_path(&manifest)
-        .map_or_else(String::new, |p| dir.join(p).to_string_lossy().into_owned());
+    let source = guard_path(&manifest).map_or_else(String::new, |p| {
+        let path = dir.join(p);
+        let path = path.canonicalize().unwrap_or(path);
+        path.to_string_lossy().into_owned()
+    });
     println!("cargo::rustc-env=PEERS_GUARD_SOURCE={source}");
 }
 
