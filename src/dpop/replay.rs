@@ -273,71 +273,73 @@ impl<T: ReplayStore + ?Sized> ReplayStore for Arc<T> {
 /// A proof's identity in [`MemoryReplayStore`]: the first 128 bits of its digest. Two proofs
 /// that shared them would make the second one a "replay" (refused, never admitted); SHA-256
 /// makes that as likely as guessing a 128-bit key.
-type ProofTag = u128;
+type ProofTag = [u64; 2];
 /// A client key's identity in [`MemoryReplayStore`], for its share: the first 64 bits of its
 /// digest. Two keys that shared them would share one quota.
 type ClientTag = u64;
 
+fn word(bytes: &[u8; 32], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(src) = bytes.get(at..at + 8) {
+        word.copy_from_slice(src);
+    }
+    u64::from_le_bytes(word)
+}
+
 fn proof_tag(key: &ReplayKey) -> ProofTag {
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&key.proof[..16]);
-    u128::from_le_bytes(bytes)
+    [word(&key.proof, 0), word(&key.proof, 8)]
 }
 
 fn client_tag(key: &ReplayKey) -> ClientTag {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&key.client[..8]);
-    u64::from_le_bytes(bytes)
+    word(&key.client, 0)
 }
 
-/// Which shard holds a client's proofs: from a digest byte the tags do not use, so that the
-/// tags inside one shard still spread over its hash table.
+/// Which shard holds a client's proofs: from a digest byte the tags do not use.
 fn shard_of(key: &ReplayKey, shards: usize) -> usize {
     usize::from(key.client[31]) % shards.max(1)
 }
 
-/// Hashes a tag by taking its bits: tags are SHA-256 output, uniform and not chosen by
-/// anyone, so there is nothing to flood a table with.
-#[derive(Default, Clone, Copy)]
-struct TagHasher(u64);
+/// Tables hashed with a per-table random key (SipHash): a client chooses its `jti`s, so it
+/// could otherwise search for tags that pile up in one part of a table.
+type TagMap<K, V> = HashMap<K, V, std::hash::RandomState>;
 
-impl std::hash::Hasher for TagHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for the integer tags; a fold keeps it correct if it were.
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64 ^ (n >> 64) as u64;
-    }
-}
-
-type TagMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<TagHasher>>;
-
-/// What the store keeps per proof: 32 bytes with its tag, in an open-addressing table.
+/// What the store keeps per proof: with its tag, 40 bytes in an open-addressing table.
 #[derive(Clone, Copy)]
 struct Remembered {
     /// Unix seconds, guard clock: the proof is a replay until then (exclusive).
     until: i64,
     client: ClientTag,
+    /// Seconds on the store's monotonic clock: the entry is not forgotten before then,
+    /// however the guard's clock moves (a clock stepped forward and then back again must
+    /// not make a live proof new).
+    kept_until: u32,
+}
+
+/// The store's monotonic clock, in whole seconds since the store was made.
+enum Monotonic {
+    Real(std::time::Instant),
+    #[cfg(test)]
+    Manual(Arc<AtomicU64>),
+}
+
+impl Monotonic {
+    fn now(&self) -> u32 {
+        match self {
+            Monotonic::Real(epoch) => u32::try_from(epoch.elapsed().as_secs()).unwrap_or(u32::MAX),
+            #[cfg(test)]
+            Monotonic::Manual(secs) => {
+                u32::try_from(secs.load(Ordering::Acquire)).unwrap_or(u32::MAX)
+            }
+        }
+    }
 }
 
 /// The proofs of the clients whose digests fall in one shard, and their counts.
 struct Shard {
     proofs: TagMap<ProofTag, Remembered>,
     clients: TagMap<ClientTag, u64>,
-    /// No entry's window ends before this instant: until then a sweep would find nothing.
-    next_end: i64,
+    /// Monotonic second before which a sweep would find nothing to forget (or already ran).
+    next_sweep: u32,
 }
 
 impl Default for Shard {
@@ -345,37 +347,49 @@ impl Default for Shard {
         Shard {
             proofs: TagMap::default(),
             clients: TagMap::default(),
-            next_end: i64::MAX,
+            next_sweep: u32::MAX,
         }
     }
 }
 
 impl Shard {
-    /// Forgets every proof whose window ended by `now`, freeing its client's slot; returns
-    /// how many, for the global count. Scans only once some window has ended, so a shard
-    /// under steady traffic is scanned about once per second of the guard's clock.
-    fn sweep(&mut self, now: i64) -> u64 {
-        if now < self.next_end {
+    /// Forgets every proof whose window has ended by both clocks: the guard's (`now`) and
+    /// the store's monotonic one (`mono`); frees its client's slot and returns how many, for
+    /// the global count. Scans at most once per monotonic second, and gives back the room of
+    /// a table that emptied, so that memory follows the live proofs, not a past peak.
+    fn sweep(&mut self, now: i64, mono: u32) -> u64 {
+        if mono < self.next_sweep {
             return 0;
         }
-        let (mut freed, mut next_end) = (0, i64::MAX);
+        let (mut freed, mut next) = (0, u32::MAX);
         let clients = &mut self.clients;
         self.proofs.retain(|_, entry| {
-            if entry.until > now {
-                next_end = next_end.min(entry.until);
+            if entry.until > now || entry.kept_until > mono {
+                next = next.min(entry.kept_until);
                 return true;
             }
-            if let Some(count) = clients.get_mut(&entry.client) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    clients.remove(&entry.client);
-                }
-            }
+            release_client(clients, entry.client);
             freed += 1;
             false
         });
-        self.next_end = next_end;
+        self.next_sweep = next.max(mono.saturating_add(1));
+        if self.proofs.len().saturating_mul(4) < self.proofs.capacity() {
+            self.proofs.shrink_to(self.proofs.len().saturating_mul(2));
+        }
+        if self.clients.len().saturating_mul(4) < self.clients.capacity() {
+            self.clients.shrink_to(self.clients.len().saturating_mul(2));
+        }
         freed
+    }
+}
+
+/// One slot of `client` given back.
+fn release_client(clients: &mut TagMap<ClientTag, u64>, client: ClientTag) {
+    if let Some(count) = clients.get_mut(&client) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            clients.remove(&client);
+        }
     }
 }
 
@@ -384,16 +398,18 @@ const SHARDS: usize = 64;
 
 /// In-process replay store for a single instance (RFC 9449 §11.1).
 ///
-/// Every proof is kept until its own window ends, in the guard's clock: there is no
-/// capacity-based eviction. At `max_entries` live proofs, new ones fail with
-/// [`ReplayStoreError::Full`]; a client key holding `max_per_key` live proofs gets
-/// [`ReplayCheck::OverQuota`] for its new ones; known proofs still report `Replayed`.
-/// Proofs whose window ended are forgotten lazily, by the next check that needs their room.
+/// Every proof is kept until its own window ends: there is no capacity-based eviction. At
+/// `max_entries` live proofs, new ones fail with [`ReplayStoreError::Full`]; a client key
+/// holding `max_per_key` live proofs gets [`ReplayCheck::OverQuota`] for its new ones; known
+/// proofs still report `Replayed`. A proof is forgotten only once its window has ended both
+/// in the guard's clock and in real (monotonic) time, so a clock stepped forward and back
+/// again never makes a live proof new; until then it holds its slots.
 ///
-/// Memory bound: a proof takes a 16-byte tag, its window's end and its client's tag in an
-/// open-addressing table, about 70 bytes of resident memory per live proof with the table's
-/// spare room (measured by `examples/flood` and the `replay` bench), so the default million
-/// entries take about 70 MB at most; [`MemoryReplayStore::with_limits`] sets a smaller bound.
+/// Memory bound: a proof takes a 16-byte tag, its window's end in both clocks and its
+/// client's tag in an open-addressing table, about 70 bytes of resident memory per live
+/// proof with the table's spare room (about 120 when every proof comes from a key of its
+/// own; both measured by a test), so the default million entries take about 70 MB at most;
+/// [`MemoryReplayStore::with_limits`] sets a smaller bound.
 ///
 /// ```
 /// use tower_oauth_guard::{BaseUrl, Dpop, MemoryReplayStore, PublicUri};
@@ -410,6 +426,9 @@ pub struct MemoryReplayStore {
     live: AtomicU64,
     max_entries: u64,
     max_per_key: u64,
+    clock: Monotonic,
+    /// The next shard a check sweeps besides its own, so idle shards are swept too.
+    cursor: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryReplayStore {
@@ -422,16 +441,26 @@ impl MemoryReplayStore {
     /// A store that remembers at most `max_entries` live proofs, at most `max_per_key` of
     /// them from any one client key (`jkt`).
     pub fn with_limits(max_entries: u64, max_per_key: u64) -> Self {
+        Self::with_clock(
+            max_entries,
+            max_per_key,
+            Monotonic::Real(std::time::Instant::now()),
+        )
+    }
+
+    fn with_clock(max_entries: u64, max_per_key: u64, clock: Monotonic) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             live: AtomicU64::new(0),
             max_entries,
             max_per_key,
+            clock,
+            cursor: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// Slots in use: unexpired proofs plus proofs whose window ended but that no check has
-    /// needed to forget yet.
+    /// Slots in use: live proofs plus proofs whose window ended but that no sweep has
+    /// forgotten yet.
     pub fn len(&self) -> u64 {
         self.live.load(Ordering::Acquire)
     }
@@ -444,15 +473,14 @@ impl MemoryReplayStore {
     /// Slots one client key holds (`jkt`, as in [`ReplayKey::new`]).
     pub fn len_for_key(&self, jkt: &str) -> u64 {
         let key = ReplayKey::new(jkt, "");
-        self.lock(&key)
+        self.lock(shard_of(&key, self.shards.len()))
             .and_then(|shard| shard.clients.get(&client_tag(&key)).copied())
             .unwrap_or(0)
     }
 
-    /// The shard of `key`'s client, locked; `None` cannot happen (the index is taken modulo
-    /// the number of shards) and makes callers fail closed.
-    fn lock(&self, key: &ReplayKey) -> Option<std::sync::MutexGuard<'_, Shard>> {
-        let index = shard_of(key, self.shards.len());
+    /// Shard `index`, locked; `None` cannot happen for an index from [`shard_of`] and makes
+    /// callers fail closed.
+    fn lock(&self, index: usize) -> Option<std::sync::MutexGuard<'_, Shard>> {
         // Nothing in a shard's critical sections panics; if something did, the counts and
         // the entries would still never let a remembered proof through, so a poisoned lock
         // is used as it is.
@@ -466,12 +494,13 @@ impl MemoryReplayStore {
     /// Whether `key` is remembered at `now` (guard clock), without remembering it.
     #[cfg(feature = "redis")]
     pub(crate) fn remembers(&self, key: &ReplayKey, now: i64) -> bool {
-        self.lock(key).is_none_or(|shard| {
-            shard
-                .proofs
-                .get(&proof_tag(key))
-                .is_some_and(|entry| entry.until > now)
-        })
+        self.lock(shard_of(key, self.shards.len()))
+            .is_none_or(|shard| {
+                shard
+                    .proofs
+                    .get(&proof_tag(key))
+                    .is_some_and(|entry| entry.until > now)
+            })
     }
 
     /// Takes one global slot, unless the store is full.
@@ -494,16 +523,25 @@ impl MemoryReplayStore {
         }
     }
 
-    /// Sweeps every shard whose earliest window has ended, except the one the caller holds.
-    fn sweep_others(&self, held: usize, now: i64) {
-        for (index, shard) in self.shards.iter().enumerate() {
-            if index == held {
-                continue;
+    /// Sweeps every shard but the one the caller holds (which it swept), waiting for each.
+    fn sweep_others(&self, held: usize, now: i64, mono: u32) {
+        for index in (0..self.shards.len()).filter(|i| *i != held) {
+            if let Some(mut shard) = self.lock(index) {
+                let freed = shard.sweep(now, mono);
+                self.release_slots(freed);
             }
-            let freed = shard
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .sweep(now);
+        }
+    }
+
+    /// Sweeps the next shard in turn if it is free at once: shards nobody checks against
+    /// still give back their room.
+    fn sweep_next(&self, held: usize, now: i64, mono: u32) {
+        let index = self.cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len().max(1);
+        if index == held {
+            return;
+        }
+        if let Some(Ok(mut shard)) = self.shards.get(index).map(Mutex::try_lock) {
+            let freed = shard.sweep(now, mono);
             self.release_slots(freed);
         }
     }
@@ -513,18 +551,19 @@ impl MemoryReplayStore {
         key: &ReplayKey,
         window: ReplayWindow,
     ) -> Result<ReplayCheck, ReplayStoreError> {
-        let now = window.now;
+        let (now, mono) = (window.now, self.clock.now());
         let (tag, client) = (proof_tag(key), client_tag(key));
         let index = shard_of(key, self.shards.len());
-        let mut shard = self.lock(key).ok_or(ReplayStoreError::Full)?;
+        let mut shard = self.lock(index).ok_or(ReplayStoreError::Full)?;
         // One lock per shard: the checks and the insert below are one atomic step.
-        let freed = shard.sweep(now);
+        let freed = shard.sweep(now, mono);
         self.release_slots(freed);
-        if shard.proofs.get(&tag).is_some_and(|e| e.until > now) {
-            return Ok(ReplayCheck::Replayed);
-        }
+        let replayed = |shard: &Shard| shard.proofs.get(&tag).is_some_and(|e| e.until > now);
         let over_quota =
             |shard: &Shard| shard.clients.get(&client).copied().unwrap_or(0) >= self.max_per_key;
+        if replayed(&shard) {
+            return Ok(ReplayCheck::Replayed);
+        }
         if over_quota(&shard) {
             tracing::debug!(
                 max_per_key = self.max_per_key,
@@ -536,9 +575,9 @@ impl MemoryReplayStore {
             // The other shards are swept without this one held, so that two checks on a
             // full store never wait on each other's shard.
             drop(shard);
-            self.sweep_others(index, now);
-            shard = self.lock(key).ok_or(ReplayStoreError::Full)?;
-            if shard.proofs.get(&tag).is_some_and(|e| e.until > now) {
+            self.sweep_others(index, now, mono);
+            shard = self.lock(index).ok_or(ReplayStoreError::Full)?;
+            if replayed(&shard) {
                 return Ok(ReplayCheck::Replayed);
             }
             if over_quota(&shard) {
@@ -549,28 +588,22 @@ impl MemoryReplayStore {
                 return Err(ReplayStoreError::Full);
             }
         }
+        let ttl = u32::try_from(window.ttl().as_secs()).unwrap_or(u32::MAX);
         let entry = Remembered {
             until: window.until,
             client,
+            kept_until: mono.saturating_add(ttl),
         };
-        // A proof whose window ended may be remembered anew: its old slot is released.
+        // A proof whose window ended may be remembered anew: its old slots are released.
         if let Some(old) = shard.proofs.insert(tag, entry) {
-            self.forget(&mut shard, old);
+            release_client(&mut shard.clients, old.client);
+            self.release_slots(1);
         }
         *shard.clients.entry(client).or_insert(0) += 1;
-        shard.next_end = shard.next_end.min(window.until);
+        shard.next_sweep = shard.next_sweep.min(entry.kept_until);
+        drop(shard);
+        self.sweep_next(index, now, mono);
         Ok(ReplayCheck::Fresh)
-    }
-
-    /// Releases the slots of an entry that was replaced.
-    fn forget(&self, shard: &mut Shard, old: Remembered) {
-        if let Some(count) = shard.clients.get_mut(&old.client) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                shard.clients.remove(&old.client);
-            }
-        }
-        self.release_slots(1);
     }
 }
 
@@ -748,7 +781,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_client_over_its_share_does_not_deny_the_others() {
-        let store = MemoryReplayStore::with_limits(100, 10);
+        let (store, mono) = manual(100, 10);
         let greedy = |i: u64| ReplayKey::new("greedy", &i.to_string());
         for i in 0..10 {
             assert_eq!(
@@ -785,6 +818,7 @@ mod tests {
                 .unwrap(),
             ReplayCheck::OverQuota
         );
+        mono.store(60, Ordering::Release);
         assert_eq!(
             store
                 .check_and_insert(&greedy(5001), window(NOW + 60, NOW + 121))
@@ -800,10 +834,27 @@ mod tests {
         );
     }
 
+    /// A store on a monotonic clock the test moves, and the handle that moves it.
+    fn manual(max_entries: u64, max_per_key: u64) -> (MemoryReplayStore, Arc<AtomicU64>) {
+        let secs = Arc::new(AtomicU64::new(0));
+        let clock = Monotonic::Manual(Arc::clone(&secs));
+        (
+            MemoryReplayStore::with_clock(max_entries, max_per_key, clock),
+            secs,
+        )
+    }
+
+    /// A client key whose proofs fall in shard `shard`.
+    fn jkt_in_shard(shard: usize) -> String {
+        (0u64..)
+            .map(|i| format!("client-{i}"))
+            .find(|jkt| shard_of(&ReplayKey::new(jkt, ""), SHARDS) == shard)
+            .unwrap()
+    }
+
     #[tokio::test]
-    async fn expired_entries_free_their_slots_in_the_guards_clock() {
-        let store = MemoryReplayStore::new(2);
-        // Two shards' worth: the freed slot may be in another shard than the new proof's.
+    async fn an_ended_window_frees_its_slots_once_both_clocks_have_passed_it() {
+        let (store, mono) = manual(2, DEFAULT_MAX_PROOFS_PER_KEY);
         let other = ReplayKey::new("other-client", "1");
         assert_eq!(
             store
@@ -819,13 +870,22 @@ mod tests {
                 .unwrap(),
             ReplayCheck::Fresh
         );
+        // The guard's clock is past the first window, real time is not: the slot is held.
         assert!(matches!(
             store
-                .check_and_insert(&key(2), window(NOW + 9, NOW + 60))
+                .check_and_insert(&key(2), window(NOW + 10, NOW + 60))
                 .await,
             Err(ReplayStoreError::Full)
         ));
-        // At the first proof's `until` its slot is free again; the second still holds one.
+        mono.store(9, Ordering::Release);
+        assert!(matches!(
+            store
+                .check_and_insert(&key(2), window(NOW + 10, NOW + 60))
+                .await,
+            Err(ReplayStoreError::Full)
+        ));
+        // Real time is past it too: the slot is free, and the second proof still held.
+        mono.store(10, Ordering::Release);
         assert_eq!(
             store
                 .check_and_insert(&key(2), window(NOW + 10, NOW + 60))
@@ -842,10 +902,116 @@ mod tests {
                 .unwrap(),
             ReplayCheck::Replayed
         );
-        let shard = store.lock(&key(1)).unwrap();
+        let shard = store.lock(shard_of(&key(1), SHARDS)).unwrap();
         assert!(
             !shard.proofs.contains_key(&proof_tag(&key(1))),
             "an ended window is forgotten, not only ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clock_stepped_forward_and_back_never_makes_a_live_proof_new() {
+        let (store, mono) = manual(1_000, 1_000);
+        let first = ReplayKey::new("client", "p1");
+        assert_eq!(
+            store
+                .check_and_insert(&first, window(NOW, NOW + 71))
+                .await
+                .unwrap(),
+            ReplayCheck::Fresh
+        );
+        // An hour ahead in the guard's clock, a second later in real time: a check in the
+        // same shard, which sweeps it.
+        mono.store(1, Ordering::Release);
+        let second = ReplayKey::new("client", "p2");
+        assert_eq!(
+            store
+                .check_and_insert(&second, window(NOW + 3600, NOW + 3671))
+                .await
+                .unwrap(),
+            ReplayCheck::Fresh
+        );
+        // The clock is corrected: the first proof is live again, and remembered.
+        mono.store(2, Ordering::Release);
+        assert_eq!(
+            store
+                .check_and_insert(&first, window(NOW + 2, NOW + 73))
+                .await
+                .unwrap(),
+            ReplayCheck::Replayed
+        );
+        // Even after its real-time span, while the guard's clock says it is live.
+        mono.store(500, Ordering::Release);
+        assert_eq!(
+            store
+                .check_and_insert(&first, window(NOW + 3, NOW + 73))
+                .await
+                .unwrap(),
+            ReplayCheck::Replayed
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_follows_the_live_proofs_not_each_shards_past_peak() {
+        const MAX: u64 = 10_000;
+        let (store, mono) = manual(MAX, MAX);
+        // A full store's worth in one shard after another, each after the last has ended.
+        for shard in 0..SHARDS {
+            let jkt = jkt_in_shard(shard);
+            let step = 100 * shard as u64;
+            mono.store(step, Ordering::Release);
+            let now = NOW + step as i64;
+            for i in 0..MAX {
+                let k = ReplayKey::new(&jkt, &i.to_string());
+                assert_eq!(
+                    store
+                        .check_and_insert(&k, window(now, now + 71))
+                        .await
+                        .unwrap(),
+                    ReplayCheck::Fresh,
+                    "shard {shard}, proof {i}"
+                );
+            }
+        }
+        let capacity: usize = store
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().proofs.capacity())
+            .sum();
+        assert!(
+            capacity <= 4 * MAX as usize,
+            "room for {capacity} proofs kept, {MAX} may be live"
+        );
+    }
+
+    #[test]
+    fn tags_a_client_chose_to_collide_cost_no_more_than_random_ones() {
+        fn timed(keys: &[ReplayKey]) -> Duration {
+            let store = MemoryReplayStore::with_limits(1_000_000, 1_000_000);
+            let start = std::time::Instant::now();
+            for k in keys {
+                assert_eq!(store.check(k, live()).unwrap(), ReplayCheck::Fresh);
+            }
+            start.elapsed()
+        }
+        const N: u64 = 20_000;
+        let client = *ReplayKey::new("attacker", "").client_bytes();
+        // Tags equal in the bits an unkeyed hash of them would use.
+        let colliding: Vec<ReplayKey> = (0..N)
+            .map(|i| {
+                let mut proof = [0u8; 32];
+                proof[..8].copy_from_slice(&(i ^ 0x5a5a_5a5a_5a5a_5a5a).to_le_bytes());
+                proof[8..16].copy_from_slice(&i.to_le_bytes());
+                ReplayKey { proof, client }
+            })
+            .collect();
+        let random: Vec<ReplayKey> = (0..N)
+            .map(|i| ReplayKey::for_client(client, "attacker", &i.to_string()))
+            .collect();
+        let (slow, fast) = (timed(&colliding), timed(&random));
+        assert!(
+            slow < fast * 10,
+            "{N} colliding tags took {slow:?}, {N} random ones {fast:?}"
         );
     }
 

@@ -18,6 +18,9 @@ mod properties;
 
 mod limits;
 
+// The hot paths (parsed keys, proof-key cache, one token digest, the replay store) attacked.
+mod hot_paths;
+
 mod grpc;
 
 mod hyper_api;
