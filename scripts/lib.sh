@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shell helpers shared by scripts/test and interop/*/run; source it, do not run it.
+# Shell helpers shared by scripts/test, scripts/bench-e2e and interop/*/run; source it, do not
+# run it.
 # Needs bash; the caller sets its own `set -euo pipefail`.
 
 # as_root COMMAND...: COMMAND as root, through sudo unless this already is root.
@@ -55,4 +56,25 @@ stop_pid() {
     kill -KILL "$1" 2>/dev/null || true
   fi
   wait "$1" 2>/dev/null || true
+}
+
+# cargo_executable KIND NAME CARGO_BUILD_ARGS...: builds the target NAME of KIND (example, bench,
+# bin) and prints the path of its executable, as cargo reports it.
+cargo_executable() {
+  local kind=$1 name=$2
+  shift 2
+  cargo build "--$kind" "$name" "$@" --message-format=json-render-diagnostics |
+    python3 -c '
+import json, sys
+kind, name, found = sys.argv[1], sys.argv[2], []
+for line in sys.stdin:
+    message = json.loads(line)
+    target = message.get("target") or {}
+    if (message.get("reason") == "compiler-artifact" and target.get("name") == name
+            and kind in target.get("kind", []) and message.get("executable")):
+        found.append(message["executable"])
+if not found:
+    sys.exit(f"cargo reported no executable for the {kind} {name}")
+print(found[-1])
+' "$kind" "$name"
 }

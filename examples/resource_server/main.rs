@@ -8,10 +8,12 @@
 //! ```
 //!
 //! HTTP routes: `GET|POST /api/whoami` (any valid token) answers
-//! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`. Browser
-//! clients on other origins may call them (CORS), and every request is traced
-//! (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces). With `--grpc` it
-//! serves `grpc.health.v1.Health` instead (see `grpc.rs`; build with `--features tonic`).
+//! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`; `GET /health`
+//! needs no token and answers `ok` (for liveness probes, and the unguarded baseline of
+//! `benches/e2e/`). Browser clients on other origins may call them (CORS), and every request
+//! is traced (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces). With
+//! `--grpc` it serves `grpc.health.v1.Health` instead (see `grpc.rs`; build with
+//! `--features tonic`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -135,6 +137,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(whoami).layer(guard.layer().require_scope("admin")),
         )
         .layer(layer)
+        // Added after the guard's layer, so outside it; inside CORS and tracing like the rest.
+        .route("/health", get(|| async { "ok" }))
         .layer(cors())
         .layer(TraceLayer::new_for_http());
     match args.server.rustls_config(mtls_required)? {
