@@ -15,6 +15,7 @@
 //!   least one signature can cost;
 //! - `bearer_new_token`: a bearer access token (RFC 9068) the guard has not seen: one
 //!   signature, the claims, the token cache's insert;
+//! - `bearer_new_token_no_cache`: the same with `no_token_cache()`: no insert;
 //! - `bearer_cached_token`: the same token every time (a hash and a lookup);
 //! - `dpop_cached_token_fresh_proof`: a DPoP-bound token seen before and a new proof
 //!   (RFC 9449 §4.3): one signature, plus the proof's JSON, `htu`, `ath`, the thumbprint
@@ -198,6 +199,16 @@ impl Fixture {
         builder.build().await.expect("guard")
     }
 
+    /// A bearer guard that verifies every token (`no_token_cache`).
+    async fn guard_without_cache(&self) -> OAuthGuard {
+        OAuthGuard::builder()
+            .trust(Issuer::new(ISSUER).audience(AUDIENCE).jwks(self.key_set()))
+            .no_token_cache()
+            .build()
+            .await
+            .expect("guard")
+    }
+
     fn request(&self, token: &str, proof: Option<String>) -> http::Request<Body> {
         let scheme = if proof.is_some() { "DPoP" } else { "Bearer" };
         let mut request = http::Request::builder()
@@ -232,6 +243,7 @@ struct Paths {
     signature: Vec<u8>,
     parsed: ParsedPublicKey,
     bearer: OAuthGuard,
+    uncached: OAuthGuard,
     dpop: OAuthGuard,
     policy: Policy,
     protected: Router,
@@ -242,6 +254,7 @@ const PATHS: &[&str] = &[
     "a_es256_verify",
     "floor_es256_verify_parsed_key",
     "bearer_new_token",
+    "bearer_new_token_no_cache",
     "bearer_cached_token",
     "dpop_cached_token_fresh_proof",
     "dpop_new_token_fresh_proof",
@@ -261,6 +274,7 @@ impl Paths {
         let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, fixture.issuer.point())
             .expect("issuer key");
         let bearer = rt.block_on(fixture.guard(false));
+        let uncached = rt.block_on(fixture.guard_without_cache());
         let dpop = rt.block_on(fixture.guard(true));
         async fn whoami() -> &'static str {
             "ok"
@@ -274,6 +288,7 @@ impl Paths {
             fixture,
             rt,
             bearer,
+            uncached,
             dpop,
             policy: Policy::default(),
             protected,
@@ -284,7 +299,9 @@ impl Paths {
     fn input(&self, path: &str) -> Input {
         let f = &self.fixture;
         match path {
-            "bearer_new_token" => Input::Head(f.head(&f.token(false), None)),
+            "bearer_new_token" | "bearer_new_token_no_cache" => {
+                Input::Head(f.head(&f.token(false), None))
+            }
             "bearer_cached_token" => Input::Head(f.head(&f.bearer, None)),
             "dpop_cached_token_fresh_proof" => {
                 Input::Head(f.head(&f.bound, Some(f.proof(&f.bound))))
@@ -321,6 +338,8 @@ impl Paths {
             (path, Input::Head(mut parts)) => {
                 let guard = if path.starts_with("dpop") {
                     &self.dpop
+                } else if path.ends_with("no_cache") {
+                    &self.uncached
                 } else {
                     &self.bearer
                 };
@@ -394,7 +413,13 @@ fn ratio_summary(paths: &Paths) {
     for (path, t) in PATHS.iter().zip(&medians) {
         println!("  {path:<34} {:>6.3}", t.as_secs_f64() / a);
     }
-    let layer = medians[7].as_secs_f64() - medians[6].as_secs_f64();
+    let at = |name: &str| {
+        PATHS
+            .iter()
+            .position(|p| *p == name)
+            .map_or(0.0, |i| medians[i].as_secs_f64())
+    };
+    let layer = at("axum_layer_cached_token") - at("axum_bare_router");
     println!(
         "  {:<34} {:>+6.3}",
         "axum layer over the bare router",

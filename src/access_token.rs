@@ -116,17 +116,17 @@ impl AccessToken {
 
     /// All claims, as JSON.
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.validated.claims
+        self.validated.claims()
     }
 
     /// One claim, if present.
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.validated.claims.get(name)
+        self.validated.claims().get(name)
     }
 
     /// The claims deserialized into your own type.
     pub fn claims_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&Value::Object(self.validated.claims.clone()))
+        T::deserialize(&Value::Object(self.validated.claims().clone()))
     }
 
     /// The token as presented. Treat it as a secret: never log it.

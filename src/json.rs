@@ -75,7 +75,7 @@ impl<'de> Visitor<'de> for Members<'_> {
 /// Any JSON value, parsed as strictly as when it is built (UTF-8, escapes, number range;
 /// serde's `IgnoredAny` is not) and then dropped: nothing is stored.
 #[derive(Clone, Copy)]
-struct Skip;
+pub(crate) struct Skip;
 
 impl<'de> DeserializeSeed<'de> for Skip {
     type Value = ();

@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
 
 /// The three parts of a compact JWS, as sent.
 pub(crate) struct CompactJws<'a> {
@@ -50,12 +49,6 @@ impl<'a> CompactJws<'a> {
 /// A part decoded from unpadded base64url; `None` when it is not that.
 pub(crate) fn decode(part: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(part).ok()
-}
-
-/// A JSON object. Input is bounded by the caller's size limit and nesting by serde_json's
-/// recursion limit. A repeated member keeps its last value, which RFC 7515 §4 allows.
-pub(crate) fn json_object(bytes: &[u8]) -> Option<Map<String, Value>> {
-    serde_json::from_slice(bytes).ok()
 }
 
 #[cfg(test)]

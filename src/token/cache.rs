@@ -84,6 +84,7 @@ mod tests {
             expires_at,
             not_before: None,
             confirmation: Default::default(),
+            payload: Box::default(),
             claims: Default::default(),
         })
     }

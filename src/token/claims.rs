@@ -16,7 +16,19 @@ pub(crate) struct Validated {
     pub(crate) expires_at: i64,
     pub(crate) not_before: Option<i64>,
     pub(crate) confirmation: Confirmation,
-    pub(crate) claims: Map<String, Value>,
+    /// The payload's JSON, signed by the issuer: the claims map is built from it only when a
+    /// handler asks for it.
+    pub(crate) payload: Box<[u8]>,
+    pub(crate) claims: std::sync::OnceLock<Map<String, Value>>,
+}
+
+impl Validated {
+    /// Every claim, as JSON, built on first use. The payload was read as one JSON object
+    /// when the token was validated, so it reads again.
+    pub(crate) fn claims(&self) -> &Map<String, Value> {
+        self.claims
+            .get_or_init(|| serde_json::from_slice(&self.payload).unwrap_or_default())
+    }
 }
 
 /// The token itself is a secret: `Debug` leaves it out.

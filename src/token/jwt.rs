@@ -1,5 +1,6 @@
 //! JWT access tokens: RFC 9068 §4 validation on top of RFC 7515 / RFC 7519.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::algorithm::Algorithm;
@@ -12,6 +13,7 @@ use crate::signature::Signature;
 use super::claims::{Confirmation, Scopes, Validated};
 use super::error::TokenError;
 use super::issuer::TrustedIssuer;
+use super::registered::{Claim, Registered, structured_value};
 
 /// The default allow-list: asymmetric algorithms only (RFC 9068 §4 check 6 forbids `none`).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -92,13 +94,14 @@ pub(crate) async fn validate(
         return Err(TokenError::WrongType);
     }
     let payload = decode(jws.payload)?;
-    let unverified = members(&payload, &["iss"])?;
+    // One pass over the payload: the claims checked here, nothing else built.
+    let registered = Registered::parse(&payload).ok_or(TokenError::Malformed)?;
 
     // The unverified `iss` only picks which keys to try; it is trusted after the signature.
-    let iss = unverified.get("iss").and_then(Value::as_str);
-    let issuer = iss
-        .and_then(|iss| issuers.get(iss))
-        .ok_or(TokenError::UnknownIssuer)?;
+    let Claim::Value(iss) = &registered.iss else {
+        return Err(TokenError::UnknownIssuer);
+    };
+    let issuer = issuers.get(&**iss).ok_or(TokenError::UnknownIssuer)?;
     let key = issuer
         .keys
         .key(header.kid.as_deref(), alg)
@@ -110,44 +113,50 @@ pub(crate) async fn validate(
         .verify(jws.signing_input.as_bytes(), &signature)
         .map_err(|_| TokenError::InvalidSignature)?;
 
-    // Authenticated by the issuer: now the whole payload is read, for the handlers.
-    let claims = jws::json_object(&payload).ok_or(TokenError::Malformed)?;
-    if claims.get("iss") != unverified.get("iss") {
-        return Err(TokenError::Malformed);
-    }
-    let exp = time_claim(&claims, "exp")?.ok_or(TokenError::MissingExpiry)?;
+    // Authenticated by the issuer: the claims are checked.
+    let exp = time_claim(&registered.exp)?.ok_or(TokenError::MissingExpiry)?;
     if now.saturating_sub(rules.leeway) >= exp {
         return Err(TokenError::Expired);
     }
-    let nbf = time_claim(&claims, "nbf")?;
+    let nbf = time_claim(&registered.nbf)?;
     if nbf.is_some_and(|nbf| now.saturating_add(rules.leeway) < nbf) {
         return Err(TokenError::NotYetValid);
     }
-    if time_claim(&claims, "iat")?.is_some_and(|iat| iat > now.saturating_add(rules.leeway)) {
+    if time_claim(&registered.iat)?.is_some_and(|iat| iat > now.saturating_add(rules.leeway)) {
         return Err(TokenError::IssuedInFuture);
     }
-    if !audience_matches(claims.get("aud"), &issuer.audiences) {
+    // `aud`, `scope`, `scp` and `cnf` as JSON values, as the checks below read them.
+    let mut structured = Map::new();
+    for (name, raw) in &registered.structured {
+        let value = structured_value(raw).ok_or(TokenError::Malformed)?;
+        structured.insert((*name).to_owned(), value);
+    }
+    if !audience_matches(structured.get("aud"), &issuer.audiences) {
         return Err(TokenError::InvalidAudience);
     }
-    let string_claim = |name: &str| -> Result<Option<String>, TokenError> {
-        match claims.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(TokenError::InvalidClaim),
-        }
+    let string_claim = |claim: &Claim<Cow<'_, str>>| match claim {
+        Claim::Absent => Ok(None),
+        Claim::Value(s) => Ok(Some(s.clone().into_owned())),
+        Claim::OtherType => Err(TokenError::InvalidClaim),
     };
+    let subject = string_claim(&registered.sub)?;
+    let client_id = string_claim(&registered.client_id)?;
+    let confirmation =
+        Confirmation::from_claims(&structured).ok_or(TokenError::UnsupportedConfirmation)?;
+    let scopes = Scopes::from_claims(&structured);
+    drop(registered);
     Ok(Validated {
         raw: token.into(),
         digest,
         issuer: issuer.issuer.clone(),
-        subject: string_claim("sub")?,
-        client_id: string_claim("client_id")?,
-        scopes: Scopes::from_claims(&claims),
+        subject,
+        client_id,
+        scopes,
         expires_at: exp,
         not_before: nbf,
-        confirmation: Confirmation::from_claims(&claims)
-            .ok_or(TokenError::UnsupportedConfirmation)?,
-        claims,
+        confirmation,
+        payload: payload.into_boxed_slice(),
+        claims: std::sync::OnceLock::new(),
     })
 }
 
@@ -173,15 +182,11 @@ fn typ_allowed(typ: Option<&str>, require_at_jwt: bool) -> bool {
 }
 
 /// A NumericDate claim (RFC 7519 §2); fractional seconds are truncated.
-fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .map(Some)
-            .ok_or(TokenError::InvalidClaim),
-        Some(_) => Err(TokenError::InvalidClaim),
+fn time_claim(claim: &Claim<i64>) -> Result<Option<i64>, TokenError> {
+    match claim {
+        Claim::Absent => Ok(None),
+        Claim::Value(t) => Ok(Some(*t)),
+        Claim::OtherType => Err(TokenError::InvalidClaim),
     }
 }
 

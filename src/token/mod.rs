@@ -10,6 +10,7 @@ pub mod fetch;
 pub(crate) mod issuer;
 pub mod jwt;
 pub mod keys;
+pub(crate) mod registered;
 #[cfg(feature = "fetch")]
 pub mod remote;
 

@@ -29,16 +29,9 @@ pub fn seconds() -> f64 {
     if WALL.load(Ordering::Relaxed) {
         return EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64();
     }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable `timespec`, and CLOCK_PROCESS_CPUTIME_ID a clock that
-    // every Linux has; the call writes only `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &raw mut ts) };
-    assert_eq!(
-        rc, 0,
-        "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) fails only on a bad clock id"
-    );
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    // The process's CPU time (CLOCK_PROCESS_CPUTIME_ID on Linux), through `cpu-time`.
+    cpu_time::ProcessTime::try_now()
+        .expect("the process CPU clock is readable")
+        .as_duration()
+        .as_secs_f64()
 }
