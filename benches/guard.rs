@@ -24,12 +24,11 @@
 //! - `axum_layer_cached_token` minus `axum_bare_router`: the guard's layer in an axum 0.8
 //!   `Router`, driven in process, against the same router without it.
 //!
-//! Criterion reports times; after it, a summary of interleaved rounds (each round times a
-//! batch of every path one after the other, so a slow moment of the machine hits all alike)
-//! prints each path's median time divided by A's.
+//! Criterion reports times; after it, a summary of interleaved rounds prints each path's
+//! ratio to A: in every round each path's batch is timed between two batches of A, on the
+//! process's CPU time, and the median of the rounds' ratios counts.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -379,51 +378,68 @@ fn criterion_benches(c: &mut Criterion, paths: &Paths) {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-/// Interleaved rounds; each path's median time over A's.
+/// Seconds of this process's CPU time: the time other processes hold the CPU is not counted.
+fn cpu_seconds() -> f64 {
+    cpu_time::ProcessTime::now().as_duration().as_secs_f64()
+}
+
+/// Mean CPU seconds per run of `path` over a batch of inputs made beforehand.
+fn time_batch(paths: &Paths, path: &str) -> f64 {
+    let batch: Vec<Input> = (0..SUMMARY_BATCH).map(|_| paths.input(path)).collect();
+    let start = cpu_seconds();
+    for input in batch {
+        paths.run(path, input);
+    }
+    (cpu_seconds() - start) / SUMMARY_BATCH as f64
+}
+
+/// Interleaved rounds: in each, A is timed before the first path and after every path, and a
+/// path's ratio is its time over the mean of the two A batches around it, so that a change of
+/// the machine's pace between batches cancels out. The median ratio over the rounds counts.
 fn ratio_summary(paths: &Paths) {
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); PATHS.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); PATHS.len()];
+    let mut a_times = Vec::new();
     for path in PATHS {
         for _ in 0..50 {
             paths.run(path, paths.input(path));
         }
     }
     for _ in 0..SUMMARY_ROUNDS {
-        for (i, path) in PATHS.iter().enumerate() {
-            let batch: Vec<Input> = (0..SUMMARY_BATCH).map(|_| paths.input(path)).collect();
-            let start = Instant::now();
-            for input in batch {
-                paths.run(path, input);
-            }
-            times[i].push(start.elapsed() / SUMMARY_BATCH as u32);
+        let mut before = time_batch(paths, PATHS[0]);
+        for (i, path) in PATHS.iter().enumerate().skip(1) {
+            let t = time_batch(paths, path);
+            let after = time_batch(paths, PATHS[0]);
+            ratios[i].push(t / ((before + after) / 2.0));
+            a_times.push(after);
+            before = after;
         }
+        ratios[0].push(1.0);
     }
-    let medians: Vec<Duration> = times.into_iter().map(median).collect();
-    let a = medians[0].as_secs_f64();
+    let medians: Vec<f64> = ratios.into_iter().map(median).collect();
     println!();
     println!("Each path as a ratio to A, one aws-lc-rs ES256 verify with the key parsed per call");
     println!(
-        "(median of {SUMMARY_ROUNDS} interleaved rounds of {SUMMARY_BATCH}; A took {:.1?})",
-        medians[0]
+        "(median of {SUMMARY_ROUNDS} interleaved rounds of {SUMMARY_BATCH}, process CPU time; A took {:.1} µs)",
+        median(a_times) * 1e6
     );
-    for (path, t) in PATHS.iter().zip(&medians) {
-        println!("  {path:<34} {:>6.3}", t.as_secs_f64() / a);
+    for (path, ratio) in PATHS.iter().zip(&medians) {
+        println!("  {path:<34} {ratio:>6.3}");
     }
     let at = |name: &str| {
         PATHS
             .iter()
             .position(|p| *p == name)
-            .map_or(0.0, |i| medians[i].as_secs_f64())
+            .map_or(0.0, |i| medians[i])
     };
     let layer = at("axum_layer_cached_token") - at("axum_bare_router");
     println!(
         "  {:<34} {:>+6.3}",
-        "axum layer over the bare router",
-        layer / a
+        "axum layer over the bare router", layer
     );
 }
 
