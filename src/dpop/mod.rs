@@ -185,7 +185,7 @@ pub struct Dpop {
     /// Where `htu`'s origin comes from; `None` only while DPoP is off.
     pub(crate) public_uri: Option<PublicUri>,
     /// Clients' proof keys, parsed once per client.
-    pub(crate) proof_keys: Arc<proof_keys::ProofKeys>,
+    pub(crate) proof_keys: Arc<proof_keys::ProofKeys<proof::ProofKey>>,
 }
 
 impl std::fmt::Debug for Dpop {

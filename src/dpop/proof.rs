@@ -485,7 +485,7 @@ pub(crate) fn verify_proof_matching(
     token_digest: Option<&[u8; 32]>,
     policy: &ProofPolicy,
     now_unix: i64,
-    keys: Option<&ProofKeys>,
+    keys: Option<&ProofKeys<ProofKey>>,
 ) -> Result<(VerifiedProof, Arc<ProofKey>), ProofError> {
     if !crate::crypto::jwt_provider_ready() {
         return Err(ProofError::NoCryptoBackend);

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use super::proof::ProofKey;
 use crate::limits::MAX_DPOP_PROOF_LEN;
 
 /// Default bound on the headers kept, in bytes of header text plus a fixed charge per entry.
@@ -19,11 +18,11 @@ pub(crate) const DEFAULT_PROOF_KEYS_BYTES: u64 = 4 * 1024 * 1024;
 const ENTRY_OVERHEAD: u32 = 512;
 
 /// Proof keys by protected header text.
-pub(crate) struct ProofKeys {
-    cache: moka::sync::Cache<Box<str>, Arc<ProofKey>>,
+pub(crate) struct ProofKeys<K> {
+    cache: moka::sync::Cache<Box<str>, Arc<K>>,
 }
 
-impl ProofKeys {
+impl<K: Send + Sync + 'static> ProofKeys<K> {
     /// A cache holding at most about `max_bytes` (see [`ENTRY_OVERHEAD`]).
     pub(crate) fn new(max_bytes: u64) -> Self {
         ProofKeys {
@@ -35,12 +34,12 @@ impl ProofKeys {
     }
 
     /// The key a proof with exactly this header was verified with before.
-    pub(crate) fn get(&self, header: &str) -> Option<Arc<ProofKey>> {
+    pub(crate) fn get(&self, header: &str) -> Option<Arc<K>> {
         self.cache.get(header)
     }
 
     /// Remembers `key` for `header`; the caller has verified a signature with it.
-    pub(crate) fn insert(&self, header: &str, key: &Arc<ProofKey>) {
+    pub(crate) fn insert(&self, header: &str, key: &Arc<K>) {
         // A header is part of a proof, so never longer than one; checked anyway, since the
         // bound of the cache depends on it.
         if header.len() <= MAX_DPOP_PROOF_LEN && self.cache.get(header).is_none() {
@@ -54,13 +53,13 @@ impl ProofKeys {
     clippy::borrowed_box,
     reason = "moka's weigher receives the key as stored"
 )]
-fn weight(header: &Box<str>, _: &Arc<ProofKey>) -> u32 {
+fn weight<K>(header: &Box<str>, _: &Arc<K>) -> u32 {
     u32::try_from(header.len())
         .unwrap_or(u32::MAX)
         .saturating_add(ENTRY_OVERHEAD)
 }
 
-impl Default for ProofKeys {
+impl<K: Send + Sync + 'static> Default for ProofKeys<K> {
     fn default() -> Self {
         Self::new(DEFAULT_PROOF_KEYS_BYTES)
     }

@@ -592,7 +592,8 @@ impl MemoryReplayStore {
         let entry = Remembered {
             until: window.until,
             client,
-            kept_until: mono.saturating_add(ttl),
+            // Rounded up: the monotonic second has begun, so a whole `ttl` lies after it.
+            kept_until: mono.saturating_add(ttl).saturating_add(1),
         };
         // A proof whose window ended may be remembered anew: its old slots are released.
         if let Some(old) = shard.proofs.insert(tag, entry) {
@@ -818,7 +819,7 @@ mod tests {
                 .unwrap(),
             ReplayCheck::OverQuota
         );
-        mono.store(60, Ordering::Release);
+        mono.store(61, Ordering::Release);
         assert_eq!(
             store
                 .check_and_insert(&greedy(5001), window(NOW + 60, NOW + 121))
@@ -877,7 +878,7 @@ mod tests {
                 .await,
             Err(ReplayStoreError::Full)
         ));
-        mono.store(9, Ordering::Release);
+        mono.store(10, Ordering::Release);
         assert!(matches!(
             store
                 .check_and_insert(&key(2), window(NOW + 10, NOW + 60))
@@ -885,7 +886,7 @@ mod tests {
             Err(ReplayStoreError::Full)
         ));
         // Real time is past it too: the slot is free, and the second proof still held.
-        mono.store(10, Ordering::Release);
+        mono.store(11, Ordering::Release);
         assert_eq!(
             store
                 .check_and_insert(&key(2), window(NOW + 10, NOW + 60))

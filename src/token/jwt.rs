@@ -125,6 +125,11 @@ pub(crate) async fn validate(
     if time_claim(&registered.iat)?.is_some_and(|iat| iat > now.saturating_add(rules.leeway)) {
         return Err(TokenError::IssuedInFuture);
     }
+    // The whole payload, as strictly and as deep as the handlers' claims map reads it: a
+    // repeated structured claim's earlier value was kept only as raw text.
+    if !crate::json::strictly_valid(&payload) {
+        return Err(TokenError::Malformed);
+    }
     // `aud`, `scope`, `scp` and `cnf` as JSON values, as the checks below read them.
     let mut structured = Map::new();
     for (name, raw) in &registered.structured {

@@ -20,6 +20,7 @@ mod limits;
 
 // The hot paths (parsed keys, proof-key cache, one token digest, the replay store) attacked.
 mod hot_paths;
+mod one_pass_claims;
 
 mod grpc;
 
