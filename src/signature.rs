@@ -235,12 +235,19 @@ mod backend {
 
     use super::{Algorithm, KeyParams, PublicKey, VerifyError, decoded};
 
-    pub(super) fn parse(_: Algorithm, params: KeyParams<'_>) -> Option<DecodingKey> {
+    pub(super) fn parse(alg: Algorithm, params: KeyParams<'_>) -> Option<DecodingKey> {
         match params {
             KeyParams::Ec { x, y } => {
-                // Checked here: jsonwebtoken decodes only when it verifies.
-                decoded(x)?;
-                decoded(y)?;
+                // Checked here: jsonwebtoken decodes only when it verifies, and never checks
+                // that the coordinates have the curve's size (RFC 7518 §6.2.1.2).
+                let size = match alg {
+                    Algorithm::ES256 => 32,
+                    Algorithm::ES384 => 48,
+                    _ => return None,
+                };
+                if decoded(x)?.len() != size || decoded(y)?.len() != size {
+                    return None;
+                }
                 DecodingKey::from_ec_components(x, y).ok()
             }
             KeyParams::Rsa { n, e } => DecodingKey::from_rsa_components(n, e).ok(),
