@@ -72,13 +72,6 @@ impl<'de> Visitor<'de> for Members<'_> {
     }
 }
 
-/// Whether `bytes` is one JSON value, read as strictly and as deep as when it is built, with
-/// nothing stored.
-pub(crate) fn strictly_valid(bytes: &[u8]) -> bool {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde::de::DeserializeSeed::deserialize(Skip, &mut de).is_ok() && de.end().is_ok()
-}
-
 /// Any JSON value, parsed as strictly as when it is built (UTF-8, escapes, number range;
 /// serde's `IgnoredAny` is not) and then dropped: nothing is stored.
 #[derive(Clone, Copy)]

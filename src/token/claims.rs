@@ -1,7 +1,11 @@
 //! The claims of a validated access token (RFC 9068 §2.2): the confirmation (`cnf`) and the
 //! granted scopes.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
+
+use super::registered::{Claim, Cnf};
 
 /// The claims of a validated token, shared between the cache and every request that presents it.
 pub(crate) struct Validated {
@@ -67,33 +71,29 @@ pub struct Confirmation {
     pub x5t_s256: Option<String>,
 }
 
-/// Confirmation methods the guard enforces: `jkt` (RFC 9449 §6.1) and `x5t#S256`
-/// (RFC 8705 §3.1). Any other (`jwk`, `kid`, `jku` of RFC 7800, or unknown) binds the token
-/// to something the guard cannot check, so such a token is refused rather than served as a
-/// bearer token.
-const ENFORCED_METHODS: [&str; 2] = ["jkt", "x5t#S256"];
-
 impl Confirmation {
     /// Reads `cnf`. `None` when `cnf` is present but not an object, is empty, holds a method
-    /// the guard does not enforce, or holds `jkt` / `x5t#S256` as anything but a non-empty
-    /// string: the issuer bound the token, and the guard cannot check how.
-    pub(crate) fn from_claims(claims: &Map<String, Value>) -> Option<Self> {
-        let cnf = match claims.get("cnf") {
-            None => return Some(Confirmation::default()),
-            Some(Value::Object(cnf)) if !cnf.is_empty() => cnf,
-            Some(_) => return None,
+    /// the guard does not enforce (`jwk`, `kid`, `jku` of RFC 7800, or unknown), or holds
+    /// `jkt` / `x5t#S256` as anything but a non-empty string: the issuer bound the token, and
+    /// the guard cannot check how, so it is refused rather than served as a bearer token.
+    pub(crate) fn from_cnf(cnf: &Claim<Cnf<'_>>) -> Option<Self> {
+        let cnf = match cnf {
+            Claim::Absent => return Some(Confirmation::default()),
+            Claim::Value(cnf) => cnf,
+            Claim::OtherType => return None,
         };
-        if cnf.keys().any(|k| !ENFORCED_METHODS.contains(&k.as_str())) {
+        let empty = cnf.jkt == Claim::Absent && cnf.x5t_s256 == Claim::Absent;
+        if cnf.other || empty {
             return None;
         }
-        let member = |name: &str| match cnf.get(name) {
-            None => Some(None),
-            Some(Value::String(s)) if !s.is_empty() => Some(Some(s.clone())),
-            Some(_) => None,
+        let member = |claim: &Claim<Cow<'_, str>>| match claim {
+            Claim::Absent => Some(None),
+            Claim::Value(s) if !s.is_empty() => Some(Some(s.clone().into_owned())),
+            _ => None,
         };
         Some(Confirmation {
-            jkt: member("jkt")?,
-            x5t_s256: member("x5t#S256")?,
+            jkt: member(&cnf.jkt)?,
+            x5t_s256: member(&cnf.x5t_s256)?,
         })
     }
 }
@@ -114,19 +114,9 @@ impl Confirmation {
 pub struct Scopes(Vec<String>);
 
 impl Scopes {
-    pub(crate) fn from_claims(claims: &Map<String, Value>) -> Self {
-        let mut scopes = Vec::new();
-        for name in ["scope", "scp"] {
-            match claims.get(name) {
-                Some(Value::String(s)) => {
-                    scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
-                }
-                Some(Value::Array(items)) => {
-                    scopes.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
-                }
-                _ => {}
-            }
-        }
+    /// The names of `scope` and `scp` together, sorted, each once.
+    pub(crate) fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut scopes: Vec<String> = names.into_iter().map(str::to_owned).collect();
         scopes.sort_unstable();
         scopes.dedup();
         Scopes(scopes)
@@ -151,27 +141,50 @@ impl Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::registered::Registered;
     use serde_json::json;
+
+    fn read(payload: Value) -> Registered<'static> {
+        let bytes = Box::leak(payload.to_string().into_bytes().into_boxed_slice());
+        Registered::parse(bytes).unwrap()
+    }
 
     #[test]
     fn scopes_merge_scope_string_and_scp_array() {
-        let claims = json!({"scope": "read  write", "scp": ["admin", "read"]});
-        let s = Scopes::from_claims(claims.as_object().unwrap());
+        let r = read(json!({"scope": "read  write", "scp": ["admin", "read", 7]}));
+        let s = Scopes::from_names(r.scope.0.iter().chain(&r.scp.0).map(|n| &**n));
         assert!(s.contains("read") && s.contains("write") && s.contains("admin"));
         assert!(!s.contains("rea"));
         assert_eq!(s.to_scope_string(), "admin read write");
+        let none = read(json!({"scope": 1, "scp": {"a": "b"}}));
+        assert_eq!(none.scope.0.len() + none.scp.0.len(), 0);
     }
 
     #[test]
     fn confirmation_reads_jkt_and_x5t() {
-        let claims = json!({"cnf": {"jkt": "abc", "x5t#S256": "def"}});
-        let c = Confirmation::from_claims(claims.as_object().unwrap()).unwrap();
+        let r = read(json!({"cnf": {"jkt": "abc", "x5t#S256": "def"}}));
+        let c = Confirmation::from_cnf(&r.cnf).unwrap();
         assert_eq!(c.jkt.as_deref(), Some("abc"));
         assert_eq!(c.x5t_s256.as_deref(), Some("def"));
-        let none = json!({"sub": "x"});
+        let none = read(json!({"sub": "x"}));
         assert_eq!(
-            Confirmation::from_claims(none.as_object().unwrap()),
+            Confirmation::from_cnf(&none.cnf),
             Some(Confirmation::default())
+        );
+        // A repeated member keeps its last value, as the claims map does.
+        let r = Registered::parse(br#"{"cnf":{"jkt":1,"jkt":"abc"}}"#).unwrap();
+        assert_eq!(
+            Confirmation::from_cnf(&r.cnf).unwrap().jkt.as_deref(),
+            Some("abc")
+        );
+        let r = Registered::parse(br#"{"cnf":{"jkt":"abc","jkt":1}}"#).unwrap();
+        assert_eq!(Confirmation::from_cnf(&r.cnf), None);
+        let r = Registered::parse(br#"{"cnf":{"jkt":"abc"},"cnf":{}}"#).unwrap();
+        assert_eq!(Confirmation::from_cnf(&r.cnf), None);
+        let r = Registered::parse(br#"{"cnf":{"j\u006bt":"abc"}}"#).unwrap();
+        assert_eq!(
+            Confirmation::from_cnf(&r.cnf).unwrap().jkt.as_deref(),
+            Some("abc")
         );
     }
 
@@ -196,12 +209,8 @@ mod tests {
             json!({"JKT": "abc"}),
         ];
         for cnf in refused {
-            let claims = json!({ "cnf": cnf });
-            assert_eq!(
-                Confirmation::from_claims(claims.as_object().unwrap()),
-                None,
-                "{cnf}"
-            );
+            let r = read(json!({ "cnf": cnf }));
+            assert_eq!(Confirmation::from_cnf(&r.cnf), None, "{cnf}");
         }
     }
 }

@@ -4,16 +4,14 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::algorithm::Algorithm;
-use serde_json::{Map, Value};
-
-use crate::json::Members;
+use crate::json::Skip;
 use crate::jws::{self, CompactJws};
 use crate::signature::Signature;
 
 use super::claims::{Confirmation, Scopes, Validated};
 use super::error::TokenError;
 use super::issuer::TrustedIssuer;
-use super::registered::{Claim, Registered, structured_value};
+use super::registered::{Claim, Name, Registered, Text};
 
 /// The default allow-list: asymmetric algorithms only (RFC 9068 §4 check 6 forbids `none`).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -32,36 +30,88 @@ pub(crate) struct JwtRules {
     pub(crate) require_at_jwt_typ: bool,
 }
 
-/// The protected header members we act on (RFC 7515 §4.1), read from the raw object so that
-/// a member present as `null` is not mistaken for an absent one.
-struct Header {
-    alg: String,
-    kid: Option<String>,
-    typ: Option<String>,
+/// The protected header members we act on (RFC 7515 §4.1), read in one pass over the JSON
+/// like the payload's claims, so that a member present as `null` is not mistaken for an
+/// absent one; every other member is parsed strictly and skipped.
+#[derive(Default)]
+struct Header<'a> {
+    alg: Claim<Cow<'a, str>>,
+    kid: Claim<Cow<'a, str>>,
+    typ: Claim<Cow<'a, str>>,
+    /// `crit` was present, whatever its value.
+    crit: bool,
 }
 
-impl Header {
-    fn from_json(mut members: Map<String, Value>) -> Result<Self, TokenError> {
+impl<'a> Header<'a> {
+    fn parse(json: &'a [u8]) -> Result<Self, TokenError> {
+        let header: Header<'a> = serde_json::from_slice(json).map_err(|_| TokenError::Malformed)?;
         // Any critical extension is one we do not understand (RFC 7515 §4.1.11: reject),
         // whatever its value.
-        if members.contains_key("crit") {
+        if header.crit {
             return Err(TokenError::Malformed);
         }
-        let alg = match members.remove("alg") {
-            Some(Value::String(alg)) => alg,
-            _ => return Err(TokenError::AlgorithmNotAllowed),
-        };
-        let kid = match members.remove("kid") {
-            None => None,
-            Some(Value::String(kid)) => Some(kid),
-            Some(_) => return Err(TokenError::Malformed),
-        };
-        let typ = match members.remove("typ") {
-            None => None,
-            Some(Value::String(typ)) => Some(typ),
-            Some(_) => return Err(TokenError::WrongType),
-        };
-        Ok(Header { alg, kid, typ })
+        if !matches!(header.alg, Claim::Value(_)) {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        if header.kid == Claim::OtherType {
+            return Err(TokenError::Malformed);
+        }
+        if header.typ == Claim::OtherType {
+            return Err(TokenError::WrongType);
+        }
+        Ok(header)
+    }
+
+    fn alg(&self) -> &str {
+        match &self.alg {
+            Claim::Value(alg) => alg,
+            _ => "",
+        }
+    }
+
+    fn kid(&self) -> Option<&str> {
+        match &self.kid {
+            Claim::Value(kid) => Some(kid),
+            _ => None,
+        }
+    }
+
+    fn typ(&self) -> Option<&str> {
+        match &self.typ {
+            Claim::Value(typ) => Some(typ),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Header<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Header<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JOSE header")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut header = Header::default();
+                while let Some(Name(name)) = map.next_key()? {
+                    match &*name {
+                        "alg" => header.alg = map.next_value::<Text<'de>>()?.0,
+                        "kid" => header.kid = map.next_value::<Text<'de>>()?.0,
+                        "typ" => header.typ = map.next_value::<Text<'de>>()?.0,
+                        other => {
+                            header.crit |= other == "crit";
+                            map.next_value_seed(Skip)?;
+                        }
+                    }
+                }
+                Ok(header)
+            }
+        }
+        deserializer.deserialize_map(V)
     }
 }
 
@@ -74,23 +124,15 @@ pub(crate) async fn validate(
     now: i64,
 ) -> Result<Validated, TokenError> {
     let jws = CompactJws::split(token).map_err(|_| TokenError::Malformed)?;
-    // Before the signature is checked, only the members that choose the key are built.
-    let members = |bytes: &[u8], keep: &[&str]| {
-        Members { keep, nested: None }
-            .parse(bytes)
-            .ok_or(TokenError::Malformed)
-    };
     let decode = |part: &str| jws::decode(part).ok_or(TokenError::Malformed);
-    let header = Header::from_json(members(
-        &decode(jws.header)?,
-        &["alg", "kid", "typ", "crit"],
-    )?)?;
+    let header_json = decode(jws.header)?;
+    let header = Header::parse(&header_json)?;
     // `none`, HMAC and unknown names have no `Algorithm`: never allowed (RFC 9068 §4 check 6).
-    let alg = Algorithm::from_name(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
+    let alg = Algorithm::from_name(header.alg()).ok_or(TokenError::AlgorithmNotAllowed)?;
     if !rules.algorithms.contains(&alg) {
         return Err(TokenError::AlgorithmNotAllowed);
     }
-    if !typ_allowed(header.typ.as_deref(), rules.require_at_jwt_typ) {
+    if !typ_allowed(header.typ(), rules.require_at_jwt_typ) {
         return Err(TokenError::WrongType);
     }
     let payload = decode(jws.payload)?;
@@ -104,7 +146,7 @@ pub(crate) async fn validate(
     let issuer = issuers.get(&**iss).ok_or(TokenError::UnknownIssuer)?;
     let key = issuer
         .keys
-        .key(header.kid.as_deref(), alg)
+        .key(header.kid(), alg)
         .await
         .ok_or(TokenError::UnknownKey)?;
     let signature = Signature::decode(jws.signature).ok_or(TokenError::InvalidSignature)?;
@@ -125,18 +167,9 @@ pub(crate) async fn validate(
     if time_claim(&registered.iat)?.is_some_and(|iat| iat > now.saturating_add(rules.leeway)) {
         return Err(TokenError::IssuedInFuture);
     }
-    // The whole payload, as strictly and as deep as the handlers' claims map reads it: a
-    // repeated structured claim's earlier value was kept only as raw text.
-    if !crate::json::strictly_valid(&payload) {
-        return Err(TokenError::Malformed);
-    }
-    // `aud`, `scope`, `scp` and `cnf` as JSON values, as the checks below read them.
-    let mut structured = Map::new();
-    for (name, raw) in &registered.structured {
-        let value = structured_value(raw).ok_or(TokenError::Malformed)?;
-        structured.insert((*name).to_owned(), value);
-    }
-    if !audience_matches(structured.get("aud"), &issuer.audiences) {
+    // The one pass above read the whole payload as strictly and as deep as the handlers'
+    // claims map reads it.
+    if !audience_matches(&registered.aud, &issuer.audiences) {
         return Err(TokenError::InvalidAudience);
     }
     let string_claim = |claim: &Claim<Cow<'_, str>>| match claim {
@@ -147,8 +180,9 @@ pub(crate) async fn validate(
     let subject = string_claim(&registered.sub)?;
     let client_id = string_claim(&registered.client_id)?;
     let confirmation =
-        Confirmation::from_claims(&structured).ok_or(TokenError::UnsupportedConfirmation)?;
-    let scopes = Scopes::from_claims(&structured);
+        Confirmation::from_cnf(&registered.cnf).ok_or(TokenError::UnsupportedConfirmation)?;
+    let names = registered.scope.0.iter().chain(&registered.scp.0);
+    let scopes = Scopes::from_names(names.map(|n| &**n));
     drop(registered);
     Ok(Validated {
         raw: token.into(),
@@ -196,11 +230,9 @@ fn time_claim(claim: &Claim<i64>) -> Result<Option<i64>, TokenError> {
 }
 
 /// `aud` is a string or an array of strings; one of them must be ours (RFC 7519 §4.1.3).
-pub(crate) fn audience_matches(aud: Option<&Value>, ours: &[String]) -> bool {
-    let is_ours = |a: &str| ours.iter().any(|o| o == a);
+pub(crate) fn audience_matches(aud: &Claim<Vec<Cow<'_, str>>>, ours: &[String]) -> bool {
     match aud {
-        Some(Value::String(a)) => is_ours(a),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(is_ours),
+        Claim::Value(names) => names.iter().any(|a| ours.iter().any(|o| o == a)),
         _ => false,
     }
 }
@@ -208,15 +240,27 @@ pub(crate) fn audience_matches(aud: Option<&Value>, ours: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn audience_may_be_string_or_array() {
         let ours = vec!["api".to_owned()];
-        assert!(audience_matches(Some(&json!("api")), &ours));
-        assert!(audience_matches(Some(&json!(["x", "api"])), &ours));
-        assert!(!audience_matches(Some(&json!(["x"])), &ours));
-        assert!(!audience_matches(None, &ours));
+        let matches = |payload: Value| {
+            let bytes = payload.to_string();
+            audience_matches(&Registered::parse(bytes.as_bytes()).unwrap().aud, &ours)
+        };
+        assert!(matches(json!({"aud": "api"})));
+        assert!(matches(json!({"aud": ["x", "api"]})));
+        assert!(matches(json!({"aud": [1, "api"]})));
+        assert!(!matches(json!({"aud": ["x"]})));
+        assert!(!matches(json!({"aud": "API"})));
+        assert!(!matches(json!({"aud": {"api": "api"}})));
+        assert!(!matches(json!({"aud": [["api"]]})));
+        assert!(!matches(json!({"aud": null})));
+        assert!(!matches(json!({"sub": "api"})));
+        // A repeated `aud` keeps its last value.
+        let last = Registered::parse(br#"{"aud":"api","aud":["x"]}"#).unwrap();
+        assert!(!audience_matches(&last.aud, &ours));
     }
 
     #[test]
@@ -252,7 +296,7 @@ mod tests {
 
     #[test]
     fn header_members_present_as_null_are_not_absent() {
-        let header = |v: Value| Header::from_json(v.as_object().unwrap().clone());
+        let header = |v: Value| Header::parse(v.to_string().as_bytes()).map(|_| ());
         assert!(header(json!({"alg": "ES256"})).is_ok());
         assert_eq!(
             header(json!({"alg": "ES256", "crit": null})).err(),

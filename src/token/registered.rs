@@ -2,40 +2,66 @@
 //! pass over the payload before its signature is checked, without building anything else.
 //!
 //! Strings are borrowed from the payload where the JSON has no escapes; the structured claims
-//! (`aud`, `scope`, `scp`, `cnf`) are kept as raw JSON text, read only once the signature has
-//! verified. Every other member is checked for syntax and skipped. A repeated member keeps its
-//! last value (RFC 7519 §4 allows it). The handlers' full claims map is built from the same
-//! bytes only when a handler asks for it.
+//! (`aud`, `scope`, `scp`, `cnf`) are read into the few strings the checks use. Every other
+//! member is parsed as strictly and as deep as the handlers' claims map reads it, and skipped,
+//! so a payload this reads is one that map reads too. A repeated member keeps its last value
+//! (RFC 7519 §4 allows it). The handlers' full claims map is built from the same bytes only
+//! when a handler asks for it.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::json::Skip;
 
-/// The visitor methods of the JSON types a claim visitor does not read: the value is
-/// consumed (arrays and objects checked and skipped, unbuilt) and `$other` returned.
+/// The visitor methods of the JSON types a claim visitor does not read, by kind (`strings`,
+/// `numbers`, `literals` for booleans and null, `arrays`, `objects`): the value is consumed
+/// (arrays and objects checked and skipped, unbuilt) and `$other` returned.
 macro_rules! other_types {
-    ($other:expr) => {
+    (@strings $other:expr) => {
+        fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+    (@numbers $other:expr) => {
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+    (@literals $other:expr) => {
         fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
             Ok($other)
         }
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok($other)
         }
+    };
+    (@arrays $other:expr) => {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             while seq.next_element_seed(Skip)?.is_some() {}
             Ok($other)
         }
+    };
+    (@objects $other:expr) => {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             while map.next_key_seed(Skip)?.is_some() {
                 map.next_value_seed(Skip)?;
             }
             Ok($other)
         }
+    };
+    ($other:expr; $($kind:ident)+) => {
+        $(other_types!(@$kind $other);)+
     };
 }
 
@@ -57,27 +83,34 @@ pub(crate) struct Registered<'a> {
     pub(crate) exp: Claim<i64>,
     pub(crate) nbf: Claim<i64>,
     pub(crate) iat: Claim<i64>,
-    /// `aud`, `scope`, `scp` and `cnf` as sent, for after the signature.
-    pub(crate) structured: Vec<(&'static str, &'a RawValue)>,
+    /// `aud` (RFC 7519 §4.1.3): a string, or the strings of an array (its other elements
+    /// ignored); any other JSON value is [`Claim::OtherType`].
+    pub(crate) aud: Claim<Vec<Cow<'a, str>>>,
+    /// The scope names of `scope` (space-separated, RFC 9068 §2.2.3.1); an array of strings is
+    /// read too, any other value grants nothing.
+    pub(crate) scope: Names<'a>,
+    /// The scope names of `scp`, read as `scope` is.
+    pub(crate) scp: Names<'a>,
+    /// `cnf` (RFC 7800 §3.1).
+    pub(crate) cnf: Claim<Cnf<'a>>,
 }
 
-/// The structured claims, by name.
-const STRUCTURED: [&str; 4] = ["aud", "scope", "scp", "cnf"];
+/// The members of a `cnf` object (RFC 7800 §3.1).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cnf<'a> {
+    /// `jkt`: a DPoP key's thumbprint (RFC 9449 §6.1).
+    pub(crate) jkt: Claim<Cow<'a, str>>,
+    /// `x5t#S256`: a client certificate's thumbprint (RFC 8705 §3.1).
+    pub(crate) x5t_s256: Claim<Cow<'a, str>>,
+    /// A member of another name was present (`jwk`, `kid`, `jku` or unknown).
+    pub(crate) other: bool,
+}
 
 impl<'a> Registered<'a> {
     /// Reads a JWT payload; `None` when it is not one JSON object.
     pub(crate) fn parse(payload: &'a [u8]) -> Option<Self> {
         serde_json::from_slice(payload).ok()
     }
-}
-
-/// A structured claim as a JSON value, read as strictly and to the same depth as the rest of
-/// the payload: the raw text is taken unchecked, so it is read here as the one element of an
-/// array, one level down as it is in the payload's object.
-pub(crate) fn structured_value(raw: &RawValue) -> Option<Value> {
-    let wrapped = format!("[{}]", raw.get());
-    let [value]: [Value; 1] = serde_json::from_str(&wrapped).ok()?;
-    Some(value)
 }
 
 impl<'de> Deserialize<'de> for Registered<'de> {
@@ -105,15 +138,12 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
                 "exp" => claims.exp = map.next_value::<Time>()?.0,
                 "nbf" => claims.nbf = map.next_value::<Time>()?.0,
                 "iat" => claims.iat = map.next_value::<Time>()?.0,
-                other => match STRUCTURED.iter().find(|s| **s == other) {
-                    Some(known) => {
-                        let raw: &'de RawValue = map.next_value()?;
-                        claims.structured.retain(|(n, _)| n != known);
-                        claims.structured.push((known, raw));
-                    }
-                    // Checked as strictly as if it were built, and as deep (`Skip`).
-                    None => map.next_value_seed(Skip)?,
-                },
+                "aud" => claims.aud = map.next_value::<Audience<'de>>()?.0,
+                "scope" => claims.scope = map.next_value()?,
+                "scp" => claims.scp = map.next_value()?,
+                "cnf" => claims.cnf = map.next_value::<CnfClaim<'de>>()?.0,
+                // Checked as strictly as if it were built, and as deep (`Skip`).
+                _ => map.next_value_seed(Skip)?,
             }
         }
         Ok(claims)
@@ -121,7 +151,7 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
 }
 
 /// A member name, borrowed unless it has escapes.
-struct Name<'a>(Cow<'a, str>);
+pub(crate) struct Name<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -143,7 +173,7 @@ impl<'de> Deserialize<'de> for Name<'de> {
 }
 
 /// A string claim; any other JSON value is skipped and reported as [`Claim::OtherType`].
-struct Text<'a>(Claim<Cow<'a, str>>);
+pub(crate) struct Text<'a>(pub(crate) Claim<Cow<'a, str>>);
 
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -159,16 +189,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
             fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
                 Ok(Text(Claim::Value(Cow::Owned(s.to_owned()))))
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Text(Claim::OtherType))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Text(Claim::OtherType))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Text(Claim::OtherType))
-            }
-            other_types!(Text(Claim::OtherType));
+            other_types!(Text(Claim::OtherType); numbers literals arrays objects);
         }
         deserializer.deserialize_any(V)
     }
@@ -200,13 +221,110 @@ impl<'de> Deserialize<'de> for Time {
                     Claim::OtherType
                 }))
             }
-            fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
-                Ok(Time(Claim::OtherType))
+            other_types!(Time(Claim::OtherType); strings literals arrays objects);
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// The strings of an array, its other elements parsed and skipped.
+fn strings<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<Cow<'de, str>>, A::Error> {
+    let mut out = Vec::new();
+    while let Some(Text(item)) = seq.next_element::<Text<'de>>()? {
+        if let Claim::Value(s) = item {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// `aud`: a string or an array; anything else is [`Claim::OtherType`].
+struct Audience<'a>(Claim<Vec<Cow<'a, str>>>);
+
+impl<'de> Deserialize<'de> for Audience<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
             }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Time(Claim::OtherType))
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Audience(Claim::Value(vec![Cow::Borrowed(s)])))
             }
-            other_types!(Time(Claim::OtherType));
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Audience(Claim::Value(vec![Cow::Owned(s.to_owned())])))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Ok(Audience(Claim::Value(strings(seq)?)))
+            }
+            other_types!(Audience(Claim::OtherType); numbers literals objects);
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Scope names: the space-separated names of a string (empty ones dropped), or the strings of
+/// an array; any other JSON value grants none.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Names<'a>(pub(crate) Vec<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for Names<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Names(
+                    s.split(' ')
+                        .filter(|n| !n.is_empty())
+                        .map(Cow::Borrowed)
+                        .collect(),
+                ))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                let names = s.split(' ').filter(|n| !n.is_empty());
+                Ok(Names(names.map(|n| Cow::Owned(n.to_owned())).collect()))
+            }
+            other_types!(Names::default(); numbers literals objects);
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Ok(Names(strings(seq)?))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// `cnf`: an object's members by name (a repeated one keeps its last value); any other JSON
+/// value is [`Claim::OtherType`].
+struct CnfClaim<'a>(Claim<Cnf<'a>>);
+
+impl<'de> Deserialize<'de> for CnfClaim<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CnfClaim<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut cnf = Cnf::default();
+                while let Some(Name(name)) = map.next_key()? {
+                    match &*name {
+                        "jkt" => cnf.jkt = map.next_value::<Text<'de>>()?.0,
+                        "x5t#S256" => cnf.x5t_s256 = map.next_value::<Text<'de>>()?.0,
+                        _ => {
+                            cnf.other = true;
+                            map.next_value_seed(Skip)?;
+                        }
+                    }
+                }
+                Ok(CnfClaim(Claim::Value(cnf)))
+            }
+            other_types!(CnfClaim(Claim::OtherType); strings numbers literals arrays);
         }
         deserializer.deserialize_any(V)
     }
@@ -219,8 +337,8 @@ mod tests {
     #[test]
     fn reads_each_claim_as_its_type_and_everything_else_as_other() {
         let payload = br#"{"iss":"https://i","sub":"a\"b","client_id":7,"exp":10.9,"nbf":null,
-            "iat":18446744073709551615,"aud":["x",1],"scope":"read write","cnf":{"jkt":"t"},
-            "other":{"deep":[1,2,{"x":null}]},"scp":"old","scp":["new"]}"#;
+            "iat":18446744073709551615,"aud":["x",1,["y"],"z\u0031"],"scope":"read  write",
+            "cnf":{"jkt":"t","jwk":{}},"other":{"deep":[1,2,{"x":null}]},"scp":"old","scp":["new"]}"#;
         let r = Registered::parse(payload).unwrap();
         assert_eq!(r.iss, Claim::Value(Cow::Borrowed("https://i")));
         assert_eq!(r.sub, Claim::Value(Cow::Owned("a\"b".into())));
@@ -228,35 +346,49 @@ mod tests {
         assert_eq!(r.exp, Claim::Value(10));
         assert_eq!(r.nbf, Claim::OtherType);
         assert_eq!(r.iat, Claim::Value(i64::MAX));
-        let structured: Vec<(&str, &str)> =
-            r.structured.iter().map(|(n, v)| (*n, v.get())).collect();
-        assert_eq!(
-            structured,
-            [
-                ("aud", r#"["x",1]"#),
-                ("scope", r#""read write""#),
-                ("cnf", r#"{"jkt":"t"}"#),
-                ("scp", r#"["new"]"#),
-            ]
-        );
+        assert_eq!(r.aud, Claim::Value(vec!["x".into(), "z1".into()]));
+        assert_eq!(r.scope, Names(vec!["read".into(), "write".into()]));
+        assert_eq!(r.scp, Names(vec!["new".into()]));
+        let cnf = Cnf {
+            jkt: Claim::Value("t".into()),
+            x5t_s256: Claim::Absent,
+            other: true,
+        };
+        assert_eq!(r.cnf, Claim::Value(cnf));
     }
 
     #[test]
-    fn a_structured_claim_is_read_strictly_and_to_the_payloads_depth() {
+    fn reads_as_strictly_and_as_deep_as_the_claims_map() {
         let nested = |levels: usize| "[".repeat(levels) + &"]".repeat(levels);
-        // 127 levels in all is serde_json's limit: the object and 126 arrays.
+        let object = |levels: usize| "{\"a\":".repeat(levels) + "1" + &"}".repeat(levels);
+        // 127 levels in all is serde_json's limit: the object and 126 more.
         for (levels, read) in [(126, true), (127, false)] {
-            let payload = format!(r#"{{"aud":{}}}"#, nested(levels));
-            let r = Registered::parse(payload.as_bytes()).unwrap();
-            let (_, raw) = r.structured[0];
-            assert_eq!(structured_value(raw).is_some(), read, "{levels}");
-            let whole =
-                serde_json::from_slice::<serde_json::Map<String, Value>>(payload.as_bytes());
-            assert_eq!(whole.is_ok(), read, "{levels}");
+            for name in ["aud", "scope", "scp", "cnf", "iss", "exp", "other"] {
+                for value in [nested(levels), object(levels)] {
+                    let payload = format!(r#"{{"{name}":{value}}}"#);
+                    let whole = serde_json::from_slice::<serde_json::Map<_, _>>(payload.as_bytes());
+                    assert_eq!(whole.is_ok(), read, "{name} {levels}");
+                    let ours = Registered::parse(payload.as_bytes());
+                    assert_eq!(ours.is_some(), read, "{name} {levels}");
+                }
+            }
         }
-        let payload = br#"{"aud":"\ud800"}"#;
-        if let Some(r) = Registered::parse(payload) {
-            assert!(structured_value(r.structured[0].1).is_none());
+        // What the claims map refuses, anywhere in the payload, is refused here too.
+        for bad in [
+            r#""\ud800""#,
+            r#"["\ud800"]"#,
+            r#"{"jkt":"\udc00"}"#,
+            r#"{"\ud800":1}"#,
+            "1e999",
+            "[1e999]",
+            r#"{"jkt":"t","x":-1e400}"#,
+        ] {
+            for name in ["aud", "scope", "scp", "cnf", "iss", "other"] {
+                let payload = format!(r#"{{"{name}":{bad},"{name}":"later"}}"#);
+                let whole = serde_json::from_slice::<serde_json::Map<_, _>>(payload.as_bytes());
+                assert!(whole.is_err(), "{payload}");
+                assert!(Registered::parse(payload.as_bytes()).is_none(), "{payload}");
+            }
         }
     }
 
