@@ -3,10 +3,116 @@
 //! grammar, RFC 7515 §5.2) but not stored, so that what a sender adds costs parsing time,
 //! never memory. Input size is bounded by each caller, nesting by serde_json's recursion limit.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+/// The visitor methods of the JSON types a claim visitor does not read, by kind (`strings`,
+/// `numbers`, `literals` for booleans and null, `arrays`, `objects`): the value is consumed
+/// (arrays and objects checked and skipped, unbuilt) and `$other` returned.
+macro_rules! other_types {
+    (@strings $other:expr) => {
+        fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+    (@numbers $other:expr) => {
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+    (@literals $other:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+    (@arrays $other:expr) => {
+        fn visit_seq<A: ::serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element_seed($crate::json::Skip)?.is_some() {}
+            Ok($other)
+        }
+    };
+    (@objects $other:expr) => {
+        fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_key_seed($crate::json::Skip)?.is_some() {
+                map.next_value_seed($crate::json::Skip)?;
+            }
+            Ok($other)
+        }
+    };
+    ($other:expr; $($kind:ident)+) => {
+        $($crate::json::other_types!(@$kind $other);)+
+    };
+}
+pub(crate) use other_types;
+
+/// A claim as sent: absent, of the type the guard reads, or of another (`null` included).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum Claim<T> {
+    #[default]
+    Absent,
+    Value(T),
+    OtherType,
+}
+
+/// A member name, borrowed unless it has escapes.
+pub(crate) struct Name<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(s.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// A string claim; any other JSON value is skipped and reported as [`Claim::OtherType`].
+pub(crate) struct Text<'a>(pub(crate) Claim<Cow<'a, str>>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Claim::Value(Cow::Borrowed(s))))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Text(Claim::Value(Cow::Owned(s.to_owned()))))
+            }
+            other_types!(Text(Claim::OtherType); numbers literals arrays objects);
+        }
+        deserializer.deserialize_any(V)
+    }
+}
 
 /// Which members of an object to build.
 #[derive(Clone, Copy)]
@@ -52,7 +158,7 @@ impl<'de> Visitor<'de> for Members<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Map::new();
         let nested = self.nested.map(|(name, _)| name);
-        while let Some(name) = map.next_key_seed(Name(self.keep, nested))? {
+        while let Some(name) = map.next_key_seed(KeptName(self.keep, nested))? {
             match name {
                 Some(name) if self.nested.is_some_and(|(n, _)| n == name) => {
                     let keep = self.nested.map_or(&[][..], |(_, keep)| keep);
@@ -190,9 +296,9 @@ impl<'de> Visitor<'de> for Scalar {
 
 /// A member name: which of `names` (or `also`) it is, compared without storing it (`None` for
 /// others).
-struct Name<'n, 'k>(&'n [&'k str], Option<&'k str>);
+struct KeptName<'n, 'k>(&'n [&'k str], Option<&'k str>);
 
-impl<'de, 'k> DeserializeSeed<'de> for Name<'_, 'k> {
+impl<'de, 'k> DeserializeSeed<'de> for KeptName<'_, 'k> {
     type Value = Option<&'k str>;
 
     fn deserialize<D: de::Deserializer<'de>>(
@@ -203,7 +309,7 @@ impl<'de, 'k> DeserializeSeed<'de> for Name<'_, 'k> {
     }
 }
 
-impl<'k> Visitor<'_> for Name<'_, 'k> {
+impl<'k> Visitor<'_> for KeptName<'_, 'k> {
     type Value = Option<&'k str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,7 +398,7 @@ pub(crate) fn array_member(
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut found = None;
-            while let Some(name) = map.next_key_seed(Name(&[], Some(self.name)))? {
+            while let Some(name) = map.next_key_seed(KeptName(&[], Some(self.name)))? {
                 match name {
                     Some(_) => found = Some(map.next_value_seed(self.inner)?),
                     None => {

@@ -7,11 +7,12 @@
 //! [`jkt_matches`] compares [`VerifiedProof::jkt`] with the token's `cnf.jkt`.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::json::Members;
+use crate::json::{Claim, Members, Name, Skip, Text, other_types};
 use crate::jws::{self, CompactJws, SplitError};
 use crate::limits::{MAX_DPOP_PROOF_LEN, MAX_JTI_LEN, MAX_JWKS_LEN};
 use base64::Engine as _;
@@ -34,12 +35,6 @@ const DPOP_TYP: &str = "dpop+jwt";
 /// §6.3.2, §6.4; RFC 8037 §2). The proof's `jwk` MUST NOT contain a private
 /// key (RFC 9449 §4.2).
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-/// The proof claims the checks read (RFC 9449 §4.2); others are tolerated, unbuilt.
-const CLAIM_MEMBERS: Members<'static> = Members {
-    keep: &["jti", "htm", "htu", "iat", "ath", "nonce"],
-    nested: None,
-};
 
 /// The proof header members the checks read (RFC 9449 §4.2, RFC 7515 §4.1): the public key
 /// members of `jwk` and, to refuse them, its private ones.
@@ -501,24 +496,19 @@ pub(crate) fn verify_proof_matching(
         })
     })?;
     // A header seen before passed every header check: only the policy's algorithms, which
-    // the cache does not know, are checked again.
-    let known = keys.and_then(|keys| keys.get(jws.header));
-    let header = match known {
-        Some(_) => None,
-        None => Some(jws::decode(jws.header).ok_or(malformed(MalformedProof::HeaderNotBase64url))?),
+    // the cache does not know, are checked again. Otherwise its decoded JSON, checked below.
+    let known = match keys.and_then(|keys| keys.get(jws.header)) {
+        Some(key) => Ok(key),
+        None => Err(jws::decode(jws.header).ok_or(malformed(MalformedProof::HeaderNotBase64url))?),
     };
     let payload = jws::decode(jws.payload).ok_or(malformed(MalformedProof::PayloadNotBase64url))?;
     let signature =
         Signature::decode(jws.signature).ok_or(malformed(MalformedProof::SignatureNotBase64url))?;
-    let key = match (known, header) {
-        (Some(key), _) => {
-            if !policy.algorithms.contains(&key.alg) {
-                return Err(ProofError::AlgorithmNotAllowed);
-            }
-            key
-        }
-        (None, Some(header)) => Arc::new(ProofKey::from_header(&header, policy)?),
-        (None, None) => return Err(malformed(MalformedProof::HeaderNotBase64url)),
+    let fresh = known.is_err();
+    let key = match known {
+        Ok(key) if policy.algorithms.contains(&key.alg) => key,
+        Ok(_) => return Err(ProofError::AlgorithmNotAllowed),
+        Err(header) => Arc::new(ProofKey::from_header(&header, policy)?),
     };
     key.key
         .verify(jws.signing_input.as_bytes(), &signature)
@@ -526,7 +516,7 @@ pub(crate) fn verify_proof_matching(
             VerifyError::BadSignature => ProofError::InvalidSignature,
             VerifyError::UnusableKey => ProofError::InvalidJwk,
         })?;
-    if let Some(keys) = keys {
+    if let (Some(keys), true) = (keys, fresh) {
         // Only keys that made a valid signature are remembered.
         keys.insert(jws.header, &key);
     }
@@ -534,23 +524,19 @@ pub(crate) fn verify_proof_matching(
     // Parsed only once the signature verifies, so anonymous input never reaches the claim
     // logic; and even then only the claims checked here are built, since anyone can sign a
     // proof with a key of their own (the key binding comes later).
-    let mut claims = CLAIM_MEMBERS
-        .parse(&payload)
-        .ok_or(ProofError::Malformed(MalformedProof::PayloadNotJsonObject))?;
-    let jti = take_string(&mut claims, "jti")?;
+    let claims: ProofClaims<'_> = serde_json::from_slice(&payload)
+        .map_err(|_| ProofError::Malformed(MalformedProof::PayloadNotJsonObject))?;
+    let jti = required(claims.jti, "jti")?;
     if jti.is_empty() || jti.chars().count() > MAX_JTI_LEN {
         return Err(ProofError::InvalidClaim("jti"));
     }
-    let htm = take_string(&mut claims, "htm")?;
-    let htu = take_string(&mut claims, "htu")?;
-    let iat = match claims.get("iat") {
-        None => return Err(ProofError::MissingClaim("iat")),
-        Some(value) => numeric_date(value).ok_or(ProofError::InvalidClaim("iat"))?,
-    };
-    let nonce = match claims.remove("nonce") {
-        None => None,
-        Some(Value::String(nonce)) => Some(nonce),
-        Some(_) => return Err(ProofError::InvalidClaim("nonce")),
+    let htm = required(claims.htm, "htm")?;
+    let htu = required(claims.htu, "htu")?;
+    let iat = required(claims.iat, "iat")?;
+    let nonce = match claims.nonce {
+        Claim::Absent => None,
+        Claim::Value(nonce) => Some(nonce.into_owned()),
+        Claim::OtherType => return Err(ProofError::InvalidClaim("nonce")),
     };
 
     // Exact: RFC 9110 §9.1 makes methods case-sensitive.
@@ -562,10 +548,10 @@ pub(crate) fn verify_proof_matching(
     }
     check_iat(iat, now_unix, policy)?;
     if let Some(digest) = token_digest {
-        let ath = match claims.get("ath") {
-            None => return Err(ProofError::MissingAth),
-            Some(Value::String(ath)) => ath,
-            Some(_) => return Err(ProofError::InvalidClaim("ath")),
+        let ath = match &claims.ath {
+            Claim::Absent => return Err(ProofError::MissingAth),
+            Claim::Value(ath) => ath,
+            Claim::OtherType => return Err(ProofError::InvalidClaim("ath")),
         };
         // base64url of 32 bytes, without padding: 43 characters, encoded on the stack.
         let mut expected = [0u8; 43];
@@ -577,12 +563,12 @@ pub(crate) fn verify_proof_matching(
 
     let verified = VerifiedProof {
         jkt: key.jkt.clone(),
-        jti,
+        jti: jti.into_owned(),
         iat,
         alg: key.alg,
         nonce,
-        htm,
-        htu,
+        htm: htm.into_owned(),
+        htu: htu.into_owned(),
     };
     Ok((verified, key))
 }
@@ -799,27 +785,97 @@ fn rsa_exponent(members: &Map<String, Value>) -> Result<&str, ProofError> {
     Ok(text)
 }
 
-/// Removes a required string claim (RFC 9449 §4.2).
-fn take_string(claims: &mut Map<String, Value>, name: &'static str) -> Result<String, ProofError> {
-    match claims.remove(name) {
-        None => Err(ProofError::MissingClaim(name)),
-        Some(Value::String(value)) => Ok(value),
-        Some(_) => Err(ProofError::InvalidClaim(name)),
+/// A required claim: absent is [`ProofError::MissingClaim`], of another JSON type
+/// [`ProofError::InvalidClaim`].
+fn required<T>(claim: Claim<T>, name: &'static str) -> Result<T, ProofError> {
+    match claim {
+        Claim::Value(value) => Ok(value),
+        Claim::Absent => Err(ProofError::MissingClaim(name)),
+        Claim::OtherType => Err(ProofError::InvalidClaim(name)),
+    }
+}
+
+/// The proof claims the checks read (RFC 9449 §4.2), in one pass over the payload, strings
+/// borrowed where they have no escapes; every other claim is tolerated, parsed strictly and
+/// not built. A repeated claim keeps its last value.
+#[derive(Default)]
+struct ProofClaims<'a> {
+    jti: Claim<Cow<'a, str>>,
+    htm: Claim<Cow<'a, str>>,
+    htu: Claim<Cow<'a, str>>,
+    iat: Claim<i64>,
+    ath: Claim<Cow<'a, str>>,
+    nonce: Claim<Cow<'a, str>>,
+}
+
+impl<'de> serde::Deserialize<'de> for ProofClaims<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProofClaims<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut claims = ProofClaims::default();
+                while let Some(Name(name)) = map.next_key()? {
+                    let text = match &*name {
+                        "jti" => &mut claims.jti,
+                        "htm" => &mut claims.htm,
+                        "htu" => &mut claims.htu,
+                        "ath" => &mut claims.ath,
+                        "nonce" => &mut claims.nonce,
+                        "iat" => {
+                            claims.iat = map.next_value::<NumericDate>()?.0;
+                            continue;
+                        }
+                        _ => {
+                            map.next_value_seed(Skip)?;
+                            continue;
+                        }
+                    };
+                    *text = map.next_value::<Text<'de>>()?.0;
+                }
+                Ok(claims)
+            }
+        }
+        deserializer.deserialize_map(V)
     }
 }
 
 /// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly fractional, as clients
 /// with floating-point clocks send them. Fractions are dropped toward the past (floor), and
-/// values beyond `i64` saturate; the window check then decides.
-fn numeric_date(value: &Value) -> Option<i64> {
-    if let Some(whole) = value.as_i64() {
-        return Some(whole);
+/// values beyond `i64` saturate; the window check then decides. Any other JSON value is
+/// [`Claim::OtherType`].
+struct NumericDate(Claim<i64>);
+
+impl<'de> serde::Deserialize<'de> for NumericDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(NumericDate(Claim::Value(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(NumericDate(Claim::Value(
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                )))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Self::Value, E> {
+                // `as` saturates at the i64 bounds; JSON numbers are always finite.
+                Ok(NumericDate(Claim::Value(n.floor() as i64)))
+            }
+            other_types!(NumericDate(Claim::OtherType); strings literals arrays objects);
+        }
+        deserializer.deserialize_any(V)
     }
-    // `as` saturates at the i64 bounds; JSON numbers are always finite.
-    value
-        .as_f64()
-        .filter(|f| f.is_finite())
-        .map(|f| f.floor() as i64)
 }
 
 /// Whether `iat` is inside the policy's window around `now` (RFC 9449 §11.1).

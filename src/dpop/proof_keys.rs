@@ -38,11 +38,12 @@ impl<K: Send + Sync + 'static> ProofKeys<K> {
         self.cache.get(header)
     }
 
-    /// Remembers `key` for `header`; the caller has verified a signature with it.
+    /// Remembers `key` for `header`; the caller has verified a signature with it, and found
+    /// no key for that header.
     pub(crate) fn insert(&self, header: &str, key: &Arc<K>) {
         // A header is part of a proof, so never longer than one; checked anyway, since the
         // bound of the cache depends on it.
-        if header.len() <= MAX_DPOP_PROOF_LEN && self.cache.get(header).is_none() {
+        if header.len() <= MAX_DPOP_PROOF_LEN {
             self.cache.insert(header.into(), Arc::clone(key));
         }
     }

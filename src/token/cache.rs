@@ -1,12 +1,15 @@
 //! Verified-token cache: a token seen before skips parsing and signature verification.
 //!
 //! Keyed by SHA-256 of the token so the cache never holds the token as a key, and bounded in
-//! size: evicting an entry only costs one more verification, never correctness.
+//! entries: evicting an entry only costs one more verification, never correctness. Entries
+//! are kept in shards, each a fixed set of slots swept by a CLOCK hand: a token used since
+//! the hand last passed gets a second chance, so tokens in use stay while one-off ones go.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::RandomState;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
 use sha2::{Digest, Sha256};
 
 use super::claims::Validated;
@@ -16,32 +19,52 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 /// Longest a token stays cached, so key revocation and issuer removal take effect.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 
-#[derive(Clone)]
-struct Entry {
-    validated: Arc<Validated>,
-    ttl: Duration,
-}
-
-struct PerEntry;
-
-impl Expiry<[u8; 32], Entry> for PerEntry {
-    fn expire_after_create(&self, _: &[u8; 32], entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-}
+/// Shards, so that concurrent requests rarely wait on one lock.
+const SHARDS: usize = 16;
 
 /// Cache of verified tokens.
 pub(crate) struct TokenCache {
-    cache: moka::sync::Cache<[u8; 32], Entry>,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+struct Shard {
+    /// Slot of each cached key.
+    index: HashMap<[u8; 32], usize>,
+    slots: Vec<Slot>,
+    /// Most slots this shard holds.
+    capacity: usize,
+    /// The CLOCK hand: the next slot considered for eviction.
+    hand: usize,
+}
+
+struct Slot {
+    key: [u8; 32],
+    validated: Arc<Validated>,
+    /// When the entry is forgotten: [`MAX_CACHE_TTL`] or the token's expiry, if sooner.
+    until: Instant,
+    /// Read since the hand last passed.
+    referenced: bool,
 }
 
 impl TokenCache {
+    /// A cache of at most `capacity` tokens.
     pub(crate) fn new(capacity: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+        let shards = SHARDS.min(capacity);
+        // Each shard holds its share, rounded down: together never more than `capacity`.
+        let per_shard = capacity / shards;
+        let hasher = RandomState::new();
         TokenCache {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(PerEntry)
-                .build(),
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        index: HashMap::with_hasher(hasher.clone()),
+                        slots: Vec::new(),
+                        capacity: per_shard,
+                        hand: 0,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -49,23 +72,85 @@ impl TokenCache {
         Sha256::digest(token.as_bytes()).into()
     }
 
+    fn shard(&self, key: &[u8; 32]) -> Option<MutexGuard<'_, Shard>> {
+        // The key is a SHA-256 digest: any of its bytes spreads keys evenly. (The index within
+        // a shard hashes the whole key with a random key of its own.)
+        let shard = self.shards.get(usize::from(key[31]) % self.shards.len())?;
+        // Nothing below panics while holding the lock, and every change is complete before
+        // the next begins: a poisoned shard is still consistent.
+        Some(shard.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// A cached token still within its validity at `now`.
     pub(crate) fn get(&self, key: &[u8; 32], now: i64, leeway: i64) -> Option<Arc<Validated>> {
-        let entry = self.cache.get(key)?;
-        let v = &entry.validated;
+        let v = {
+            let mut shard = self.shard(key)?;
+            let slot = *shard.index.get(key)?;
+            let entry = shard.slots.get_mut(slot)?;
+            if entry.until <= Instant::now() {
+                return None;
+            }
+            entry.referenced = true;
+            Arc::clone(&entry.validated)
+        };
         let expired = now.saturating_sub(leeway) >= v.expires_at;
         let early = v
             .not_before
             .is_some_and(|nbf| now.saturating_add(leeway) < nbf);
-        (!expired && !early).then(|| v.clone())
+        (!expired && !early).then_some(v)
     }
 
     pub(crate) fn insert(&self, key: [u8; 32], validated: Arc<Validated>, now: i64) {
         let remaining = u64::try_from(validated.expires_at.saturating_sub(now)).unwrap_or(0);
         let ttl = Duration::from_secs(remaining).min(MAX_CACHE_TTL);
-        if !ttl.is_zero() {
-            self.cache.insert(key, Entry { validated, ttl });
+        if ttl.is_zero() {
+            return;
         }
+        let until = Instant::now() + ttl;
+        let entry = Slot {
+            key,
+            validated,
+            until,
+            referenced: false,
+        };
+        if let Some(mut shard) = self.shard(&key) {
+            shard.insert(entry);
+        }
+    }
+}
+
+impl Shard {
+    fn insert(&mut self, entry: Slot) {
+        let key = entry.key;
+        if let Some(slot) = self.index.get(&key).and_then(|&i| self.slots.get_mut(i)) {
+            *slot = entry;
+            return;
+        }
+        if self.slots.len() < self.capacity {
+            self.index.insert(key, self.slots.len());
+            self.slots.push(entry);
+        } else if let Some((i, slot)) = self.victim() {
+            let old = std::mem::replace(slot, entry);
+            self.index.remove(&old.key);
+            self.index.insert(key, i);
+        }
+    }
+
+    /// The slot to reuse: the first the hand finds expired or not read since it last passed,
+    /// clearing the mark of those it passes. Within two turns at most.
+    fn victim(&mut self) -> Option<(usize, &mut Slot)> {
+        let now = Instant::now();
+        let len = self.slots.len();
+        for _ in 0..=2 * len {
+            let i = self.hand % len.max(1);
+            self.hand = i + 1;
+            let entry = self.slots.get_mut(i)?;
+            if !entry.referenced || entry.until <= now {
+                return self.slots.get_mut(i).map(|slot| (i, slot));
+            }
+            entry.referenced = false;
+        }
+        None
     }
 }
 
@@ -89,37 +174,85 @@ mod tests {
         })
     }
 
+    fn len(cache: &TokenCache) -> usize {
+        cache
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().index.len())
+            .sum()
+    }
+
     #[test]
     fn holds_at_most_its_capacity() {
-        const CAPACITY: u64 = 100;
-        let cache = TokenCache::new(CAPACITY);
-        // Its capacity, then past it: entries are evicted (a later request verifies again),
-        // the count never exceeds the bound.
-        for (inserted, bound) in [(CAPACITY, CAPACITY), (10 * CAPACITY, CAPACITY)] {
-            for i in 0..inserted {
-                let key = TokenCache::key(&format!("token-{i}"));
-                cache.insert(key, validated(2_000), 1_000);
+        for capacity in [1_u64, 5, 16, 100, 1_000] {
+            let cache = TokenCache::new(capacity);
+            for i in 0..10 * capacity {
+                cache.insert(
+                    TokenCache::key(&format!("token-{i}")),
+                    validated(2_000),
+                    1_000,
+                );
+                assert!(len(&cache) as u64 <= capacity, "{capacity}");
             }
-            cache.cache.run_pending_tasks();
+            // Every shard's index and slots agree.
+            for shard in cache.shards.iter() {
+                let shard = shard.lock().unwrap();
+                assert_eq!(shard.index.len(), shard.slots.len());
+                for (key, &slot) in &shard.index {
+                    assert_eq!(&shard.slots[slot].key, key);
+                }
+            }
+            // Filled to its bound, give or take the rounding of its shards.
             assert!(
-                cache.cache.entry_count() <= bound,
-                "{}",
-                cache.cache.entry_count()
+                len(&cache) as u64 >= (capacity * 9 / 10).saturating_sub(16),
+                "{capacity}"
             );
         }
-        assert!(cache.cache.entry_count() > 0);
+    }
+
+    #[test]
+    fn a_token_in_use_outlives_one_off_tokens() {
+        let cache = TokenCache::new(64);
+        let hot = TokenCache::key("hot");
+        cache.insert(hot, validated(2_000), 1_000);
+        for i in 0..10_000 {
+            assert!(cache.get(&hot, 1_000, 0).is_some(), "evicted after {i}");
+            cache.insert(
+                TokenCache::key(&format!("cold-{i}")),
+                validated(2_000),
+                1_000,
+            );
+        }
     }
 
     #[test]
     fn keeps_a_token_no_longer_than_it_is_valid_nor_than_max_cache_ttl() {
         let cache = TokenCache::new(10);
         let key = TokenCache::key("token");
+        let until = |cache: &TokenCache| {
+            let shard = cache.shard(&key).unwrap();
+            shard.slots[shard.index[&key]].until
+        };
+        let before = Instant::now();
         cache.insert(key, validated(1_000 + 10), 1_000);
+        let after = Instant::now();
         assert!(cache.get(&key, 1_000, 0).is_some());
         assert!(cache.get(&key, 1_010, 0).is_none(), "expired at its exp");
-        let entry = cache.cache.get(&key).unwrap();
-        assert_eq!(entry.ttl, Duration::from_secs(10));
+        let ttl = Duration::from_secs(10);
+        assert!(before + ttl <= until(&cache) && until(&cache) <= after + ttl);
         cache.insert(key, validated(1_000 + 86_400), 1_000);
-        assert_eq!(cache.cache.get(&key).unwrap().ttl, MAX_CACHE_TTL);
+        assert!(until(&cache) <= Instant::now() + MAX_CACHE_TTL);
+        assert!(until(&cache) >= after + MAX_CACHE_TTL);
+        // An entry past its time is not served, whatever the token's own expiry.
+        {
+            let mut shard = cache.shard(&key).unwrap();
+            let slot = shard.index[&key];
+            shard.slots[slot].until = Instant::now();
+        }
+        assert!(cache.get(&key, 1_000, 0).is_none());
+        // Nothing is cached for a token already expired.
+        let gone = TokenCache::key("gone");
+        cache.insert(gone, validated(1_000), 1_000);
+        assert!(!cache.shard(&gone).unwrap().index.contains_key(&gone));
     }
 }

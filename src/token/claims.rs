@@ -5,7 +5,8 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::registered::{Claim, Cnf};
+use super::registered::Cnf;
+use crate::json::Claim;
 
 /// The claims of a validated token, shared between the cache and every request that presents it.
 pub(crate) struct Validated {

@@ -4,14 +4,14 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::algorithm::Algorithm;
-use crate::json::Skip;
+use crate::json::{Claim, Name, Skip, Text};
 use crate::jws::{self, CompactJws};
 use crate::signature::Signature;
 
 use super::claims::{Confirmation, Scopes, Validated};
 use super::error::TokenError;
 use super::issuer::TrustedIssuer;
-use super::registered::{Claim, Name, Registered, Text};
+use super::registered::Registered;
 
 /// The default allow-list: asymmetric algorithms only (RFC 9068 §4 check 6 forbids `none`).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[

@@ -13,66 +13,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::json::Skip;
-
-/// The visitor methods of the JSON types a claim visitor does not read, by kind (`strings`,
-/// `numbers`, `literals` for booleans and null, `arrays`, `objects`): the value is consumed
-/// (arrays and objects checked and skipped, unbuilt) and `$other` returned.
-macro_rules! other_types {
-    (@strings $other:expr) => {
-        fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-    };
-    (@numbers $other:expr) => {
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-    };
-    (@literals $other:expr) => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-    };
-    (@arrays $other:expr) => {
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element_seed(Skip)?.is_some() {}
-            Ok($other)
-        }
-    };
-    (@objects $other:expr) => {
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_key_seed(Skip)?.is_some() {
-                map.next_value_seed(Skip)?;
-            }
-            Ok($other)
-        }
-    };
-    ($other:expr; $($kind:ident)+) => {
-        $(other_types!(@$kind $other);)+
-    };
-}
-
-/// A claim as sent: absent, of the type the guard reads, or of another (`null` included).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) enum Claim<T> {
-    #[default]
-    Absent,
-    Value(T),
-    OtherType,
-}
+use crate::json::{Claim, Name, Skip, Text, other_types};
 
 /// The claims the guard checks, from one payload.
 #[derive(Debug, Default)]
@@ -147,51 +88,6 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
             }
         }
         Ok(claims)
-    }
-}
-
-/// A member name, borrowed unless it has escapes.
-pub(crate) struct Name<'a>(pub(crate) Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Owned(s.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(V)
-    }
-}
-
-/// A string claim; any other JSON value is skipped and reported as [`Claim::OtherType`].
-pub(crate) struct Text<'a>(pub(crate) Claim<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Claim::Value(Cow::Borrowed(s))))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Text(Claim::Value(Cow::Owned(s.to_owned()))))
-            }
-            other_types!(Text(Claim::OtherType); numbers literals arrays objects);
-        }
-        deserializer.deserialize_any(V)
     }
 }
 
