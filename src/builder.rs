@@ -405,7 +405,7 @@ impl OAuthGuardBuilder {
                 }
             };
             let trusted = TrustedIssuer {
-                issuer: name.clone(),
+                issuer: name.as_str().into(),
                 audiences: issuer.audiences,
                 keys,
             };

@@ -16,8 +16,9 @@ use http::request::Parts;
 use crate::access_token::{AccessToken, Binding};
 use crate::challenge::{Challenge, ChallengeParams, Protocol, Rejection};
 use crate::clock::Clock;
-use crate::dpop::{Dpop, DpopError, DpopMode};
+use crate::dpop::{Dpop, DpopError, DpopMode, ReplayStoreError};
 use crate::extract::{self, CredentialsError, Scheme};
+use crate::metrics::{self, Decision, Started};
 use crate::mtls::{Mtls, MtlsMode, peer};
 use crate::policy::Policy;
 use crate::token::TokenValidator;
@@ -191,6 +192,8 @@ pub struct Refusal {
     pub scheme: Option<Scheme>,
     nonce: Option<String>,
     accepted: Vec<Scheme>,
+    /// The trusted issuer of a token that validated before the request was refused.
+    issuer: Option<Arc<str>>,
 }
 
 impl Refusal {
@@ -238,8 +241,44 @@ impl OAuthGuard {
     }
 
     /// Runs the pipeline on a request head. On success the caller inserts the token into the
-    /// request extensions (the layer does).
+    /// request extensions (the layer does). With the `metrics` feature, records the decision
+    /// ([`crate::metrics`]).
     pub async fn check(
+        &self,
+        parts: &mut Parts,
+        policy: &Policy,
+        presence: Presence,
+    ) -> Result<Admission, Refusal> {
+        let started = Started::now();
+        // A request an outer guard layer admitted is counted once, there; this guard counts
+        // it again only if it refuses it.
+        let nested = parts.extensions.get::<AccessToken>().is_some();
+        let decided = self.run(parts, policy, presence).await;
+        if nested && decided.is_ok() {
+            return decided;
+        }
+        started.decided(match &decided {
+            Ok(admission) => Decision {
+                admitted: true,
+                reason: "admitted",
+                binding: admission
+                    .token
+                    .as_ref()
+                    .map_or(metrics::NONE, |t| binding_label(t.binding())),
+                issuer: admission.token.as_ref().map(|t| &t.validated.issuer),
+            },
+            Err(refusal) => Decision {
+                admitted: false,
+                reason: refusal.rejection.reason(),
+                binding: refusal.scheme.map_or(metrics::NONE, scheme_label),
+                issuer: refusal.issuer.as_ref(),
+            },
+        });
+        decided
+    }
+
+    /// The pipeline, top to bottom.
+    async fn run(
         &self,
         parts: &mut Parts,
         policy: &Policy,
@@ -253,7 +292,9 @@ impl OAuthGuard {
         if let Some(token) = parts.extensions.get::<AccessToken>().cloned() {
             let refuse = |r: Rejection| {
                 let scheme = extract::presented_scheme(&parts.headers);
-                self.refuse(r, scheme, self.modes(token.issuer()).0, now)
+                let mut refusal = self.refuse(r, scheme, self.modes(token.issuer()).0, now);
+                refusal.issuer = Some(Arc::clone(&token.validated.issuer));
+                refusal
             };
             let mut refresh = false;
             if token.admitted_by != inner.id {
@@ -289,7 +330,12 @@ impl OAuthGuard {
             .await
             .map_err(|e| self.refuse(e.into(), scheme, inner.dpop.mode, now))?;
         let (dpop_mode, mtls_mode) = self.modes(&validated.issuer);
-        let refuse = |r: Rejection| self.refuse(r, scheme, dpop_mode, now);
+        let issuer = Arc::clone(&validated.issuer);
+        let refuse = |r: Rejection| {
+            let mut refusal = self.refuse(r, scheme, dpop_mode, now);
+            refusal.issuer = Some(Arc::clone(&issuer));
+            refusal
+        };
 
         let mut dpop_nonce = None;
         let mut verified_proof = None;
@@ -395,6 +441,11 @@ impl OAuthGuard {
                 tracing::debug!(reason = rejection.reason(), "request refused")
             }
             Rejection::Dpop(DpopError::ReplayStoreUnavailable(error)) => {
+                metrics::replay_store_failed(match error {
+                    ReplayStoreError::Full => "full",
+                    ReplayStoreError::Timeout => "timeout",
+                    _ => "unavailable",
+                });
                 tracing::warn!(reason = rejection.reason(), %error, "request refused")
             }
             _ => tracing::info!(reason = rejection.reason(), "request refused"),
@@ -408,6 +459,24 @@ impl OAuthGuard {
             scheme,
             nonce,
             accepted: Self::accepted_schemes(mode),
+            issuer: None,
         }
+    }
+}
+
+/// The `binding` label of an admitted request ([`crate::metrics`]).
+fn binding_label(binding: &Binding) -> &'static str {
+    match binding {
+        Binding::Bearer => "bearer",
+        Binding::Dpop { .. } => "dpop",
+        Binding::Mtls { .. } => "mtls",
+    }
+}
+
+/// The `binding` label of a refused request: the scheme presented ([`crate::metrics`]).
+fn scheme_label(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Bearer => "bearer",
+        Scheme::Dpop => "dpop",
     }
 }

@@ -98,6 +98,7 @@ mod clock;
 mod crypto;
 mod jws;
 pub mod limits;
+pub mod metrics;
 pub mod pkce;
 mod signature;
 

@@ -10,7 +10,8 @@
 //! HTTP routes: `GET|POST /api/whoami` (any valid token) answers
 //! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`; `GET /health`
 //! needs no token and answers `ok` (for liveness probes, and the unguarded baseline of
-//! `benches/e2e/`). Browser clients on other origins may call them (CORS), and every request
+//! `benches/e2e/`); `GET /metrics` needs no token either and answers the guard's metrics in the
+//! Prometheus text format (`metrics.rs`). Browser clients on other origins may call them (CORS), and every request
 //! is traced (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces). With
 //! `--grpc` it serves `grpc.health.v1.Health` instead (see `grpc.rs`; build with
 //! `--features tonic`).
@@ -31,6 +32,7 @@ use tower_oauth_guard::{AccessToken, DPOP, DPOP_NONCE, Dpop, serve_tls};
 mod flags;
 #[cfg(feature = "tonic")]
 mod grpc;
+mod metrics;
 
 /// An API protected by tower-oauth-guard.
 #[derive(Debug, Parser)]
@@ -95,6 +97,7 @@ async fn replay_store(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     flags::init_tracing();
     let args = Cli::parse();
+    let prometheus = metrics::install()?;
     let default_port = if args.grpc { 50051 } else { 8080 };
     let listen = args
         .server
@@ -139,6 +142,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(layer)
         // Added after the guard's layer, so outside it; inside CORS and tracing like the rest.
         .route("/health", get(|| async { "ok" }))
+        // Unprotected, for the example: a real deployment serves its metrics on an internal
+        // port (or behind its own authentication), never beside the public API.
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.render())),
+        )
         .layer(cors())
         .layer(TraceLayer::new_for_http());
     match args.server.rustls_config(mtls_required)? {

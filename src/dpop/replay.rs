@@ -429,6 +429,8 @@ pub struct MemoryReplayStore {
     clock: Monotonic,
     /// The next shard a check sweeps besides its own, so idle shards are swept too.
     cursor: std::sync::atomic::AtomicUsize,
+    /// The monotonic second of the last fullness report ([`crate::metrics`]): once a second.
+    reported: std::sync::atomic::AtomicU32,
 }
 
 impl MemoryReplayStore {
@@ -456,6 +458,7 @@ impl MemoryReplayStore {
             max_per_key,
             clock,
             cursor: std::sync::atomic::AtomicUsize::new(0),
+            reported: std::sync::atomic::AtomicU32::new(u32::MAX),
         }
     }
 
@@ -604,6 +607,10 @@ impl MemoryReplayStore {
         shard.next_sweep = shard.next_sweep.min(entry.kept_until);
         drop(shard);
         self.sweep_next(index, now, mono);
+        if self.reported.swap(mono, Ordering::Relaxed) != mono {
+            let live = self.live.load(Ordering::Relaxed);
+            crate::metrics::replay_store_fullness(live, self.max_entries);
+        }
         Ok(ReplayCheck::Fresh)
     }
 }

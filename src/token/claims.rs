@@ -14,7 +14,7 @@ pub(crate) struct Validated {
     /// SHA-256 of `raw`: the token cache's key and what a DPoP proof's `ath` hashes
     /// (RFC 9449 §4.2), computed once.
     pub(crate) digest: [u8; 32],
-    pub(crate) issuer: String,
+    pub(crate) issuer: std::sync::Arc<str>,
     pub(crate) subject: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) scopes: Scopes,

@@ -11,7 +11,7 @@ use super::remote::RemoteKeys;
 
 /// One trusted issuer: its exact `iss`, the audiences it may mint for us, and its keys.
 pub(crate) struct TrustedIssuer {
-    pub(crate) issuer: String,
+    pub(crate) issuer: Arc<str>,
     pub(crate) audiences: Vec<String>,
     pub(crate) keys: IssuerKeys,
 }

@@ -83,7 +83,9 @@ impl RemoteKeys {
             return None;
         }
         *last = Some(Instant::now());
-        match self.fetch().await {
+        let fetched = self.fetch().await;
+        crate::metrics::jwks_refreshed(&self.url, fetched.is_ok());
+        match fetched {
             Ok(_) => self.snapshot().0.select(kid, alg),
             Err(error) => {
                 tracing::warn!(url = %self.url, %error, "JWKS refresh for an unknown kid failed");
@@ -122,7 +124,9 @@ impl RemoteKeys {
                 let Some(remote) = weak.upgrade() else { return };
                 let mut last = remote.refresh.lock().await;
                 *last = Some(Instant::now());
-                period = match remote.fetch().await {
+                let fetched = remote.fetch().await;
+                crate::metrics::jwks_refreshed(&remote.url, fetched.is_ok());
+                period = match fetched {
                     Ok(p) => p,
                     Err(error) => {
                         tracing::warn!(url = %remote.url, %error, "JWKS background refresh failed; keeping known keys");

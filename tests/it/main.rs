@@ -30,6 +30,9 @@ mod examples;
 
 mod tower_http_auth;
 
+#[cfg(feature = "metrics")]
+mod metrics;
+
 mod replay_redis;
 
 mod tour;

@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
@@ -22,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 
 /// jsonwebtoken needs a process-wide provider when both backends are compiled in.
@@ -819,4 +822,84 @@ pub fn logs() -> &'static Logs {
         tracing::subscriber::set_global_default(subscriber).unwrap();
         logs
     })
+}
+
+// ---- the example server, run as the binary cargo built ----------------------------------------
+
+/// `examples/resource_server` as cargo built it, next to this test's own binary
+/// (`target/<profile>/deps/..` -> `target/<profile>/examples/`). A plain `cargo test` builds
+/// examples before running tests; `cargo test --test tower_http` alone does not.
+pub fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("resource_server{}", std::env::consts::EXE_SUFFIX));
+    let build = "build it with `cargo build --profile test --all-features --example \
+                 resource_server` (a full `cargo test` builds it too)";
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}; {build}", binary.display()));
+    for source in [
+        "examples/resource_server/main.rs",
+        "examples/resource_server/flags.rs",
+        "examples/resource_server/grpc.rs",
+        "examples/resource_server/metrics.rs",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
+        let edited = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
+        assert!(
+            edited <= built,
+            "{} is older than {source}; {build}",
+            binary.display()
+        );
+    }
+    binary
+}
+
+/// The example server, trusting `issuer`; killed when dropped.
+pub struct ExampleServer {
+    pub base: String,
+    _child: tokio::process::Child,
+}
+
+impl ExampleServer {
+    pub async fn start(issuer: &TestIssuer) -> Self {
+        Self::start_with(issuer, &[]).await
+    }
+
+    /// The example server with more flags.
+    pub async fn start_with(issuer: &TestIssuer, flags: &[&str]) -> Self {
+        let mut child = tokio::process::Command::new(example_binary())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--audience",
+                "https://api.example",
+            ])
+            .args(["--issuer", &issuer.issuer, "--jwks", &issuer.jwks_url()])
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return url.to_owned();
+                }
+            }
+            panic!("the example exited before listening");
+        })
+        .await
+        .expect("the example did not start listening within 30 s");
+        // Keep draining its output, so that logging never blocks it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ExampleServer {
+            base,
+            _child: child,
+        }
+    }
 }

@@ -2,13 +2,8 @@
 //! `AsyncAuthorizeRequest` (feature `tower-http`), and the CORS of `examples/resource_server`,
 //! run as the binary cargo built.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
 use crate::support::*;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const AUD: &str = "https://api.example";
 
@@ -170,72 +165,6 @@ mod authorizer {
 }
 
 // ---- the example server's CORS, in front of its guard --------------------------------------
-
-/// `examples/resource_server` as cargo built it, next to this test's own binary
-/// (`target/<profile>/deps/..` -> `target/<profile>/examples/`). A plain `cargo test` builds
-/// examples before running tests; `cargo test --test tower_http` alone does not.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("resource_server{}", std::env::consts::EXE_SUFFIX));
-    let build = "build it with `cargo build --profile test --all-features --example \
-                 resource_server` (a full `cargo test` builds it too)";
-    let built = std::fs::metadata(&binary)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| panic!("{}: {e}; {build}", binary.display()));
-    for source in [
-        "examples/resource_server/main.rs",
-        "examples/resource_server/flags.rs",
-        "examples/resource_server/grpc.rs",
-    ] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
-        let edited = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
-        assert!(
-            edited <= built,
-            "{} is older than {source}; {build}",
-            binary.display()
-        );
-    }
-    binary
-}
-
-/// The example server, trusting `issuer`; killed when dropped.
-struct ExampleServer {
-    base: String,
-    _child: tokio::process::Child,
-}
-
-impl ExampleServer {
-    async fn start(issuer: &TestIssuer) -> Self {
-        let mut child = tokio::process::Command::new(example_binary())
-            .args(["--listen", "127.0.0.1:0", "--audience", AUD])
-            .args(["--issuer", &issuer.issuer, "--jwks", &issuer.jwks_url()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    return url.to_owned();
-                }
-            }
-            panic!("the example exited before listening");
-        })
-        .await
-        .expect("the example did not start listening within 30 s");
-        // Keep draining its output, so that logging never blocks it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ExampleServer {
-            base,
-            _child: child,
-        }
-    }
-}
 
 /// A comma-separated header value, as lowercase items.
 fn list(reply: &Reply, name: &str) -> Vec<String> {
