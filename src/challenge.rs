@@ -252,6 +252,11 @@ impl Challenge {
             Rejection::Credentials(CredentialsError::MultipleAuthorization) => {
                 (StatusCode::BAD_REQUEST, Some(ErrorCode::InvalidRequest))
             }
+            // The issuer could not be asked: a server fault, never a verdict on the token.
+            Rejection::Token(TokenError::IntrospectionUnavailable) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(ErrorCode::InvalidToken),
+            ),
             Rejection::Credentials(_) | Rejection::Token(_) | Rejection::Mtls(_) => {
                 (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidToken))
             }
@@ -282,6 +287,7 @@ impl Challenge {
             dpop_nonce: None,
             retry_after: match rejection {
                 Rejection::Dpop(DpopError::ReplayStoreUnavailable(_)) => Some(1),
+                Rejection::Token(TokenError::IntrospectionUnavailable) => Some(5),
                 // Proofs of this key start leaving the store within seconds.
                 Rejection::Dpop(DpopError::ReplayQuotaExceeded) => Some(5),
                 _ => None,

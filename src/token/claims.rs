@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::registered::Cnf;
+use super::error::TokenError;
+use super::issuer::TrustedIssuer;
+use super::registered::{Cnf, Registered};
 use crate::json::Claim;
 
 /// The claims of a validated token, shared between the cache and every request that presents it.
@@ -28,6 +30,67 @@ pub(crate) struct Validated {
 }
 
 impl Validated {
+    /// The checks of the claims an issuer vouched for, by its signature (RFC 9068 §4 checks
+    /// 3, 5, 7–9) or its introspection endpoint (RFC 7662 §2.2): `iss` names `issuer`, `aud`
+    /// holds one of its audiences, `exp`, `nbf` and `iat` fit `now` within `leeway`,
+    /// `sub` and `client_id` are strings, `cnf` binds the token in a way the guard enforces.
+    /// An absent `exp` is the caller's to refuse; here it is "no expiry", [`i64::MAX`]. The
+    /// payload is left empty ([`Validated::with_payload`]).
+    pub(crate) fn check(
+        token: &str,
+        digest: [u8; 32],
+        registered: &Registered<'_>,
+        issuer: &TrustedIssuer,
+        leeway: i64,
+        now: i64,
+    ) -> Result<Validated, TokenError> {
+        match &registered.iss {
+            Claim::Value(iss) if **iss == *issuer.issuer => {}
+            _ => return Err(TokenError::UnknownIssuer),
+        }
+        let exp = time_claim(&registered.exp)?.unwrap_or(i64::MAX);
+        if now.saturating_sub(leeway) >= exp {
+            return Err(TokenError::Expired);
+        }
+        let nbf = time_claim(&registered.nbf)?;
+        if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+            return Err(TokenError::NotYetValid);
+        }
+        if time_claim(&registered.iat)?.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if !audience_matches(&registered.aud, &issuer.audiences) {
+            return Err(TokenError::InvalidAudience);
+        }
+        let string_claim = |claim: &Claim<Cow<'_, str>>| match claim {
+            Claim::Absent => Ok(None),
+            Claim::Value(s) => Ok(Some(s.clone().into_owned())),
+            Claim::OtherType => Err(TokenError::InvalidClaim),
+        };
+        let confirmation =
+            Confirmation::from_cnf(&registered.cnf).ok_or(TokenError::UnsupportedConfirmation)?;
+        let names = registered.scope.0.iter().chain(&registered.scp.0);
+        Ok(Validated {
+            raw: token.into(),
+            digest,
+            issuer: std::sync::Arc::clone(&issuer.issuer),
+            subject: string_claim(&registered.sub)?,
+            client_id: string_claim(&registered.client_id)?,
+            scopes: Scopes::from_names(names.map(|n| &**n)),
+            expires_at: exp,
+            not_before: nbf,
+            confirmation,
+            payload: Box::default(),
+            claims: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The JSON the claims were read from, for the handlers' claims map.
+    pub(crate) fn with_payload(mut self, payload: Vec<u8>) -> Self {
+        self.payload = payload.into_boxed_slice();
+        self
+    }
+
     /// Every claim, as JSON, built on first use. The payload was read as one JSON object
     /// when the token was validated, so it reads again.
     pub(crate) fn claims(&self) -> &Map<String, Value> {
@@ -47,6 +110,23 @@ impl std::fmt::Debug for Validated {
             .field("expires_at", &self.expires_at)
             .field("confirmation", &self.confirmation)
             .finish_non_exhaustive()
+    }
+}
+
+/// A NumericDate claim (RFC 7519 §2); fractional seconds are truncated.
+fn time_claim(claim: &Claim<i64>) -> Result<Option<i64>, TokenError> {
+    match claim {
+        Claim::Absent => Ok(None),
+        Claim::Value(t) => Ok(Some(*t)),
+        Claim::OtherType => Err(TokenError::InvalidClaim),
+    }
+}
+
+/// `aud` is a string or an array of strings; one of them must be ours (RFC 7519 §4.1.3).
+fn audience_matches(aud: &Claim<Vec<Cow<'_, str>>>, ours: &[String]) -> bool {
+    match aud {
+        Claim::Value(names) => names.iter().any(|a| ours.iter().any(|o| o == a)),
+        _ => false,
     }
 }
 
@@ -148,6 +228,27 @@ mod tests {
     fn read(payload: Value) -> Registered<'static> {
         let bytes = Box::leak(payload.to_string().into_bytes().into_boxed_slice());
         Registered::parse(bytes).unwrap()
+    }
+
+    #[test]
+    fn audience_may_be_string_or_array() {
+        let ours = vec!["api".to_owned()];
+        let matches = |payload: Value| {
+            let bytes = payload.to_string();
+            audience_matches(&Registered::parse(bytes.as_bytes()).unwrap().aud, &ours)
+        };
+        assert!(matches(json!({"aud": "api"})));
+        assert!(matches(json!({"aud": ["x", "api"]})));
+        assert!(matches(json!({"aud": [1, "api"]})));
+        assert!(!matches(json!({"aud": ["x"]})));
+        assert!(!matches(json!({"aud": "API"})));
+        assert!(!matches(json!({"aud": {"api": "api"}})));
+        assert!(!matches(json!({"aud": [["api"]]})));
+        assert!(!matches(json!({"aud": null})));
+        assert!(!matches(json!({"sub": "api"})));
+        // A repeated `aud` keeps its last value.
+        let last = Registered::parse(br#"{"aud":"api","aud":["x"]}"#).unwrap();
+        assert!(!audience_matches(&last.aud, &ours));
     }
 
     #[test]

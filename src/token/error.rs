@@ -45,6 +45,13 @@ pub enum TokenError {
     /// `cnf` binds the token in a way this guard does not enforce (RFC 7800 §3.1): not an
     /// object, a method other than `jkt` / `x5t#S256`, or one of those with the wrong type.
     UnsupportedConfirmation,
+    /// The issuer's introspection endpoint says the token is not active (RFC 7662 §2.2):
+    /// revoked, expired, or never issued.
+    Inactive,
+    /// The introspection endpoint could not answer (unreachable, timed out, an error status,
+    /// or an answer that is not an introspection response): refused with `503` and
+    /// `Retry-After`, never taken for active (RFC 7662 §4).
+    IntrospectionUnavailable,
 }
 
 impl TokenError {
@@ -64,6 +71,8 @@ impl TokenError {
             Self::InvalidAudience => "token_wrong_audience",
             Self::InvalidClaim => "token_invalid_claim",
             Self::UnsupportedConfirmation => "token_unsupported_cnf",
+            Self::Inactive => "token_inactive",
+            Self::IntrospectionUnavailable => "token_introspection_unavailable",
         }
     }
 }
@@ -84,6 +93,8 @@ impl std::fmt::Display for TokenError {
             Self::InvalidAudience => "token not intended for this resource",
             Self::InvalidClaim => "invalid claim",
             Self::UnsupportedConfirmation => "token confirmation method not supported",
+            Self::Inactive => "token is not active",
+            Self::IntrospectionUnavailable => "token introspection unavailable",
         })
     }
 }
