@@ -15,9 +15,11 @@ use crate::limits::MAX_REALM_LEN;
 use crate::mtls::{Mtls, MtlsMode};
 use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
 #[cfg(feature = "fetch")]
-use crate::token::discovery::{DiscoveryError, discover_jwks_uri};
+use crate::token::discovery::{DiscoveryError, discover_introspection_endpoint, discover_jwks_uri};
 #[cfg(feature = "fetch")]
 use crate::token::fetch::{FetchError, HttpClient, parse_url};
+#[cfg(feature = "fetch")]
+use crate::token::introspection::{Introspection, Introspector};
 use crate::token::issuer::{IssuerKeys, TrustedIssuer};
 use crate::token::jwt::{DEFAULT_ALGORITHMS, JwtRules};
 use crate::token::keys::{KeySet, KeysError};
@@ -44,6 +46,8 @@ pub struct Issuer {
     keys: Option<JwksSource>,
     dpop_mode: Option<DpopMode>,
     mtls_mode: Option<MtlsMode>,
+    #[cfg(feature = "fetch")]
+    introspection: Option<Introspection>,
 }
 
 impl Issuer {
@@ -55,6 +59,8 @@ impl Issuer {
             keys: None,
             dpop_mode: None,
             mtls_mode: None,
+            #[cfg(feature = "fetch")]
+            introspection: None,
         }
     }
 
@@ -102,6 +108,17 @@ impl Issuer {
     /// This issuer's tokens use another mTLS mode than the guard's.
     pub fn mtls(mut self, mode: MtlsMode) -> Self {
         self.mtls_mode = Some(mode);
+        self
+    }
+
+    /// Ask this issuer's introspection endpoint (RFC 7662; feature `fetch`) about the tokens
+    /// that are not JWTs, and, with [`Introspection::jwts_too`], about its JWTs as well. An
+    /// issuer that only hands out opaque tokens needs no keys. One issuer at most may
+    /// introspect: an opaque token does not say who issued it, and is never shown to
+    /// another.
+    #[cfg(feature = "fetch")]
+    pub fn introspection(mut self, introspection: Introspection) -> Self {
+        self.introspection = Some(introspection);
         self
     }
 }
@@ -161,6 +178,12 @@ pub enum BuildError {
     /// The `realm` cannot be sent in a `WWW-Authenticate` header: it must be at most
     /// [`MAX_REALM_LEN`] bytes of visible ASCII and spaces.
     InvalidRealm,
+    /// An introspection endpoint URL is unusable.
+    #[cfg(feature = "fetch")]
+    InvalidIntrospectionEndpoint(String, FetchError),
+    /// More than one issuer has an introspection endpoint: an opaque token does not say which
+    /// issuer to ask, and asking the wrong one would show it the token.
+    SeveralIntrospectingIssuers,
 }
 
 impl std::fmt::Display for BuildError {
@@ -191,6 +214,13 @@ impl std::fmt::Display for BuildError {
                 f,
                 "realm must be at most {MAX_REALM_LEN} bytes of visible ASCII and spaces"
             ),
+            #[cfg(feature = "fetch")]
+            Self::InvalidIntrospectionEndpoint(i, e) => {
+                write!(f, "issuer {i}: introspection endpoint: {e}")
+            }
+            Self::SeveralIntrospectingIssuers => {
+                f.write_str("at most one issuer may have an introspection endpoint")
+            }
         }
     }
 }
@@ -368,46 +398,71 @@ impl OAuthGuardBuilder {
         let mut client: Option<HttpClient> = None;
         let mut issuers = HashMap::new();
         let mut issuer_modes = HashMap::new();
+        #[cfg(feature = "fetch")]
+        let mut opaque_issuer: Option<String> = None;
         for issuer in self.issuers {
             let name = issuer.issuer.clone();
             if issuer.audiences.is_empty() {
                 return Err(BuildError::MissingAudience(name));
             }
-            let source = issuer
-                .keys
-                .ok_or_else(|| BuildError::MissingKeys(name.clone()))?;
-            let keys = match source {
-                JwksSource::Static(keys) => {
-                    if keys.is_empty() {
-                        return Err(BuildError::Keys(name.clone(), KeysError::NoUsableKey));
+            #[cfg(feature = "fetch")]
+            let introspected = issuer.introspection.is_some();
+            #[cfg(not(feature = "fetch"))]
+            let introspected = false;
+            let keys = match issuer.keys {
+                None if introspected => IssuerKeys::None,
+                None => return Err(BuildError::MissingKeys(name.clone())),
+                Some(source) => match source {
+                    JwksSource::Static(keys) => {
+                        if keys.is_empty() {
+                            return Err(BuildError::Keys(name.clone(), KeysError::NoUsableKey));
+                        }
+                        IssuerKeys::Static(keys)
                     }
-                    IssuerKeys::Static(keys)
-                }
-                JwksSource::File(path) => {
-                    let bytes = tokio::fs::read(&path)
-                        .await
-                        .map_err(|e| BuildError::Keys(name.clone(), KeysError::Io(e)))?;
-                    let set =
-                        KeySet::from_json(&bytes).map_err(|e| BuildError::Keys(name.clone(), e))?;
-                    IssuerKeys::Static(set)
-                }
-                #[cfg(feature = "fetch")]
-                source => {
+                    JwksSource::File(path) => {
+                        let bytes = tokio::fs::read(&path)
+                            .await
+                            .map_err(|e| BuildError::Keys(name.clone(), KeysError::Io(e)))?;
+                        let set = KeySet::from_json(&bytes)
+                            .map_err(|e| BuildError::Keys(name.clone(), e))?;
+                        IssuerKeys::Static(set)
+                    }
+                    #[cfg(feature = "fetch")]
+                    source => {
+                        let client = match &client {
+                            Some(c) => c.clone(),
+                            None => client
+                                .insert(http_client(self.http_tls.clone()).await?)
+                                .clone(),
+                        };
+                        let remote =
+                            remote_keys(&name, source, client, self.unknown_kid_cooldown).await?;
+                        IssuerKeys::Remote(remote)
+                    }
+                },
+            };
+            #[cfg(feature = "fetch")]
+            let introspection = match issuer.introspection {
+                None => None,
+                Some(config) => {
                     let client = match &client {
                         Some(c) => c.clone(),
                         None => client
                             .insert(http_client(self.http_tls.clone()).await?)
                             .clone(),
                     };
-                    let remote =
-                        remote_keys(&name, source, client, self.unknown_kid_cooldown).await?;
-                    IssuerKeys::Remote(remote)
+                    if opaque_issuer.replace(name.clone()).is_some() {
+                        return Err(BuildError::SeveralIntrospectingIssuers);
+                    }
+                    Some(introspector(&name, config, client).await?)
                 }
             };
             let trusted = TrustedIssuer {
                 issuer: name.as_str().into(),
                 audiences: issuer.audiences,
                 keys,
+                #[cfg(feature = "fetch")]
+                introspection,
             };
             let modes = IssuerModes {
                 dpop: issuer.dpop_mode,
@@ -432,6 +487,8 @@ impl OAuthGuardBuilder {
                     issuers,
                     rules: self.rules,
                     cache: (self.cache_capacity > 0).then(|| TokenCache::new(self.cache_capacity)),
+                    #[cfg(feature = "fetch")]
+                    opaque_issuer,
                 },
                 dpop: self.dpop,
                 mtls: self.mtls,
@@ -450,6 +507,23 @@ async fn http_client(tls: Option<rustls::ClientConfig>) -> Result<HttpClient, Bu
         .await
         .map_err(|e| BuildError::HttpClient(FetchError::Transport(Box::new(e))))?
         .map_err(BuildError::HttpClient)
+}
+
+/// The issuer's introspection endpoint: configured, or from its metadata.
+#[cfg(feature = "fetch")]
+async fn introspector(
+    issuer: &str,
+    config: Introspection,
+    client: HttpClient,
+) -> Result<Introspector, BuildError> {
+    let endpoint = match &config.endpoint {
+        Some(url) => url.clone(),
+        None => discover_introspection_endpoint(issuer, &client)
+            .await
+            .map_err(|e| BuildError::Discovery(issuer.to_owned(), e))?,
+    };
+    Introspector::new(config, &endpoint, client)
+        .map_err(|e| BuildError::InvalidIntrospectionEndpoint(issuer.to_owned(), e))
 }
 
 /// Keys from a URL, or from the URL in the issuer's metadata: fetched now, refreshed later.

@@ -125,6 +125,8 @@ pub use extract::{CredentialsError, DPOP, Scheme};
 pub use token::discovery::DiscoveryError;
 #[cfg(feature = "fetch")]
 pub use token::fetch::FetchError;
+#[cfg(feature = "fetch")]
+pub use token::introspection::{Introspection, IntrospectionAuth, IntrospectionAuthError};
 pub use token::keys::KeysError;
 pub use token::{Confirmation, KeySet, Scopes, TokenError};
 

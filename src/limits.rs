@@ -62,6 +62,9 @@ pub const MAX_KEYS: usize = 64;
 /// Largest authorization-server metadata document accepted.
 pub const MAX_METADATA_LEN: usize = 64 * 1024;
 
+/// Longest introspection answer read (RFC 7662 §2.2); a longer one fails closed (`503`).
+pub const MAX_INTROSPECTION_RESPONSE_LEN: usize = 64 * 1024;
+
 /// Smallest RSA modulus accepted for any signature, in bits (RFC 7518 §3.3 requires 2048).
 /// aws-lc refuses smaller keys itself; the pure-Rust backend would not, so the guard checks
 /// before any key reaches a backend.

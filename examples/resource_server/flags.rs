@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use clap::{Args, ValueEnum};
 use tower_oauth_guard::{BaseUrl, ClientCertHeader, ForwardedHeaders, Issuer, NonceSecret};
 use tower_oauth_guard::{Dpop, DpopNonces, Mtls, OAuthGuard, OAuthGuardBuilder, PublicUri};
+use tower_oauth_guard::{Introspection, IntrospectionAuth};
 
 /// Which tokens to trust and how they must be bound.
 #[derive(Debug, Args)]
@@ -21,6 +22,22 @@ pub struct GuardFlags {
     /// Find the JWK Set from the issuer's metadata instead.
     #[arg(long, conflicts_with = "jwks")]
     discover: bool,
+    /// The issuer's token introspection endpoint (RFC 7662): tokens of --issuer that are not
+    /// JWTs are validated there, the guard authenticating with client_secret_basic.
+    #[arg(long, value_name = "URL", requires_all = ["client_id", "client_secret"])]
+    introspection_url: Option<String>,
+    /// The guard's client id at the introspection endpoint.
+    #[arg(long, value_name = "ID", requires = "introspection_url")]
+    client_id: Option<String>,
+    /// The guard's client secret at the introspection endpoint.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "INTROSPECTION_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "introspection_url"
+    )]
+    client_secret: Option<String>,
     /// Realm of the WWW-Authenticate challenges.
     #[arg(long)]
     realm: Option<String>,
@@ -194,6 +211,17 @@ impl GuardFlags {
             Some(j) if j.starts_with("http://") || j.starts_with("https://") => issuer.jwks_url(j),
             Some(j) => issuer.jwks_file(j),
             None => issuer.discover(),
+        };
+        let issuer = match (
+            &self.introspection_url,
+            &self.client_id,
+            &self.client_secret,
+        ) {
+            (Some(url), Some(id), Some(secret)) => issuer.introspection(
+                Introspection::new(IntrospectionAuth::client_secret_basic(id, secret))
+                    .endpoint(url),
+            ),
+            _ => issuer,
         };
         let mut builder = OAuthGuard::builder().trust(issuer);
         if let Some(realm) = &self.realm {

@@ -100,9 +100,19 @@ impl TokenCache {
         (!expired && !early).then_some(v)
     }
 
-    pub(crate) fn insert(&self, key: [u8; 32], validated: Arc<Validated>, now: i64) {
+    /// Keeps `validated` until its expiry, `max_ttl` or [`MAX_CACHE_TTL`], whichever is
+    /// soonest.
+    pub(crate) fn insert(
+        &self,
+        key: [u8; 32],
+        validated: Arc<Validated>,
+        now: i64,
+        max_ttl: Duration,
+    ) {
         let remaining = u64::try_from(validated.expires_at.saturating_sub(now)).unwrap_or(0);
-        let ttl = Duration::from_secs(remaining).min(MAX_CACHE_TTL);
+        let ttl = Duration::from_secs(remaining)
+            .min(MAX_CACHE_TTL)
+            .min(max_ttl);
         if ttl.is_zero() {
             return;
         }
@@ -191,6 +201,7 @@ mod tests {
                     TokenCache::key(&format!("token-{i}")),
                     validated(2_000),
                     1_000,
+                    MAX_CACHE_TTL,
                 );
                 assert!(len(&cache) as u64 <= capacity, "{capacity}");
             }
@@ -214,13 +225,14 @@ mod tests {
     fn a_token_in_use_outlives_one_off_tokens() {
         let cache = TokenCache::new(64);
         let hot = TokenCache::key("hot");
-        cache.insert(hot, validated(2_000), 1_000);
+        cache.insert(hot, validated(2_000), 1_000, MAX_CACHE_TTL);
         for i in 0..10_000 {
             assert!(cache.get(&hot, 1_000, 0).is_some(), "evicted after {i}");
             cache.insert(
                 TokenCache::key(&format!("cold-{i}")),
                 validated(2_000),
                 1_000,
+                MAX_CACHE_TTL,
             );
         }
     }
@@ -234,15 +246,25 @@ mod tests {
             shard.slots[shard.index[&key]].until
         };
         let before = Instant::now();
-        cache.insert(key, validated(1_000 + 10), 1_000);
+        cache.insert(key, validated(1_000 + 10), 1_000, MAX_CACHE_TTL);
         let after = Instant::now();
         assert!(cache.get(&key, 1_000, 0).is_some());
         assert!(cache.get(&key, 1_010, 0).is_none(), "expired at its exp");
         let ttl = Duration::from_secs(10);
         assert!(before + ttl <= until(&cache) && until(&cache) <= after + ttl);
-        cache.insert(key, validated(1_000 + 86_400), 1_000);
+        cache.insert(key, validated(1_000 + 86_400), 1_000, MAX_CACHE_TTL);
         assert!(until(&cache) <= Instant::now() + MAX_CACHE_TTL);
         assert!(until(&cache) >= after + MAX_CACHE_TTL);
+        // A shorter bound of the caller's (an introspection answer's) wins.
+        cache.insert(
+            key,
+            validated(1_000 + 86_400),
+            1_000,
+            Duration::from_secs(30),
+        );
+        assert!(until(&cache) <= Instant::now() + Duration::from_secs(30));
+        cache.insert(key, validated(1_000 + 86_400), 1_000, Duration::ZERO);
+        assert!(until(&cache) <= Instant::now() + Duration::from_secs(30));
         // An entry past its time is not served, whatever the token's own expiry.
         {
             let mut shard = cache.shard(&key).unwrap();
@@ -252,7 +274,7 @@ mod tests {
         assert!(cache.get(&key, 1_000, 0).is_none());
         // Nothing is cached for a token already expired.
         let gone = TokenCache::key("gone");
-        cache.insert(gone, validated(1_000), 1_000);
+        cache.insert(gone, validated(1_000), 1_000, MAX_CACHE_TTL);
         assert!(!cache.shard(&gone).unwrap().index.contains_key(&gone));
     }
 }

@@ -33,6 +33,9 @@ pub enum DiscoveryError {
     IssuerMismatch,
     /// The document has no `jwks_uri`, or an unusable one.
     InvalidJwksUri,
+    /// Introspection is configured without an endpoint, and the document has no
+    /// `introspection_endpoint` (RFC 8414 §2).
+    NoIntrospectionEndpoint,
 }
 
 impl std::fmt::Display for DiscoveryError {
@@ -44,6 +47,7 @@ impl std::fmt::Display for DiscoveryError {
                 f.write_str("metadata issuer differs from the configured issuer")
             }
             Self::InvalidJwksUri => f.write_str("metadata has no usable jwks_uri"),
+            Self::NoIntrospectionEndpoint => f.write_str("metadata has no introspection_endpoint"),
         }
     }
 }
@@ -53,7 +57,7 @@ impl std::error::Error for DiscoveryError {
         match self {
             Self::Fetch(e) => Some(e),
             Self::Malformed(e) => Some(e.as_ref()),
-            Self::IssuerMismatch | Self::InvalidJwksUri => None,
+            Self::IssuerMismatch | Self::InvalidJwksUri | Self::NoIntrospectionEndpoint => None,
         }
     }
 }
@@ -62,6 +66,7 @@ impl std::error::Error for DiscoveryError {
 struct Metadata {
     issuer: String,
     jwks_uri: Option<String>,
+    introspection_endpoint: Option<String>,
 }
 
 /// The two well-known locations for `issuer`, OpenID Connect's first.
@@ -84,6 +89,27 @@ pub(crate) async fn discover_jwks_uri(
     issuer: &str,
     client: &HttpClient,
 ) -> Result<Uri, DiscoveryError> {
+    let jwks = discover(issuer, client)
+        .await?
+        .jwks_uri
+        .ok_or(DiscoveryError::InvalidJwksUri)?;
+    parse_url(&jwks).map_err(|_| DiscoveryError::InvalidJwksUri)
+}
+
+/// Finds `introspection_endpoint` for `issuer` (RFC 8414 §2).
+pub(crate) async fn discover_introspection_endpoint(
+    issuer: &str,
+    client: &HttpClient,
+) -> Result<String, DiscoveryError> {
+    discover(issuer, client)
+        .await?
+        .introspection_endpoint
+        .ok_or(DiscoveryError::NoIntrospectionEndpoint)
+}
+
+/// The issuer's metadata, from the first well-known location that answers; its `issuer`
+/// must be exactly `issuer` (RFC 8414 §3.3).
+async fn discover(issuer: &str, client: &HttpClient) -> Result<Metadata, DiscoveryError> {
     let mut last = DiscoveryError::Fetch(FetchError::InvalidUrl);
     for url in metadata_urls(issuer) {
         let url = parse_url(&url).map_err(DiscoveryError::Fetch)?;
@@ -94,8 +120,7 @@ pub(crate) async fn discover_jwks_uri(
                 if meta.issuer != issuer {
                     return Err(DiscoveryError::IssuerMismatch);
                 }
-                let jwks = meta.jwks_uri.ok_or(DiscoveryError::InvalidJwksUri)?;
-                return parse_url(&jwks).map_err(|_| DiscoveryError::InvalidJwksUri);
+                return Ok(meta);
             }
             Err(e) => last = DiscoveryError::Fetch(e),
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -82,7 +82,7 @@ pub(crate) struct Fetched {
 /// The client used for every issuer request of one guard.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HttpClient {
@@ -120,23 +120,56 @@ impl HttpClient {
         check_url(url)?;
         let request = http::Request::get(url.clone())
             .header(header::ACCEPT, "application/json")
-            .body(Empty::new())
+            .body(Full::default())
             .map_err(|_| FetchError::InvalidUrl)?;
+        let answer = self.send(request, max_body, FETCH_TIMEOUT).await?;
+        if answer.status != http::StatusCode::OK {
+            return Err(FetchError::Status(answer.status));
+        }
+        let max_age = answer
+            .headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        Ok(Fetched {
+            body: answer.body,
+            max_age,
+        })
+    }
+
+    /// POSTs `form` (`application/x-www-form-urlencoded`) to `url` with `headers` and
+    /// returns the answer, whatever its status, with at most `max_body` bytes of body.
+    pub(crate) async fn post_form(
+        &self,
+        url: &Uri,
+        headers: http::HeaderMap,
+        form: String,
+        max_body: usize,
+        timeout: Duration,
+    ) -> Result<Answer, FetchError> {
+        check_url(url)?;
+        let mut request = http::Request::post(url.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|_| FetchError::InvalidUrl)?;
+        request.headers_mut().extend(headers);
+        self.send(request, max_body, timeout).await
+    }
+
+    async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        max_body: usize,
+        timeout: Duration,
+    ) -> Result<Answer, FetchError> {
         let work = async {
             let response = self
                 .client
                 .request(request)
                 .await
                 .map_err(|e| FetchError::Transport(Box::new(e)))?;
-            if response.status() != http::StatusCode::OK {
-                return Err(FetchError::Status(response.status()));
-            }
-            let max_age = response
-                .headers()
-                .get(header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok())
-                .and_then(max_age);
-            let body = Limited::new(response.into_body(), max_body)
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, max_body)
                 .collect()
                 .await
                 .map_err(|e| {
@@ -147,12 +180,24 @@ impl HttpClient {
                     }
                 })?
                 .to_bytes();
-            Ok(Fetched { body, max_age })
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
         };
-        tokio::time::timeout(FETCH_TIMEOUT, work)
+        tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| FetchError::Timeout)?
     }
+}
+
+/// An answer to a request: status, headers and the (bounded) body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: http::StatusCode,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// Parses an absolute URL and applies [`check_url`].

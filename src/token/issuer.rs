@@ -14,10 +14,15 @@ pub(crate) struct TrustedIssuer {
     pub(crate) issuer: Arc<str>,
     pub(crate) audiences: Vec<String>,
     pub(crate) keys: IssuerKeys,
+    /// Its introspection endpoint (RFC 7662), if tokens are checked there.
+    #[cfg(feature = "fetch")]
+    pub(crate) introspection: Option<super::introspection::Introspector>,
 }
 
 /// The keys of one issuer, as the validator sees them.
 pub(crate) enum IssuerKeys {
+    /// None: the issuer's tokens are introspected, never verified here.
+    None,
     Static(KeySet),
     #[cfg(feature = "fetch")]
     Remote(Arc<RemoteKeys>),
@@ -30,6 +35,7 @@ impl IssuerKeys {
         alg: Algorithm,
     ) -> Option<Arc<VerificationKey>> {
         match self {
+            IssuerKeys::None => None,
             IssuerKeys::Static(set) => set.select(kid, alg),
             #[cfg(feature = "fetch")]
             IssuerKeys::Remote(remote) => remote.key(kid, alg).await,

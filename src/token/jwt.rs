@@ -163,6 +163,16 @@ pub(crate) async fn validate(
         .map(|validated| validated.with_payload(payload))
 }
 
+/// Whether `token` is a JWS in compact form (RFC 7515 §7.1), as a JWT access token is: three
+/// dot-separated parts, the first the base64url of a JSON object. Anything else is an opaque
+/// token, for introspection.
+#[cfg(feature = "fetch")]
+pub(crate) fn is_jws(token: &str) -> bool {
+    CompactJws::split(token).is_ok_and(|jws| {
+        jws::decode(jws.header).is_some_and(|header| header.trim_ascii_start().starts_with(b"{"))
+    })
+}
+
 /// RFC 9068 §4: `typ` is `at+jwt` or `application/at+jwt`, compared case-insensitively
 /// (media types are, RFC 2045 §5.1).
 fn is_at_jwt(typ: Option<&str>) -> bool {

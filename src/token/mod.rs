@@ -1,4 +1,5 @@
-//! Step 2: validate the access token (RFC 9068 JWTs against the issuer's JWK Set).
+//! Step 2: validate the access token: RFC 9068 JWTs against the issuer's JWK Set, opaque
+//! tokens (and, where configured, JWTs too) at the issuer's introspection endpoint (RFC 7662).
 
 pub(crate) mod cache;
 pub mod claims;
@@ -7,6 +8,8 @@ pub mod discovery;
 pub mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+#[cfg(feature = "fetch")]
+pub mod introspection;
 pub(crate) mod issuer;
 pub mod jwt;
 pub mod keys;
@@ -26,11 +29,15 @@ pub(crate) use claims::Validated;
 use issuer::TrustedIssuer;
 use jwt::JwtRules;
 
-/// Validates access tokens: cache first, then the JWT checks against the issuer's keys.
+/// Validates access tokens: cache first, then the JWT checks against the issuer's keys, or
+/// the issuer's introspection endpoint.
 pub(crate) struct TokenValidator {
     pub(crate) issuers: HashMap<String, TrustedIssuer>,
     pub(crate) rules: JwtRules,
     pub(crate) cache: Option<TokenCache>,
+    /// The issuer whose introspection endpoint takes the tokens that are not JWTs.
+    #[cfg(feature = "fetch")]
+    pub(crate) opaque_issuer: Option<String>,
 }
 
 impl TokenValidator {
@@ -41,16 +48,54 @@ impl TokenValidator {
     ) -> Result<Arc<Validated>, TokenError> {
         let digest = TokenCache::key(token);
         let Some(cache) = &self.cache else {
-            return jwt::validate(token, digest, &self.issuers, &self.rules, now)
+            return self
+                .validate_uncached(token, digest, now)
                 .await
-                .map(Arc::new);
+                .map(|(v, _)| v);
         };
         if let Some(hit) = cache.get(&digest, now, self.rules.leeway) {
             return Ok(hit);
         }
+        let (validated, max_ttl) = self.validate_uncached(token, digest, now).await?;
+        cache.insert(digest, validated.clone(), now, max_ttl);
+        Ok(validated)
+    }
+
+    /// The token validated, and how long its validation may be reused.
+    async fn validate_uncached(
+        &self,
+        token: &str,
+        digest: [u8; 32],
+        now: i64,
+    ) -> Result<(Arc<Validated>, std::time::Duration), TokenError> {
+        #[cfg(feature = "fetch")]
+        let leeway = self.rules.leeway;
+        #[cfg(feature = "fetch")]
+        if !jwt::is_jws(token) {
+            // Opaque: only the configured issuer can tell what it is.
+            let issuer = self
+                .opaque_issuer
+                .as_ref()
+                .and_then(|name| self.issuers.get(name))
+                .ok_or(TokenError::Malformed)?;
+            let introspector = issuer.introspection.as_ref().ok_or(TokenError::Malformed)?;
+            let validated = introspector
+                .validate(token, digest, issuer, leeway, now, None)
+                .await?;
+            return Ok((validated, introspector.max_cache_ttl));
+        }
         let validated =
             Arc::new(jwt::validate(token, digest, &self.issuers, &self.rules, now).await?);
-        cache.insert(digest, validated.clone(), now);
-        Ok(validated)
+        #[cfg(feature = "fetch")]
+        if let Some(issuer) = self.issuers.get(&*validated.issuer)
+            && let Some(introspector) = issuer.introspection.as_ref().filter(|i| i.jwts)
+        {
+            // Revocation-sensitive: the issuer must also say the token is still active.
+            let validated = introspector
+                .validate(token, digest, issuer, leeway, now, Some(validated))
+                .await?;
+            return Ok((validated, introspector.max_cache_ttl));
+        }
+        Ok((validated, cache::MAX_CACHE_TTL))
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Registered<'a> {
     pub(crate) scp: Names<'a>,
     /// `cnf` (RFC 7800 §3.1).
     pub(crate) cnf: Claim<Cnf<'a>>,
+    /// `active`, in an introspection response (RFC 7662 §2.2): only JSON `true` is active.
+    pub(crate) active: Claim<bool>,
 }
 
 /// The members of a `cnf` object (RFC 7800 §3.1).
@@ -83,6 +85,7 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
                 "scope" => claims.scope = map.next_value()?,
                 "scp" => claims.scp = map.next_value()?,
                 "cnf" => claims.cnf = map.next_value::<CnfClaim<'de>>()?.0,
+                "active" => claims.active = map.next_value::<Flag>()?.0,
                 // Checked as strictly as if it were built, and as deep (`Skip`).
                 _ => map.next_value_seed(Skip)?,
             }
@@ -118,6 +121,29 @@ impl<'de> Deserialize<'de> for Time {
                 }))
             }
             other_types!(Time(Claim::OtherType); strings literals arrays objects);
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A boolean; any other JSON value is [`Claim::OtherType`].
+struct Flag(Claim<bool>);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Flag(Claim::Value(b)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Flag(Claim::OtherType))
+            }
+            other_types!(Flag(Claim::OtherType); strings numbers arrays objects);
         }
         deserializer.deserialize_any(V)
     }

@@ -8,6 +8,8 @@ mod support;
 
 mod jwt;
 
+mod introspection;
+
 mod dpop;
 
 mod mtls;

@@ -1,0 +1,448 @@
+//! Token introspection (RFC 7662): the issuer says whether a token is active, and what it
+//! grants. Opaque tokens are validated this way, and the JWTs of an issuer configured for it
+//! (tokens whose revocation must take effect before they expire).
+//!
+//! The answer feeds the same checks as a JWT's claims ([`Validated::check`]): `iss`, `aud`,
+//! `exp`, `nbf`, `iat`, `sub`, `client_id`, `scope`, and `cnf` for DPoP (RFC 9449 §6.2) and
+//! mTLS (RFC 8705 §3.2) binding. Active answers are kept in the guard's verified-token cache
+//! until the token's `exp` or the configured maximum, whichever is sooner; inactive ones
+//! briefly; concurrent requests with the same token share one request to the issuer; an issuer
+//! that cannot answer gets the request refused with `503`, never admitted (RFC 7662 §4).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::{HeaderMap, HeaderValue, Uri, header};
+use tokio::sync::OnceCell;
+
+use super::claims::Validated;
+use super::error::TokenError;
+use super::fetch::{FetchError, HttpClient, parse_url};
+use super::issuer::TrustedIssuer;
+use super::registered::Registered;
+use crate::algorithm::Algorithm;
+use crate::json::Claim;
+use crate::limits::MAX_INTROSPECTION_RESPONSE_LEN;
+
+/// Default longest time an active answer is reused before the issuer is asked again.
+pub const DEFAULT_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Default time an inactive answer is reused.
+pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Default time one introspection request may take, end to end.
+pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inactive answers remembered at most.
+const INACTIVE_CAPACITY: u64 = 10_000;
+/// Lifetime of a `private_key_jwt` client assertion (RFC 7523 §3 item 4).
+const ASSERTION_LIFETIME: i64 = 60;
+
+/// How the guard authenticates to an issuer's introspection endpoint (RFC 7662 §2.1: the
+/// endpoint requires it). Its `Debug` shows the method and the client id, never a secret.
+///
+/// ```
+/// use tower_oauth_guard::IntrospectionAuth;
+///
+/// let auth = IntrospectionAuth::client_secret_basic("api", "s3cret");
+/// assert!(!format!("{auth:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct IntrospectionAuth(Method);
+
+#[derive(Clone)]
+enum Method {
+    SecretBasic {
+        client_id: String,
+        secret: String,
+    },
+    PrivateKeyJwt {
+        client_id: String,
+        key: Arc<jsonwebtoken::EncodingKey>,
+        alg: jsonwebtoken::Algorithm,
+        kid: Option<String>,
+    },
+    TlsClientAuth {
+        client_id: String,
+    },
+}
+
+impl std::fmt::Debug for IntrospectionAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (method, client_id) = match &self.0 {
+            Method::SecretBasic { client_id, .. } => ("client_secret_basic", client_id),
+            Method::PrivateKeyJwt { client_id, .. } => ("private_key_jwt", client_id),
+            Method::TlsClientAuth { client_id } => ("tls_client_auth", client_id),
+        };
+        f.debug_struct("IntrospectionAuth")
+            .field("method", &method)
+            .field("client_id", client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a [`IntrospectionAuth`] could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntrospectionAuthError {
+    /// The key is not a PEM private key of the algorithm's type.
+    InvalidKey,
+}
+
+impl std::fmt::Display for IntrospectionAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a PEM private key for this algorithm")
+    }
+}
+
+impl std::error::Error for IntrospectionAuthError {}
+
+impl IntrospectionAuth {
+    /// `client_secret_basic` (RFC 6749 §2.3.1): HTTP Basic with the form-encoded client id
+    /// and secret.
+    pub fn client_secret_basic(client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        IntrospectionAuth(Method::SecretBasic {
+            client_id: client_id.into(),
+            secret: secret.into(),
+        })
+    }
+
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a short-lived JWT signed
+    /// with this private key, whose `iss` and `sub` are the client id and `aud` the issuer.
+    /// The key is PEM: PKCS#8 (`PRIVATE KEY`) for ES256, ES384 and EdDSA; PKCS#1
+    /// (`RSA PRIVATE KEY`) for the RSA algorithms.
+    ///
+    /// # Errors
+    ///
+    /// [`IntrospectionAuthError::InvalidKey`] when `pem` is not a private key that signs with
+    /// `algorithm` (tried once, here).
+    pub fn private_key_jwt(
+        client_id: impl Into<String>,
+        algorithm: Algorithm,
+        pem: &[u8],
+        kid: Option<String>,
+    ) -> Result<Self, IntrospectionAuthError> {
+        use jsonwebtoken::{Algorithm as A, EncodingKey};
+        use pki_types::pem::PemObject as _;
+        let der = pki_types::PrivateKeyDer::from_pem_slice(pem)
+            .map_err(|_| IntrospectionAuthError::InvalidKey)?;
+        let der = der.secret_der();
+        let (alg, key) = match algorithm {
+            Algorithm::ES256 => (A::ES256, EncodingKey::from_ec_der(der)),
+            Algorithm::ES384 => (A::ES384, EncodingKey::from_ec_der(der)),
+            Algorithm::RS256 => (A::RS256, EncodingKey::from_rsa_der(der)),
+            Algorithm::RS384 => (A::RS384, EncodingKey::from_rsa_der(der)),
+            Algorithm::RS512 => (A::RS512, EncodingKey::from_rsa_der(der)),
+            Algorithm::PS256 => (A::PS256, EncodingKey::from_rsa_der(der)),
+            Algorithm::PS384 => (A::PS384, EncodingKey::from_rsa_der(der)),
+            Algorithm::PS512 => (A::PS512, EncodingKey::from_rsa_der(der)),
+            Algorithm::EdDSA => (A::EdDSA, EncodingKey::from_ed_der(der)),
+        };
+        // A key that cannot sign fails here, not on the first request.
+        let signs = crate::crypto::install_jwt_provider()
+            && jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(alg),
+                &serde_json::json!({}),
+                &key,
+            )
+            .is_ok();
+        if !signs {
+            return Err(IntrospectionAuthError::InvalidKey);
+        }
+        Ok(IntrospectionAuth(Method::PrivateKeyJwt {
+            client_id: client_id.into(),
+            key: Arc::new(key),
+            alg,
+            kid,
+        }))
+    }
+
+    /// `tls_client_auth` (RFC 8705 §2): the client certificate of the guard's HTTP client
+    /// (give it one with [`OAuthGuardBuilder::http_tls_config`](crate::OAuthGuardBuilder::http_tls_config)),
+    /// and the client id in the form.
+    pub fn tls_client_auth(client_id: impl Into<String>) -> Self {
+        IntrospectionAuth(Method::TlsClientAuth {
+            client_id: client_id.into(),
+        })
+    }
+}
+
+/// An issuer's introspection endpoint (RFC 7662), for [`Issuer::introspection`](crate::Issuer::introspection).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oauth_guard::{IntrospectionAuth, Introspection, Issuer};
+///
+/// let issuer = Issuer::new("https://issuer.example")
+///     .audience("https://api.example")
+///     .introspection(
+///         Introspection::new(IntrospectionAuth::client_secret_basic("api", "s3cret"))
+///             .endpoint("https://issuer.example/introspect") // or, by default, discovered
+///             .jwts_too()                                  // revocation-sensitive: ask for JWTs too
+///             .max_cache_ttl(Duration::from_secs(30)),
+///     );
+/// # let _ = issuer;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) auth: IntrospectionAuth,
+    pub(crate) jwts: bool,
+    pub(crate) max_cache_ttl: Duration,
+    pub(crate) inactive_cache_ttl: Duration,
+    pub(crate) timeout: Duration,
+}
+
+impl Introspection {
+    /// Introspection authenticated with `auth`, at the `introspection_endpoint` of the
+    /// issuer's metadata (RFC 8414 §2) unless [`Introspection::endpoint`] names it.
+    pub fn new(auth: IntrospectionAuth) -> Self {
+        Introspection {
+            endpoint: None,
+            auth,
+            jwts: false,
+            max_cache_ttl: DEFAULT_INTROSPECTION_CACHE_TTL,
+            inactive_cache_ttl: DEFAULT_INACTIVE_CACHE_TTL,
+            timeout: DEFAULT_INTROSPECTION_TIMEOUT,
+        }
+    }
+
+    /// The endpoint's URL (https; http only on loopback).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The issuer's JWTs are introspected too, once they validate locally: a revoked JWT is
+    /// refused within [`Introspection::max_cache_ttl`] rather than at its `exp`.
+    pub fn jwts_too(mut self) -> Self {
+        self.jwts = true;
+        self
+    }
+
+    /// Longest an active answer is reused (default 60 s); never beyond the token's `exp`.
+    pub fn max_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.max_cache_ttl = ttl;
+        self
+    }
+
+    /// How long an inactive answer is reused (default 10 s; zero: not at all).
+    pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.inactive_cache_ttl = ttl;
+        self
+    }
+
+    /// Longest one introspection request may take (default 5 s); past it, `503`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// One shared introspection of one token, for every request that presents it meanwhile.
+type InFlight = Arc<OnceCell<Result<Arc<Validated>, TokenError>>>;
+
+/// An issuer's introspection endpoint, ready to ask.
+pub(crate) struct Introspector {
+    endpoint: Uri,
+    client: HttpClient,
+    auth: IntrospectionAuth,
+    pub(crate) jwts: bool,
+    pub(crate) max_cache_ttl: Duration,
+    timeout: Duration,
+    inactive: Option<moka::sync::Cache<[u8; 32], ()>>,
+    in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
+}
+
+impl Introspector {
+    pub(crate) fn new(
+        config: Introspection,
+        endpoint: &str,
+        client: HttpClient,
+    ) -> Result<Self, FetchError> {
+        let inactive = (!config.inactive_cache_ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(INACTIVE_CAPACITY)
+                .time_to_live(config.inactive_cache_ttl)
+                .build()
+        });
+        Ok(Introspector {
+            endpoint: parse_url(endpoint)?,
+            client,
+            auth: config.auth,
+            jwts: config.jwts,
+            max_cache_ttl: config.max_cache_ttl,
+            timeout: config.timeout,
+            inactive,
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The issuer's answer for `token`, checked: an active token's claims, or why not. With
+    /// `local`, a JWT that validated here, only its being active is asked (its own claims
+    /// were checked) and `local` is returned. Concurrent calls for the same token share one
+    /// request.
+    pub(crate) async fn validate(
+        &self,
+        token: &str,
+        digest: [u8; 32],
+        issuer: &TrustedIssuer,
+        leeway: i64,
+        now: i64,
+        local: Option<Arc<Validated>>,
+    ) -> Result<Arc<Validated>, TokenError> {
+        if self
+            .inactive
+            .as_ref()
+            .is_some_and(|c| c.contains_key(&digest))
+        {
+            return Err(TokenError::Inactive);
+        }
+        let cell = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(in_flight.entry(digest).or_default())
+        };
+        let answer = cell
+            .get_or_init(|| self.ask(token, digest, issuer, leeway, now, local))
+            .await
+            .clone();
+        {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if in_flight
+                .get(&digest)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell))
+            {
+                in_flight.remove(&digest);
+            }
+        }
+        answer
+    }
+
+    /// One request to the endpoint (RFC 7662 §2.1) and the checks of its answer (§2.2).
+    async fn ask(
+        &self,
+        token: &str,
+        digest: [u8; 32],
+        issuer: &TrustedIssuer,
+        leeway: i64,
+        now: i64,
+        local: Option<Arc<Validated>>,
+    ) -> Result<Arc<Validated>, TokenError> {
+        let unavailable = |why: &dyn std::fmt::Display| {
+            tracing::warn!(endpoint = %self.endpoint, %why, "token introspection failed");
+            TokenError::IntrospectionUnavailable
+        };
+        let (headers, form) = self
+            .request(token, &issuer.issuer, now)
+            .map_err(|e| unavailable(&e))?;
+        let answer = self
+            .client
+            .post_form(
+                &self.endpoint,
+                headers,
+                form,
+                MAX_INTROSPECTION_RESPONSE_LEN,
+                self.timeout,
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if answer.status != http::StatusCode::OK {
+            return Err(unavailable(&answer.status));
+        }
+        let registered = Registered::parse(&answer.body)
+            .ok_or_else(|| unavailable(&"the answer is not one JSON object"))?;
+        match registered.active {
+            Claim::Value(true) => {}
+            Claim::Value(false) => {
+                if let Some(inactive) = &self.inactive {
+                    inactive.insert(digest, ());
+                }
+                return Err(TokenError::Inactive);
+            }
+            // RFC 7662 §2.2: `active` is REQUIRED, and a boolean.
+            _ => return Err(unavailable(&"the answer has no boolean `active`")),
+        }
+        if let Some(local) = local {
+            // Active, says the issuer; an `iss` in its answer must still be its own.
+            return match &registered.iss {
+                Claim::Value(iss) if **iss != *issuer.issuer => Err(TokenError::UnknownIssuer),
+                Claim::OtherType => Err(TokenError::UnknownIssuer),
+                _ => Ok(local),
+            };
+        }
+        // RFC 7662 §2.2 makes `iss` optional: absent, it is the issuer that was asked.
+        let registered = Registered {
+            iss: match registered.iss {
+                Claim::Absent => Claim::Value(std::borrow::Cow::Borrowed(&*issuer.issuer)),
+                iss => iss,
+            },
+            ..registered
+        };
+        let validated = Validated::check(token, digest, &registered, issuer, leeway, now)?;
+        drop(registered);
+        Ok(Arc::new(validated.with_payload(answer.body.to_vec())))
+    }
+
+    /// The request's headers and form: the token with its type hint (RFC 7662 §2.1), and
+    /// the client authentication.
+    fn request(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<(HeaderMap, String), Box<dyn std::error::Error + Send + Sync>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token)
+            .append_pair("token_type_hint", "access_token");
+        match &self.auth.0 {
+            Method::SecretBasic { client_id, secret } => {
+                // RFC 6749 §2.3.1: each form-encoded before they are joined.
+                let encode =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair: String = [encode(client_id), encode(secret)].join(":");
+                let basic = format!("Basic {}", STANDARD.encode(pair));
+                let mut value = HeaderValue::from_str(&basic)?;
+                value.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            Method::PrivateKeyJwt {
+                client_id,
+                key,
+                alg,
+                kid,
+            } => {
+                let mut header = jsonwebtoken::Header::new(*alg);
+                header.kid.clone_from(kid);
+                let mut jti = [0u8; 16];
+                getrandom::fill(&mut jti)?;
+                let claims = serde_json::json!({
+                    "iss": client_id,
+                    "sub": client_id,
+                    "aud": issuer,
+                    "jti": URL_SAFE_NO_PAD.encode(jti),
+                    "iat": now,
+                    "exp": now.saturating_add(ASSERTION_LIFETIME),
+                });
+                let assertion = jsonwebtoken::encode(&header, &claims, key)?;
+                form.append_pair(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                )
+                .append_pair("client_assertion", &assertion)
+                .append_pair("client_id", client_id);
+            }
+            Method::TlsClientAuth { client_id } => {
+                form.append_pair("client_id", client_id);
+            }
+        }
+        Ok((headers, form.finish()))
+    }
+}
