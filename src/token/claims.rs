@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::error::TokenError;
-use super::issuer::TrustedIssuer;
 use super::registered::{Cnf, Registered};
 use crate::json::Claim;
 
@@ -40,12 +39,12 @@ impl Validated {
         token: &str,
         digest: [u8; 32],
         registered: &Registered<'_>,
-        issuer: &TrustedIssuer,
+        issuer: Expected<'_>,
         leeway: i64,
         now: i64,
     ) -> Result<Validated, TokenError> {
         match &registered.iss {
-            Claim::Value(iss) if **iss == *issuer.issuer => {}
+            Claim::Value(iss) if **iss == **issuer.issuer => {}
             _ => return Err(TokenError::UnknownIssuer),
         }
         let exp = time_claim(&registered.exp)?.unwrap_or(i64::MAX);
@@ -59,7 +58,7 @@ impl Validated {
         if time_claim(&registered.iat)?.is_some_and(|iat| iat > now.saturating_add(leeway)) {
             return Err(TokenError::IssuedInFuture);
         }
-        if !audience_matches(&registered.aud, &issuer.audiences) {
+        if !audience_matches(&registered.aud, issuer.audiences) {
             return Err(TokenError::InvalidAudience);
         }
         let string_claim = |claim: &Claim<Cow<'_, str>>| match claim {
@@ -73,7 +72,7 @@ impl Validated {
         Ok(Validated {
             raw: token.into(),
             digest,
-            issuer: std::sync::Arc::clone(&issuer.issuer),
+            issuer: std::sync::Arc::clone(issuer.issuer),
             subject: string_claim(&registered.sub)?,
             client_id: string_claim(&registered.client_id)?,
             scopes: Scopes::from_names(names.map(|n| &**n)),
@@ -111,6 +110,14 @@ impl std::fmt::Debug for Validated {
             .field("confirmation", &self.confirmation)
             .finish_non_exhaustive()
     }
+}
+
+/// What a trusted issuer's tokens must say: its exact `iss`, and one of the audiences it
+/// may mint for this resource server.
+#[derive(Clone, Copy)]
+pub(crate) struct Expected<'a> {
+    pub(crate) issuer: &'a std::sync::Arc<str>,
+    pub(crate) audiences: &'a [String],
 }
 
 /// A NumericDate claim (RFC 7519 §2); fractional seconds are truncated.

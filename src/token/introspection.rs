@@ -18,10 +18,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, Uri, header};
 use tokio::sync::OnceCell;
 
-use super::claims::Validated;
+use super::claims::{Expected, Validated};
 use super::error::TokenError;
 use super::fetch::{FetchError, HttpClient, parse_url};
-use super::issuer::TrustedIssuer;
 use super::registered::Registered;
 use crate::algorithm::Algorithm;
 use crate::json::Claim;
@@ -286,7 +285,7 @@ impl Introspector {
         &self,
         token: &str,
         digest: [u8; 32],
-        issuer: &TrustedIssuer,
+        issuer: Expected<'_>,
         leeway: i64,
         now: i64,
         local: Option<Arc<Validated>>,
@@ -329,7 +328,7 @@ impl Introspector {
         &self,
         token: &str,
         digest: [u8; 32],
-        issuer: &TrustedIssuer,
+        issuer: Expected<'_>,
         leeway: i64,
         now: i64,
         local: Option<Arc<Validated>>,
@@ -339,7 +338,7 @@ impl Introspector {
             TokenError::IntrospectionUnavailable
         };
         let (headers, form) = self
-            .request(token, &issuer.issuer, now)
+            .request(token, issuer.issuer, now)
             .map_err(|e| unavailable(&e))?;
         let answer = self
             .client
@@ -371,7 +370,7 @@ impl Introspector {
         if let Some(local) = local {
             // Active, says the issuer; an `iss` in its answer must still be its own.
             return match &registered.iss {
-                Claim::Value(iss) if **iss != *issuer.issuer => Err(TokenError::UnknownIssuer),
+                Claim::Value(iss) if **iss != **issuer.issuer => Err(TokenError::UnknownIssuer),
                 Claim::OtherType => Err(TokenError::UnknownIssuer),
                 _ => Ok(local),
             };
@@ -379,7 +378,7 @@ impl Introspector {
         // RFC 7662 §2.2 makes `iss` optional: absent, it is the issuer that was asked.
         let registered = Registered {
             iss: match registered.iss {
-                Claim::Absent => Claim::Value(std::borrow::Cow::Borrowed(&*issuer.issuer)),
+                Claim::Absent => Claim::Value(std::borrow::Cow::Borrowed(&**issuer.issuer)),
                 iss => iss,
             },
             ..registered

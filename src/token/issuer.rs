@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::algorithm::Algorithm;
 
+use super::claims::Expected;
 use super::keys::{KeySet, VerificationKey};
 #[cfg(feature = "fetch")]
 use super::remote::RemoteKeys;
@@ -17,6 +18,16 @@ pub(crate) struct TrustedIssuer {
     /// Its introspection endpoint (RFC 7662), if tokens are checked there.
     #[cfg(feature = "fetch")]
     pub(crate) introspection: Option<super::introspection::Introspector>,
+}
+
+impl TrustedIssuer {
+    /// What its tokens must say.
+    pub(crate) fn expected(&self) -> Expected<'_> {
+        Expected {
+            issuer: &self.issuer,
+            audiences: &self.audiences,
+        }
+    }
 }
 
 /// The keys of one issuer, as the validator sees them.

@@ -159,8 +159,15 @@ pub(crate) async fn validate(
     if registered.exp == Claim::Absent {
         return Err(TokenError::MissingExpiry);
     }
-    Validated::check(token, digest, &registered, issuer, rules.leeway, now)
-        .map(|validated| validated.with_payload(payload))
+    Validated::check(
+        token,
+        digest,
+        &registered,
+        issuer.expected(),
+        rules.leeway,
+        now,
+    )
+    .map(|validated| validated.with_payload(payload))
 }
 
 /// Whether `token` is a JWS in compact form (RFC 7515 §7.1), as a JWT access token is: three

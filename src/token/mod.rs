@@ -80,7 +80,7 @@ impl TokenValidator {
                 .ok_or(TokenError::Malformed)?;
             let introspector = issuer.introspection.as_ref().ok_or(TokenError::Malformed)?;
             let validated = introspector
-                .validate(token, digest, issuer, leeway, now, None)
+                .validate(token, digest, issuer.expected(), leeway, now, None)
                 .await?;
             return Ok((validated, introspector.max_cache_ttl));
         }
@@ -92,7 +92,14 @@ impl TokenValidator {
         {
             // Revocation-sensitive: the issuer must also say the token is still active.
             let validated = introspector
-                .validate(token, digest, issuer, leeway, now, Some(validated))
+                .validate(
+                    token,
+                    digest,
+                    issuer.expected(),
+                    leeway,
+                    now,
+                    Some(validated),
+                )
                 .await?;
             return Ok((validated, introspector.max_cache_ttl));
         }
