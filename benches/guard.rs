@@ -17,6 +17,8 @@
 //!   signature, the claims, the token cache's insert;
 //! - `bearer_new_token_no_cache`: the same with `no_token_cache()`: no insert;
 //! - `bearer_cached_token`: the same token every time (a hash and a lookup);
+//! - `introspection_cached_token`: an opaque token (RFC 7662) the issuer's introspection
+//!   endpoint (a local one, asked once) said is active: the same hash and lookup;
 //! - `dpop_cached_token_fresh_proof`: a DPoP-bound token seen before and a new proof
 //!   (RFC 9449 §4.3): one signature, plus the proof's JSON, `htu`, `ath`, the thumbprint
 //!   binding and the replay store;
@@ -46,8 +48,8 @@ use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tower::ServiceExt as _;
 use tower_oauth_guard::{
-    BaseUrl, Dpop, Issuer, KeySet, MemoryReplayStore, OAuthGuard, Policy, Presence, PublicUri,
-    ath_for, jwk_thumbprint,
+    BaseUrl, Dpop, Introspection, IntrospectionAuth, Issuer, KeySet, MemoryReplayStore, OAuthGuard,
+    Policy, Presence, PublicUri, ath_for, jwk_thumbprint,
 };
 
 const ISSUER: &str = "https://issuer.bench.example";
@@ -226,6 +228,51 @@ impl Fixture {
     }
 }
 
+/// The opaque token of `introspection_cached_token`.
+const OPAQUE_TOKEN: &str = "2YotnFZFEjr1zCsicMWpAA";
+
+/// A guard trusting an issuer whose opaque tokens its introspection endpoint vouches for: a
+/// local endpoint on its own thread, answering every token active (RFC 7662 §2.2).
+async fn introspecting_guard() -> OAuthGuard {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/introspect",
+        listener.local_addr().expect("address")
+    );
+    listener.set_nonblocking(true).expect("non-blocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let answer = json!({
+                "active": true, "iss": ISSUER, "aud": AUDIENCE, "sub": "bench",
+                "client_id": "bench", "scope": "read", "exp": now() + 3600,
+            });
+            let app = Router::new().route(
+                "/introspect",
+                axum::routing::post(move || std::future::ready(axum::Json(answer))),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    let auth = IntrospectionAuth::client_secret_basic("bench", "secret");
+    OAuthGuard::builder()
+        .trust(
+            Issuer::new(ISSUER).audience(AUDIENCE).introspection(
+                Introspection::new(auth)
+                    .endpoint(url)
+                    // As long as the verified-token cache keeps anything: asked once a run.
+                    .max_cache_ttl(std::time::Duration::from_secs(300)),
+            ),
+        )
+        .build()
+        .await
+        .expect("guard")
+}
+
 /// What one iteration of a path needs, made before the clock starts (signing is the
 /// client's work, not the guard's).
 enum Input {
@@ -244,6 +291,7 @@ struct Paths {
     bearer: OAuthGuard,
     uncached: OAuthGuard,
     dpop: OAuthGuard,
+    introspecting: OAuthGuard,
     policy: Policy,
     protected: Router,
     bare: Router,
@@ -255,6 +303,7 @@ const PATHS: &[&str] = &[
     "bearer_new_token",
     "bearer_new_token_no_cache",
     "bearer_cached_token",
+    "introspection_cached_token",
     "dpop_cached_token_fresh_proof",
     "dpop_new_token_fresh_proof",
     "axum_bare_router",
@@ -275,6 +324,7 @@ impl Paths {
         let bearer = rt.block_on(fixture.guard(false));
         let uncached = rt.block_on(fixture.guard_without_cache());
         let dpop = rt.block_on(fixture.guard(true));
+        let introspecting = rt.block_on(introspecting_guard());
         async fn whoami() -> &'static str {
             "ok"
         }
@@ -289,6 +339,7 @@ impl Paths {
             bearer,
             uncached,
             dpop,
+            introspecting,
             policy: Policy::default(),
             protected,
             bare,
@@ -302,6 +353,7 @@ impl Paths {
                 Input::Head(f.head(&f.token(false), None))
             }
             "bearer_cached_token" => Input::Head(f.head(&f.bearer, None)),
+            "introspection_cached_token" => Input::Head(f.head(OPAQUE_TOKEN, None)),
             "dpop_cached_token_fresh_proof" => {
                 Input::Head(f.head(&f.bound, Some(f.proof(&f.bound))))
             }
@@ -337,6 +389,8 @@ impl Paths {
             (path, Input::Head(mut parts)) => {
                 let guard = if path.starts_with("dpop") {
                     &self.dpop
+                } else if path.starts_with("introspection") {
+                    &self.introspecting
                 } else if path.ends_with("no_cache") {
                     &self.uncached
                 } else {
