@@ -241,6 +241,29 @@ impl Introspection {
 /// One shared introspection of one token, for every request that presents it meanwhile.
 type InFlight = Arc<OnceCell<Result<Arc<Validated>, TokenError>>>;
 
+/// Removes one request's entry from the in-flight map when dropped, unless a later request
+/// replaced it.
+struct Forget<'a> {
+    in_flight: &'a Mutex<HashMap<[u8; 32], InFlight>>,
+    digest: [u8; 32],
+    cell: &'a InFlight,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight
+            .get(&self.digest)
+            .is_some_and(|c| Arc::ptr_eq(c, self.cell))
+        {
+            in_flight.remove(&self.digest);
+        }
+    }
+}
+
 /// An issuer's introspection endpoint, ready to ask.
 pub(crate) struct Introspector {
     endpoint: Uri,
@@ -304,23 +327,17 @@ impl Introspector {
                 .unwrap_or_else(PoisonError::into_inner);
             Arc::clone(in_flight.entry(digest).or_default())
         };
-        let answer = cell
-            .get_or_init(|| self.ask(token, digest, issuer, leeway, now, local))
+        // Forgotten when this request is done, or dropped (its client went away): a flood
+        // of tokens abandoned mid-request leaves nothing behind. Requests still waiting on
+        // the same answer hold the cell themselves.
+        let _forget = Forget {
+            in_flight: &self.in_flight,
+            digest,
+            cell: &cell,
+        };
+        cell.get_or_init(|| self.ask(token, digest, issuer, leeway, now, local))
             .await
-            .clone();
-        {
-            let mut in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if in_flight
-                .get(&digest)
-                .is_some_and(|c| Arc::ptr_eq(c, &cell))
-            {
-                in_flight.remove(&digest);
-            }
-        }
-        answer
+            .clone()
     }
 
     /// One request to the endpoint (RFC 7662 §2.1) and the checks of its answer (§2.2).
@@ -443,5 +460,40 @@ impl Introspector {
             }
         }
         Ok((headers, form.finish()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_abandoned_mid_flight_leaves_nothing_behind() {
+        // An endpoint that accepts the connection and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _held = listener.accept().await;
+            std::future::pending::<()>().await;
+        });
+        let config = Introspection::new(IntrospectionAuth::tls_client_auth("api"));
+        let introspector = Introspector::new(config, &url, HttpClient::new(None).unwrap()).unwrap();
+        let issuer: Arc<str> = "https://issuer.example".into();
+        let audiences = ["https://api.example".to_owned()];
+        let expected = Expected {
+            issuer: &issuer,
+            audiences: &audiences,
+        };
+        let mut request = Box::pin(introspector.validate("opaque", [7; 32], expected, 0, 0, None));
+        // Polled once: the request is in flight.
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
+        })
+        .await;
+        assert!(polled);
+        assert_eq!(introspector.in_flight.lock().unwrap().len(), 1);
+        // Its client goes away: the request is dropped, and forgotten.
+        drop(request);
+        assert!(introspector.in_flight.lock().unwrap().is_empty());
     }
 }
