@@ -443,6 +443,9 @@ pub(crate) fn array_member(
 }
 
 #[cfg(test)]
+pub(crate) mod hostile;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -277,4 +277,221 @@ mod tests {
         cache.insert(gone, validated(1_000), 1_000, MAX_CACHE_TTL);
         assert!(!cache.shard(&gone).unwrap().index.contains_key(&gone));
     }
+    fn validated_for(key: [u8; 32], expires_at: i64, not_before: Option<i64>) -> Arc<Validated> {
+        Arc::new(Validated {
+            raw: "t".into(),
+            digest: key,
+            issuer: "https://issuer.example".into(),
+            subject: None,
+            client_id: None,
+            scopes: Default::default(),
+            expires_at,
+            not_before,
+            confirmation: Default::default(),
+            payload: Box::default(),
+            claims: Default::default(),
+        })
+    }
+
+    /// Every shard's index and slots agree, no shard holds more than its share, and no key
+    /// is in two slots.
+    #[track_caller]
+    fn assert_consistent(cache: &TokenCache) {
+        for shard in cache.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            assert_eq!(shard.index.len(), shard.slots.len());
+            assert!(shard.slots.len() <= shard.capacity);
+            for (key, &slot) in &shard.index {
+                assert_eq!(&shard.slots[slot].key, key);
+                assert_eq!(&shard.slots[slot].validated.digest, key);
+            }
+        }
+    }
+
+    #[test]
+    fn capacity_one_keeps_the_last_token_and_its_index_in_step() {
+        let cache = TokenCache::new(1);
+        let (a, b) = (TokenCache::key("a"), TokenCache::key("b"));
+        cache.insert(a, validated_for(a, 2_000, None), 1_000);
+        assert_eq!(cache.get(&a, 1_000, 0).unwrap().digest, a);
+        for round in 0..50 {
+            let (new, old) = if round % 2 == 0 { (b, a) } else { (a, b) };
+            cache.insert(new, validated_for(new, 2_000, None), 1_000);
+            // The same key again: replaced in place, never a second slot.
+            cache.insert(new, validated_for(new, 2_000, None), 1_000);
+            assert_consistent(&cache);
+            assert_eq!(len(&cache), 1);
+            assert_eq!(cache.get(&new, 1_000, 0).unwrap().digest, new);
+            assert!(cache.get(&old, 1_000, 0).is_none(), "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_token_inserted_again_is_served_as_last_validated() {
+        let cache = TokenCache::new(4);
+        let key = TokenCache::key("t");
+        cache.insert(key, validated_for(key, 5_000, None), 1_000);
+        cache.insert(key, validated_for(key, 1_500, Some(1_200)), 1_000);
+        assert_consistent(&cache);
+        assert!(cache.get(&key, 1_100, 0).is_none(), "before its new nbf");
+        assert_eq!(cache.get(&key, 1_300, 0).unwrap().expires_at, 1_500);
+        assert!(cache.get(&key, 1_500, 0).is_none(), "at its new exp");
+    }
+
+    /// `get` is the guard's check of `exp` and `nbf` at the guard's clock, whatever the
+    /// entry's own time: moved forward past `exp`, back before `nbf`, or to the extremes.
+    #[test]
+    fn a_cached_token_is_served_only_within_its_validity_at_the_guards_clock() {
+        let cache = TokenCache::new(16);
+        let key = TokenCache::key("t");
+        cache.insert(key, validated_for(key, 2_000, Some(1_500)), 1_600);
+        for (now, leeway, served) in [
+            (1_600, 0, true),
+            (1_999, 0, true),
+            (2_000, 0, false),
+            (2_000, 1, true),
+            (2_060, 60, false),
+            (1_499, 0, false),
+            (1_499, 1, true),
+            (1_000, 0, false),
+            (i64::MAX, 0, false),
+            (i64::MIN, 0, false),
+            (i64::MIN, i64::MAX, false),
+            (i64::MAX, i64::MAX, true),
+            (0, i64::MIN, false),
+        ] {
+            assert_eq!(
+                cache.get(&key, now, leeway).is_some(),
+                served,
+                "now {now} leeway {leeway}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_at_the_extremes_neither_panic_nor_cache_what_expired() {
+        let cache = TokenCache::new(16);
+        for (exp, now, cached) in [
+            (i64::MIN, i64::MAX, false),
+            (i64::MIN, 0, false),
+            (0, i64::MIN, true),
+            (i64::MAX, i64::MIN, true),
+            (i64::MAX, i64::MAX, false),
+            (i64::MAX, 0, true),
+            (1, 0, true),
+            (0, 0, false),
+        ] {
+            let key = TokenCache::key(&format!("{exp}/{now}"));
+            cache.insert(key, validated_for(key, exp, None), now);
+            let present = cache.shard(&key).unwrap().index.contains_key(&key);
+            assert_eq!(present, cached, "exp {exp} now {now}");
+        }
+        assert_consistent(&cache);
+        // A capacity past the address space is a cache that grows as it is filled.
+        let huge = TokenCache::new(u64::MAX);
+        for i in 0..100 {
+            let key = TokenCache::key(&i.to_string());
+            huge.insert(key, validated_for(key, 2_000, None), 1_000);
+        }
+        assert_eq!(len(&huge), 100);
+        assert_consistent(&huge);
+    }
+
+    /// Threads inserting and reading an overlapping set of keys through a small cache: a key
+    /// is only ever answered with its own token, and the shards stay consistent and bounded.
+    #[test]
+    fn concurrent_inserts_and_gets_never_serve_another_keys_token() {
+        const CAPACITY: u64 = 24;
+        let cache = Arc::new(TokenCache::new(CAPACITY));
+        let keys: Arc<Vec<[u8; 32]>> = Arc::new(
+            (0..200)
+                .map(|i| TokenCache::key(&format!("k{i}")))
+                .collect(),
+        );
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (cache, keys) = (Arc::clone(&cache), Arc::clone(&keys));
+                std::thread::spawn(move || {
+                    let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    let mut hits = 0_u32;
+                    for _ in 0..20_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = keys[(x % keys.len() as u64) as usize];
+                        if x & 0x300 == 0 {
+                            cache.insert(key, validated_for(key, 2_000, None), 1_000);
+                        } else if let Some(hit) = cache.get(&key, 1_000, 0) {
+                            assert_eq!(hit.digest, key);
+                            hits += 1;
+                        }
+                    }
+                    hits
+                })
+            })
+            .collect();
+        let hits: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(hits > 0);
+        assert_consistent(&cache);
+        assert!(len(&cache) as u64 <= CAPACITY);
+    }
+
+    /// A shard whose lock was poisoned (a panic elsewhere while holding it) still serves and
+    /// takes tokens, consistently.
+    #[test]
+    fn a_poisoned_shard_still_serves_consistently() {
+        let cache = Arc::new(TokenCache::new(16));
+        let key = TokenCache::key("t");
+        cache.insert(key, validated_for(key, 2_000, None), 1_000);
+        let poisoner = Arc::clone(&cache);
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.shard(&key).unwrap();
+            panic!("poison the shard");
+        })
+        .join();
+        assert!(cache.shards.iter().any(|s| s.is_poisoned()));
+        assert_eq!(cache.get(&key, 1_000, 0).unwrap().digest, key);
+        let other = (0..)
+            .map(|i| TokenCache::key(&format!("o{i}")))
+            .find(|k| k[31] % 16 == key[31] % 16 && *k != key)
+            .unwrap();
+        cache.insert(other, validated_for(other, 2_000, None), 1_000);
+        assert_eq!(cache.get(&other, 1_000, 0).unwrap().digest, other);
+        assert_consistent(&cache);
+    }
+
+    /// A shard full of tokens in use: a new token still finds a slot (the hand clears the
+    /// marks in one turn), and which token went is one the hand passed, never a half-updated
+    /// index.
+    #[test]
+    fn a_full_shard_of_tokens_in_use_still_takes_a_new_one() {
+        let cache = TokenCache::new(1);
+        let shard_keys: Vec<[u8; 32]> = (0..8).map(|i| TokenCache::key(&format!("s{i}"))).collect();
+        for key in &shard_keys {
+            cache.insert(*key, validated_for(*key, 2_000, None), 1_000);
+            assert!(cache.get(key, 1_000, 0).is_some());
+            assert!(cache.get(key, 1_000, 0).is_some());
+            assert_consistent(&cache);
+            assert_eq!(len(&cache), 1);
+        }
+        let cache = TokenCache::new(32);
+        let mut in_shard: Vec<[u8; 32]> = (0..)
+            .map(|i| TokenCache::key(&format!("x{i}")))
+            .filter(|k| k[31] % 16 == 0)
+            .take(3)
+            .collect();
+        for key in &in_shard[..2] {
+            cache.insert(*key, validated_for(*key, 2_000, None), 1_000);
+            assert!(cache.get(key, 1_000, 0).is_some());
+        }
+        let newcomer = in_shard.pop().unwrap();
+        cache.insert(newcomer, validated_for(newcomer, 2_000, None), 1_000);
+        assert_consistent(&cache);
+        assert!(cache.get(&newcomer, 1_000, 0).is_some());
+        let kept = in_shard
+            .iter()
+            .filter(|k| cache.get(k, 1_000, 0).is_some())
+            .count();
+        assert_eq!(kept, 1, "a shard of two holds the newcomer and one other");
+    }
 }

@@ -274,4 +274,98 @@ mod tests {
         assert!(!is_at_jwt(Some("JWT")));
         assert!(!is_at_jwt(None));
     }
+    /// The header as the map-based reader this one replaced read it: the kept members built
+    /// by `Members`, then checked in the same order.
+    fn old_header(json: &[u8]) -> Result<(String, Option<String>, Option<String>), TokenError> {
+        let mut members = crate::json::Members {
+            keep: &["alg", "kid", "typ", "crit"],
+            nested: None,
+        }
+        .parse(json)
+        .ok_or(TokenError::Malformed)?;
+        if members.contains_key("crit") {
+            return Err(TokenError::Malformed);
+        }
+        let alg = match members.remove("alg") {
+            Some(Value::String(alg)) => alg,
+            _ => return Err(TokenError::AlgorithmNotAllowed),
+        };
+        let kid = match members.remove("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid),
+            Some(_) => return Err(TokenError::Malformed),
+        };
+        let typ = match members.remove("typ") {
+            None => None,
+            Some(Value::String(typ)) => Some(typ),
+            Some(_) => return Err(TokenError::WrongType),
+        };
+        Ok((alg, kid, typ))
+    }
+
+    fn new_header(json: &[u8]) -> Result<(String, Option<String>, Option<String>), TokenError> {
+        let h = Header::parse(json)?;
+        Ok((
+            h.alg().to_owned(),
+            h.kid().map(str::to_owned),
+            h.typ().map(str::to_owned),
+        ))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Same verdict, same error, same members as the map-based header reader, on
+        /// hostile headers (escaped names, `crit` spelled with escapes, repeats, every JSON
+        /// type, invalid text, depth).
+        #[test]
+        fn the_typed_header_agrees_with_the_map_based_one(
+            json in crate::json::hostile::document(&["alg", "kid", "typ", "crit"])
+        ) {
+            proptest::prop_assert_eq!(
+                new_header(&json),
+                old_header(&json),
+                "{}",
+                String::from_utf8_lossy(&json)
+            );
+        }
+    }
+
+    #[test]
+    fn header_members_spelled_with_escapes_or_repeated_agree() {
+        for json in [
+            r#"{"alg":"ES256","cr\u0069t":["exp"]}"#,
+            r#"{"alg":"ES256","\u0063rit":null}"#,
+            r#"{"alg":"ES256","crit":[],"crit":[]}"#,
+            r#"{"\u0061lg":"ES256"}"#,
+            r#"{"alg":"E\u0053256"}"#,
+            r#"{"alg":"ES256","alg":"none"}"#,
+            r#"{"alg":"none","alg":"ES256"}"#,
+            r#"{"alg":"ES256","alg":null}"#,
+            r#"{"alg":["ES256"]}"#,
+            r#"{"alg":"ES256","kid":"a","kid":1}"#,
+            r#"{"alg":"ES256","kid":1,"kid":"a"}"#,
+            r#"{"alg":"ES256","typ":"at+jwt","typ":{}}"#,
+            r#"{"alg":"ES256","typ":{},"typ":"at+jwt"}"#,
+            r#"{"alg":"ES256","t\u0079p":"dpop+jwt"}"#,
+            r#"{"alg":"ES256","x":"\ud800"}"#,
+            r#"{"alg":"ES256","x":1e400}"#,
+            r#"{"alg":"ES256","$serde_json::private::RawValue":"1"}"#,
+            r#"{"alg":"ES256","jwk":{"$serde_json::private::RawValue":"{"}}"#,
+        ] {
+            assert_eq!(
+                new_header(json.as_bytes()),
+                old_header(json.as_bytes()),
+                "{json}"
+            );
+        }
+        assert_eq!(
+            new_header(br#"{"alg":"ES256","cr\u0069t":["exp"]}"#),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            new_header(br#"{"alg":"E\u0053256"}"#).map(|h| h.0),
+            Ok("ES256".to_owned())
+        );
+    }
 }

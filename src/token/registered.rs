@@ -336,3 +336,424 @@ mod tests {
         assert!(Registered::parse(b"{}").is_some());
     }
 }
+
+/// The typed reader against the handlers' claims map: every payload is read by both, and
+/// what the guard checks must be what serde_json's own `Map<String, Value>` holds, read by
+/// the map-based logic this reader replaced. A payload the typed reader accepts and the map
+/// refuses would hand handlers an empty claims map; one they read differently would have the
+/// guard check other claims than the handlers see.
+#[cfg(test)]
+mod map_differential {
+    use super::*;
+    use crate::json::hostile;
+    use crate::token::claims::{Confirmation, Scopes};
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    /// What the guard acts on, from one payload.
+    #[derive(Debug, PartialEq)]
+    struct Checked {
+        iss: Claim<String>,
+        sub: Claim<String>,
+        client_id: Claim<String>,
+        exp: Claim<i64>,
+        nbf: Claim<i64>,
+        iat: Claim<i64>,
+        aud: Claim<Vec<String>>,
+        scopes: Scopes,
+        cnf: Option<Confirmation>,
+    }
+
+    fn ours(payload: &[u8]) -> Option<Checked> {
+        let r = Registered::parse(payload)?;
+        let text = |c: &Claim<Cow<'_, str>>| match c {
+            Claim::Absent => Claim::Absent,
+            Claim::Value(s) => Claim::Value(s.to_string()),
+            Claim::OtherType => Claim::OtherType,
+        };
+        Some(Checked {
+            iss: text(&r.iss),
+            sub: text(&r.sub),
+            client_id: text(&r.client_id),
+            exp: r.exp.clone(),
+            nbf: r.nbf.clone(),
+            iat: r.iat.clone(),
+            aud: match &r.aud {
+                Claim::Absent => Claim::Absent,
+                Claim::Value(v) => Claim::Value(v.iter().map(|s| s.to_string()).collect()),
+                Claim::OtherType => Claim::OtherType,
+            },
+            scopes: Scopes::from_names(r.scope.0.iter().chain(&r.scp.0).map(|n| &**n)),
+            cnf: Confirmation::from_cnf(&r.cnf),
+        })
+    }
+
+    /// The handlers' claims map, read as the map-based code before this reader did.
+    fn reference(payload: &[u8]) -> Option<Checked> {
+        let map: Map<String, Value> = serde_json::from_slice(payload).ok()?;
+        let text = |name: &str| match map.get(name) {
+            None => Claim::Absent,
+            Some(Value::String(s)) => Claim::Value(s.clone()),
+            Some(_) => Claim::OtherType,
+        };
+        let time = |name: &str| match map.get(name) {
+            None => Claim::Absent,
+            Some(Value::Number(n)) => Claim::Value(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => i,
+                (None, Some(_), _) => i64::MAX,
+                #[allow(clippy::cast_possible_truncation)]
+                (None, None, Some(f)) => f as i64,
+                (None, None, None) => unreachable!("a JSON number is one of the three"),
+            }),
+            Some(_) => Claim::OtherType,
+        };
+        let aud = match map.get("aud") {
+            None => Claim::Absent,
+            Some(Value::String(a)) => Claim::Value(vec![a.clone()]),
+            Some(Value::Array(items)) => Claim::Value(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(_) => Claim::OtherType,
+        };
+        let mut names = Vec::new();
+        for name in ["scope", "scp"] {
+            match map.get(name) {
+                Some(Value::String(s)) => names.extend(s.split(' ').filter(|s| !s.is_empty())),
+                Some(Value::Array(items)) => names.extend(items.iter().filter_map(Value::as_str)),
+                _ => {}
+            }
+        }
+        let cnf = match map.get("cnf") {
+            None => Some(Confirmation::default()),
+            Some(Value::Object(cnf)) if !cnf.is_empty() => {
+                if cnf.keys().any(|k| k != "jkt" && k != "x5t#S256") {
+                    None
+                } else {
+                    let member = |name: &str| match cnf.get(name) {
+                        None => Some(None),
+                        Some(Value::String(s)) if !s.is_empty() => Some(Some(s.clone())),
+                        Some(_) => None,
+                    };
+                    (|| {
+                        Some(Confirmation {
+                            jkt: member("jkt")?,
+                            x5t_s256: member("x5t#S256")?,
+                        })
+                    })()
+                }
+            }
+            Some(_) => None,
+        };
+        Some(Checked {
+            iss: text("iss"),
+            sub: text("sub"),
+            client_id: text("client_id"),
+            exp: time("exp"),
+            nbf: time("nbf"),
+            iat: time("iat"),
+            aud,
+            scopes: Scopes::from_names(names),
+            cnf,
+        })
+    }
+
+    #[track_caller]
+    fn assert_agree(payload: &[u8]) {
+        assert_eq!(
+            ours(payload),
+            reference(payload),
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+
+    const NAMES: &[&str] = &[
+        "iss",
+        "sub",
+        "client_id",
+        "exp",
+        "nbf",
+        "iat",
+        "aud",
+        "scope",
+        "scp",
+        "cnf",
+        "jkt",
+        "x5t#S256",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn the_typed_reader_agrees_with_the_claims_map(payload in hostile::document(NAMES)) {
+            prop_assert_eq!(
+                ours(&payload),
+                reference(&payload),
+                "{}",
+                String::from_utf8_lossy(&payload)
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_structured_claims_of_mixed_types_agree_in_either_order() {
+        let values = [
+            r#""api""#,
+            r#"["api"]"#,
+            r#"[["api"]]"#,
+            r#"[1,"api",null]"#,
+            r#""read write""#,
+            r#"["read","write",""]"#,
+            r#""read	write""#,
+            r#""read\u0020write""#,
+            r#""read\u00a0write""#,
+            "\"read\u{2003}write\"",
+            r#"{"jkt":"t"}"#,
+            r#"{"j\u006bt":"t"}"#,
+            r#"{"x5t\u0023S256":"c"}"#,
+            r#"{"jkt":"t","x5t#S256":"c"}"#,
+            r#"{"jkt":"t","jkt":1}"#,
+            r#"{"jkt":1,"jkt":"t"}"#,
+            r#"{"jkt":""}"#,
+            r#"{"jkt":"t","jwk":{}}"#,
+            r#"{"jkt":"t","":1}"#,
+            r#"{}"#,
+            r#"[]"#,
+            "null",
+            "0",
+            "true",
+            r#""""#,
+        ];
+        for name in ["aud", "scope", "scp", "cnf"] {
+            for first in values {
+                for second in values {
+                    assert_agree(format!(r#"{{"{name}":{first},"{name}":{second}}}"#).as_bytes());
+                    // The same name spelled with an escape is the same member.
+                    let escaped = format!("\\u{:04x}{}", u32::from(name.as_bytes()[0]), &name[1..]);
+                    assert_agree(
+                        format!(r#"{{"{name}":{first},"{escaped}":{second}}}"#).as_bytes(),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn numeric_dates_at_the_edges_agree() {
+        for n in [
+            "1e308",
+            "-1e308",
+            "-0.0",
+            "-0",
+            "0.9",
+            "-0.9",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1.5e19",
+            "-1e19",
+            "1E2",
+            "1e+2",
+            "12e-1",
+            "5e-324",
+            "1e400",
+            "1e-400",
+        ] {
+            for name in ["exp", "nbf", "iat"] {
+                assert_agree(format!(r#"{{"{name}":{n}}}"#).as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_at_serde_jsons_limit_agrees_in_every_claim_position() {
+        let arrays = |n: usize, inner: &str| "[".repeat(n) + inner + &"]".repeat(n);
+        for levels in 124..=128 {
+            for name in NAMES.iter().chain(&["other"]) {
+                for value in [
+                    arrays(levels, ""),
+                    arrays(levels, r#""api""#),
+                    format!(r#"["api",{}]"#, arrays(levels - 1, "")),
+                    format!(r#"{{"jkt":"t","x":{}}}"#, arrays(levels - 1, "")),
+                    format!(r#"{{"jkt":{}}}"#, arrays(levels - 1, "")),
+                ] {
+                    assert_agree(format!(r#"{{"{name}":{value}}}"#).as_bytes());
+                    assert_agree(format!(r#"{{"{name}":{value},"{name}":"api"}}"#).as_bytes());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_text_anywhere_agrees() {
+        for bad in [
+            &b"\"\xff\""[..],
+            b"\"\xed\xa0\x80\"",
+            b"\"\xc0\xaf\"",
+            b"\"\x7f\"",
+            b"\"\x1f\"",
+            b"\"\\ud800\\ud800\"",
+            b"\"\\udbff\\udfff\"",
+            b"\"\\uDC00\"",
+            b"\"\\u12\"",
+        ] {
+            for name in NAMES.iter().chain(&["other"]) {
+                let inside = [&b"{\""[..], name.as_bytes(), b"\":", bad, b"}"].concat();
+                assert_agree(&inside);
+                let in_array = [&b"{\""[..], name.as_bytes(), b"\":[", bad, b"]}"].concat();
+                assert_agree(&in_array);
+                let as_name = [&b"{\""[..], name.as_bytes(), b"\":{", bad, b":\"t\"}}"].concat();
+                assert_agree(&as_name);
+            }
+        }
+        for document in [
+            &b"\xef\xbb\xbf{}"[..],
+            b"{} ",
+            b"{}\n",
+            b"{}\0",
+            b"{},",
+            b" {}",
+            b"{\"iss\":\"a\"}}",
+        ] {
+            assert_agree(document);
+        }
+    }
+    /// serde_json's private marker of a `RawValue`. With serde_json's `raw_value` feature on
+    /// (this crate's Cargo.toml turns it on), a `Value` read from an object whose first member
+    /// has this name (escapes decoded) is the JSON *inside* that member's string, parsed anew;
+    /// an object where that member is not a string, or is followed by another member, is an
+    /// error. The claims map is a map of `Value`s, so it reads such an object in any claim
+    /// that way; the typed reader reads it as an object.
+    const MARKER: &str = "$serde_json::private::RawValue";
+
+    /// A payload the claims map refuses must be refused: here it is accepted, and the guard
+    /// admits a token whose handlers get an empty claims map (every claim gone, `role`
+    /// included).
+    #[test]
+    fn a_payload_the_claims_map_refuses_behind_serde_jsons_raw_value_marker_is_refused() {
+        let spellings = [MARKER.to_owned(), MARKER.replace('e', "\\u0065")];
+        let inners = [
+            r#""not json""#.to_owned(),
+            r#""""#.to_owned(),
+            "1".to_owned(),
+            "null".to_owned(),
+            r#""1","more":2"#.to_owned(),
+            r#""\"\\ud800\"""#.to_owned(),
+            // Past the depth limit inside the string: the claims map parses it afresh.
+            format!(r#""{}""#, "[".repeat(130) + &"]".repeat(130)),
+        ];
+        let mut accepted = Vec::new();
+        for marker in &spellings {
+            for inner in &inners {
+                for name in ["other", "role", "scope", "scp"] {
+                    let payload =
+                        format!(r#"{{"iss":"i","role":"user","{name}":{{"{marker}":{inner}}}}}"#);
+                    let map = serde_json::from_slice::<Map<String, Value>>(payload.as_bytes());
+                    assert!(map.is_err(), "{payload}");
+                    if Registered::parse(payload.as_bytes()).is_some() {
+                        accepted.push(payload);
+                    }
+                }
+            }
+        }
+        assert!(
+            accepted.is_empty(),
+            "{} payloads the claims map refuses are accepted, e.g. {}",
+            accepted.len(),
+            accepted[0]
+        );
+    }
+
+    /// What the guard reads and what the handlers' map holds must agree: here the map holds
+    /// `"scope": "admin"` while the guard granted no scope (and the same for `scp`); a handler
+    /// reading `claim("scope")` sees a scope the guard never granted.
+    #[test]
+    fn the_claims_map_holds_the_scopes_the_guard_read_behind_serde_jsons_raw_value_marker() {
+        for name in ["scope", "scp"] {
+            let payload = format!(r#"{{"{name}":{{"{MARKER}":"\"admin\""}}}}"#);
+            let map: Map<String, Value> = serde_json::from_slice(payload.as_bytes()).unwrap();
+            assert_eq!(map[name], "admin", "the claims map, as serde_json reads it");
+            assert_agree(payload.as_bytes());
+        }
+    }
+
+    /// The marker in `aud` / `cnf` / `iss` / `sub` / `exp`: the reader takes the object as
+    /// an object (refused there), where the claims map would read the audience or binding
+    /// inside. Refusing is the safe side of that disagreement; this pins it.
+    #[test]
+    fn serde_jsons_raw_value_marker_in_a_checked_claim_is_read_as_the_object_it_is() {
+        let wrap = |json: &str| format!(r#"{{"{MARKER}":{}}}"#, Value::from(json));
+        let payload = format!(
+            r#"{{"aud":{},"cnf":{}}}"#,
+            wrap(r#""api""#),
+            wrap(r#"{"jkt":"t"}"#)
+        );
+        let r = Registered::parse(payload.as_bytes()).unwrap();
+        assert_eq!(r.aud, Claim::OtherType);
+        // As a member of the payload itself it is a name like any other, to the map too.
+        assert_agree(format!(r#"{{"{MARKER}":"not json","iss":"i"}}"#).as_bytes());
+        assert_eq!(Confirmation::from_cnf(&r.cnf), None);
+        for name in ["iss", "sub", "client_id", "exp", "nbf", "iat"] {
+            let payload = format!(r#"{{"{name}":{}}}"#, wrap("1"));
+            let r = Registered::parse(payload.as_bytes()).unwrap();
+            let other = [&r.exp, &r.nbf, &r.iat]
+                .iter()
+                .any(|c| **c == Claim::OtherType)
+                || [&r.iss, &r.sub, &r.client_id]
+                    .iter()
+                    .any(|c| **c == Claim::OtherType);
+            assert!(other, "{payload}");
+        }
+    }
+    /// serde_json's depth limit (128) bounds the claims map's nesting, and so the stack a
+    /// handler needs to build it (json.rs: "nesting by serde_json's recursion limit"). Behind
+    /// the marker, each string is parsed afresh with a limit of its own: under 5 KB of payload
+    /// nest the map over a thousand levels deep, which in a build of serde_json without
+    /// optimizations takes some 1.6 MiB of stack to build (a tokio worker has 2 MiB). The
+    /// reader accepts the payload (to it, a string).
+    #[test]
+    fn the_claims_map_nests_no_deeper_than_serde_jsons_limit_behind_the_raw_value_marker() {
+        let mut inner = "1".to_owned();
+        for _ in 0..9 {
+            let object = format!(
+                "{{{}:{}}}",
+                Value::from(MARKER),
+                Value::from(inner.as_str())
+            );
+            inner = "[".repeat(125) + &object + &"]".repeat(125);
+        }
+        let payload = format!(r#"{{"x":{inner}}}"#);
+        assert!(payload.len() < 5_000);
+        assert!(Registered::parse(payload.as_bytes()).is_some());
+        let depth = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let map: Map<String, Value> = serde_json::from_slice(payload.as_bytes()).unwrap();
+                let mut deepest = 0;
+                let mut pending: Vec<(&Value, usize)> = map.values().map(|v| (v, 2)).collect();
+                while let Some((value, depth)) = pending.pop() {
+                    deepest = deepest.max(depth);
+                    match value {
+                        Value::Array(items) => pending.extend(items.iter().map(|v| (v, depth + 1))),
+                        Value::Object(members) => {
+                            pending.extend(members.values().map(|v| (v, depth + 1)));
+                        }
+                        _ => {}
+                    }
+                }
+                deepest
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(depth <= 128, "the claims map nests {depth} levels deep");
+    }
+}

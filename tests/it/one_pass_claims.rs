@@ -358,3 +358,425 @@ async fn a_proof_is_not_forgotten_before_its_whole_ttl_in_real_time() {
         "P1 re-admitted {elapsed:?} after insert, ttl 2 s"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The typed claims reader, attacked again: serde_json's raw-value marker, repeated and
+// escaped structured claims, header members spelled with escapes, NumericDate edges; and the
+// verified-token cache against the guard's clock and another guard.
+
+/// serde_json's private marker of a `RawValue` (its `raw_value` feature is on in this
+/// crate): the handlers' claims map reads an object whose first member has this name as the
+/// JSON inside that member's string, and refuses it when that is not JSON.
+const RAW_VALUE_MARKER: &str = "$serde_json::private::RawValue";
+
+/// A token whose payload is exactly `payload` under a header that is exactly `header`.
+fn raw_token_with_header(issuer: &TestIssuer, header: &str, payload: &str) -> String {
+    let key = issuer.key(0);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!(
+        "{}.{}",
+        b64.encode(header.replace("KID", &key.kid)),
+        b64.encode(payload.as_bytes())
+    );
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, Algorithm::ES256).unwrap();
+    format!("{input}.{sig}")
+}
+
+async fn echo_scope(token: AccessToken) -> axum::Json<Value> {
+    axum::Json(json!({
+        "claims_len": token.claims().len(),
+        "scope_claim": token.claim("scope"),
+        "scp_claim": token.claim("scp"),
+        "scopes": token.scopes().to_scope_string(),
+        "role": token.claim("role"),
+    }))
+}
+
+/// BUG: a signed payload the claims map cannot read (a member whose object starts with
+/// serde_json's raw-value marker and holds anything but a JSON text) is admitted, and the
+/// handler gets an empty claims map: `role` (and every other claim) is gone.
+#[tokio::test]
+async fn a_payload_the_claims_map_refuses_behind_serde_jsons_raw_value_marker_is_refused() {
+    let (issuer, base) = setup().await;
+    let mut admitted_empty = Vec::new();
+    for inner in [r#""not json""#, "1", r#""[1,]""#, r#""{}","x":1"#] {
+        let payload = fill(
+            &issuer,
+            &format!(
+                r#"{{"iss":ISS,"sub":"alice","aud":AUD,"exp":EXP,"iat":NOW,"role":"user","profile":{{"{RAW_VALUE_MARKER}":{inner}}}}}"#
+            ),
+        );
+        assert!(serde_json::from_str::<Map<String, Value>>(&payload).is_err());
+        let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+        if reply.status == 200 && reply.json()["claims_len"] == 0 {
+            admitted_empty.push(payload);
+        }
+    }
+    assert!(
+        admitted_empty.is_empty(),
+        "admitted with claims() == {{}} (role gone): {admitted_empty:#?}"
+    );
+}
+
+/// BUG: `scope` as an object whose first member is serde_json's raw-value marker: the guard
+/// grants no scope, the handler's `claim("scope")` reads "admin".
+#[tokio::test]
+async fn the_scope_claim_handlers_read_is_the_scope_the_guard_granted() {
+    let issuer = TestIssuer::start().await;
+    let guard: OAuthGuard = issuer.guard(AUD).build().await.unwrap();
+    let app = Router::new()
+        .route("/echo", get(echo_scope))
+        .layer(guard.layer());
+    let base = serve(app).await;
+    let payload = fill(
+        &issuer,
+        &format!(
+            r#"{{"iss":ISS,"sub":"alice","aud":AUD,"exp":EXP,"scope":{{"{RAW_VALUE_MARKER}":"\"admin\""}}}}"#
+        ),
+    );
+    let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["scopes"], "", "the guard granted no scope");
+    let scope_claim = body["scope_claim"].clone();
+    assert!(
+        scope_claim.is_object(),
+        "the guard granted no scope, the handler reads scope = {scope_claim}"
+    );
+}
+
+/// Held: a binding the guard must enforce, however it is spelled or repeated, is enforced;
+/// a `cnf` the guard cannot enforce refuses the token; a bearer token stays one.
+#[tokio::test]
+async fn cnf_spelled_with_escapes_or_repeated_still_binds_the_token() {
+    let (issuer, base) = setup().await;
+    let common = r#""iss":ISS,"sub":"alice","aud":AUD,"exp":EXP"#;
+    let refused = [
+        r#""cnf":{"j\u006bt":"abc"}"#,
+        r#""\u0063nf":{"jkt":"abc"}"#,
+        r#""cnf":{"x5t\u0023S256":"abc"}"#,
+        r#""cnf":{"x5t#S256":"abc"},"cnf":{"jkt":"abc"}"#,
+        r#""cnf":{"jkt":1,"jkt":"abc"}"#,
+        r#""cnf":{"jkt":"abc","jkt":1}"#,
+        r#""cnf":{"jkt":"abc","jkt":""}"#,
+        r#""cnf":null"#,
+        r#""cnf":"abc""#,
+        r#""cnf":["jkt","abc"]"#,
+        r#""cnf":{}"#,
+        r#""cnf":{"jkt":"abc"},"cnf":{}"#,
+        r#""cnf":{"jkt":"abc"},"cnf":1"#,
+        r#""cnf":{},"cnf":{"jkt":"abc"}"#,
+        r#""cnf":{"jkt":"abc","j\u006bt":"abc"}"#,
+        r#""cnf":{"jwk":{"kty":"EC"}}"#,
+        r#""cnf":{"jkt":"abc","jwk":1}"#,
+        r#""cnf":{"JKT":"abc"}"#,
+        r#""cnf":{"jkt ":"abc"}"#,
+        r#""cnf":{"x5t#s256":"abc"}"#,
+    ];
+    for cnf in refused {
+        let payload = fill(&issuer, &format!("{{{common},{cnf}}}"));
+        let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+        assert_eq!(reply.status, 401, "{cnf}: {}", reply.body);
+    }
+    for cnf in [
+        r#""cnf":{"jkt":"abc"},"cnf":{"jkt":"abc"},"x":0"#,
+        r#""cnf":{"jkt":"abc"},"\u0063nf":null,"x":0"#,
+    ] {
+        let payload = fill(&issuer, &format!("{{{common},{cnf}}}"));
+        let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+        assert_eq!(reply.status, 401, "{cnf}: {}", reply.body);
+    }
+    // The last `cnf` absent-in-effect is impossible: a repeated member is never unset.
+    let payload = fill(
+        &issuer,
+        &format!("{{{common},\"x\":{{\"cnf\":{{\"jkt\":\"a\"}}}}}}"),
+    );
+    let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+    assert_eq!(reply.status, 200, "a nested cnf is not the token's");
+    assert_eq!(reply.json()["binding"], "bearer");
+}
+
+/// Held: `aud` must name us as a string or an element string; nested arrays, objects,
+/// escapes and repeats agree with the claims map.
+#[tokio::test]
+async fn aud_nested_repeated_or_escaped_names_us_only_where_the_map_does() {
+    let (issuer, base) = setup().await;
+    let common = r#""iss":ISS,"sub":"alice","exp":EXP"#;
+    for (aud, admitted) in [
+        (r#""aud":AUD"#, true),
+        (r#""aud":[AUD]"#, true),
+        (r#""aud":[[AUD]]"#, false),
+        (r#""aud":[{"a":AUD}]"#, false),
+        (r#""aud":{"aud":AUD}"#, false),
+        (r#""aud":[1,null,AUD]"#, true),
+        (r#""aud":AUD,"aud":"x""#, false),
+        (r#""aud":"x","aud":AUD"#, true),
+        (r#""aud":AUD,"aud":[]"#, false),
+        (r#""aud":AUD,"aud":null"#, false),
+        (r#""aud":AUD,"a\u0075d":"x""#, false),
+        (r#""aud":"x","a\u0075d":AUD"#, true),
+        (r#""aud":"https:\/\/api.example""#, true),
+        (r#""aud":"https://api.exampl\u0065""#, true),
+        (r#""aud":"https://api.example\u0000""#, false),
+        (r#""aud":"https://api.example ""#, false),
+        (r#""aud":"HTTPS://api.example""#, false),
+        (r#""aud":["\ud800",AUD]"#, false),
+        (r#""aud":[AUD,1e400]"#, false),
+    ] {
+        let payload = fill(&issuer, &format!("{{{common},{aud}}}"));
+        let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+        assert_eq!(reply.status == 200, admitted, "{aud}: {}", reply.body);
+        if admitted {
+            let map: Map<String, Value> = serde_json::from_str(&payload).unwrap();
+            let ours = match &map["aud"] {
+                Value::String(a) => a == AUD,
+                Value::Array(items) => items.iter().any(|i| i == AUD),
+                _ => false,
+            };
+            assert!(ours, "{aud}");
+        }
+    }
+}
+
+/// Held: scope names are split on the space character alone (RFC 6749 §3.3); tabs, line
+/// breaks and other spaces are part of a name, as in the claims map.
+#[tokio::test]
+async fn scope_separators_other_than_space_are_part_of_a_name() {
+    let issuer = TestIssuer::start().await;
+    let guard: OAuthGuard = issuer.guard(AUD).build().await.unwrap();
+    let app = Router::new()
+        .route("/echo", get(echo_scope))
+        .layer(guard.layer());
+    let base = serve(app).await;
+    for (scope, granted) in [
+        (r#""read write""#, "read write"),
+        (r#""read\twrite""#, "read\twrite"),
+        (r#""read\nwrite""#, "read\nwrite"),
+        (r#""read\u00a0write""#, "read\u{a0}write"),
+        ("\"read\u{2003}write\"", "read\u{2003}write"),
+        (r#""  read   ""#, "read"),
+        (r#""read","scope":"write""#, "write"),
+        (r#""read","scope":7"#, ""),
+        (r#"["read write",""]"#, " read write"),
+        (r#"[["admin"]]"#, ""),
+    ] {
+        let payload = fill(
+            &issuer,
+            &format!(r#"{{"iss":ISS,"sub":"alice","aud":AUD,"exp":EXP,"scope":{scope}}}"#),
+        );
+        let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+        assert_eq!(reply.status, 200, "{scope}: {}", reply.body);
+        let body = reply.json();
+        assert_eq!(body["scopes"], granted, "{scope}");
+        assert!(body["claims_len"].as_u64().unwrap() >= 5, "{scope}");
+    }
+}
+
+/// Held: the header's `crit` refuses the token however it is spelled; `alg` and `typ`
+/// spelled with escapes are the values they spell; repeats keep the last.
+#[tokio::test]
+async fn header_members_spelled_with_escapes_are_the_members_they_spell() {
+    let (issuer, base) = setup().await;
+    let payload = fill(
+        &issuer,
+        r#"{"iss":ISS,"sub":"alice","aud":AUD,"exp":EXP,"iat":NOW}"#,
+    );
+    for (header, admitted) in [
+        (r#"{"alg":"ES256","kid":"KID","typ":"at+jwt"}"#, true),
+        (r#"{"alg":"ES256","kid":"KID","cr\u0069t":["exp"]}"#, false),
+        (r#"{"alg":"ES256","kid":"KID","\u0063rit":null}"#, false),
+        (r#"{"alg":"ES256","kid":"KID","crit":[],"x":1}"#, false),
+        (r#"{"alg":"E\u0053256","kid":"KID"}"#, true),
+        (r#"{"\u0061lg":"ES256","kid":"KID"}"#, true),
+        (r#"{"alg":"none","alg":"ES256","kid":"KID"}"#, true),
+        (r#"{"alg":"ES256","alg":"none","kid":"KID"}"#, false),
+        (r#"{"alg":"ES256","alg":"HS256","kid":"KID"}"#, false),
+        (
+            r#"{"alg":"ES256","kid":"KID","t\u0079p":"dpop+jwt"}"#,
+            false,
+        ),
+        (
+            r#"{"alg":"ES256","kid":"KID","typ":"at+jwt","typ":"dpop+jwt"}"#,
+            false,
+        ),
+        (r#"{"alg":"ES256","kid":"KID","typ":null}"#, false),
+        (r#"{"alg":"ES256","kid":"KID","kid":7}"#, false),
+        (r#"{"alg":"ES256","kid":"KID","x":"\ud800"}"#, false),
+        (r#"{"alg":"ES256","kid":"KID","x":[[[[[[[[1]]]]]]]]}"#, true),
+        (r#"{"alg":"ES256","kid":"KID"} "#, true),
+        (r#"{"alg":"ES256","kid":"KID"}x"#, false),
+        ("\u{feff}{\"alg\":\"ES256\",\"kid\":\"KID\"}", false),
+    ] {
+        let token = raw_token_with_header(&issuer, header, &payload);
+        let reply = get_with_token(&format!("{base}/echo"), &token).await;
+        assert_eq!(reply.status == 200, admitted, "{header}: {}", reply.body);
+    }
+}
+
+/// Held: NumericDates at and past the `i64` and `f64` edges neither panic nor admit an
+/// expired or not-yet-valid token.
+#[tokio::test]
+async fn numeric_dates_at_the_edges_fail_closed() {
+    let (issuer, base) = setup().await;
+    let common = r#""iss":ISS,"sub":"alice","aud":AUD"#;
+    for (times, admitted) in [
+        (r#""exp":1e308"#, true),
+        (r#""exp":9223372036854775808"#, true),
+        (r#""exp":18446744073709551615"#, true),
+        (r#""exp":1.5e19"#, true),
+        (r#""exp":-1e19"#, false),
+        (r#""exp":-0.0"#, false),
+        (r#""exp":-9223372036854775809"#, false),
+        (r#""exp":EXP,"exp":-1"#, false),
+        (r#""exp":EXP,"exp":null"#, false),
+        (r#""exp":EXP,"exp":"EXP""#, false),
+        (r#""exp":EXP,"exp":[EXP]"#, false),
+        (r#""exp":EXP,"nbf":1e308"#, false),
+        (r#""exp":EXP,"nbf":-1e308"#, true),
+        (r#""exp":EXP,"nbf":9223372036854775808"#, false),
+        (r#""exp":EXP,"nbf":NOW.9"#, true),
+        (r#""exp":EXP,"iat":1.5e19"#, false),
+        (r#""exp":EXP,"iat":-1e19"#, true),
+        (r#""exp":EXP,"iat":-0.0"#, true),
+        (r#""exp":EXP,"iat":1e-400"#, true),
+        (r#""exp":EXP,"iat":1e400"#, false),
+    ] {
+        let payload = fill(&issuer, &format!("{{{common},{times}}}"));
+        let reply = get_with_token(&format!("{base}/echo"), &raw_token(&issuer, &payload)).await;
+        assert_eq!(reply.status == 200, admitted, "{times}: {}", reply.body);
+    }
+}
+
+/// Held: a cached token is served only while valid at the guard's clock: moved past `exp`,
+/// or back before `nbf`, the same token is refused though it sits in the cache.
+#[tokio::test]
+async fn the_token_cache_serves_only_within_exp_and_nbf_at_the_guards_clock() {
+    let issuer = TestIssuer::start().await;
+    let start = now();
+    let clock = TestClock::at(start);
+    let guard: OAuthGuard = issuer
+        .guard(AUD)
+        .leeway(std::time::Duration::ZERO)
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new().route("/echo", get(echo)).layer(guard.layer());
+    let base = serve(app).await;
+    let payload = format!(
+        r#"{{"iss":"{}","sub":"alice","aud":"{AUD}","nbf":{},"exp":{}}}"#,
+        issuer.issuer,
+        start + 100,
+        start + 200
+    );
+    let token = raw_token(&issuer, &payload);
+    let url = format!("{base}/echo");
+    assert_eq!(get_with_token(&url, &token).await.status, 401, "before nbf");
+    clock.set(start + 100);
+    assert_eq!(
+        get_with_token(&url, &token).await.status,
+        200,
+        "validated, cached"
+    );
+    assert_eq!(
+        get_with_token(&url, &token).await.status,
+        200,
+        "from the cache"
+    );
+    clock.set(start + 99);
+    assert_eq!(
+        get_with_token(&url, &token).await.status,
+        401,
+        "cached, before nbf"
+    );
+    clock.set(start + 199);
+    assert_eq!(get_with_token(&url, &token).await.status, 200);
+    clock.set(start + 200);
+    assert_eq!(
+        get_with_token(&url, &token).await.status,
+        401,
+        "cached, at exp"
+    );
+    clock.set(i64::MAX);
+    assert_eq!(get_with_token(&url, &token).await.status, 401);
+    clock.set(i64::MIN);
+    assert_eq!(get_with_token(&url, &token).await.status, 401);
+    clock.set(start + 150);
+    assert_eq!(get_with_token(&url, &token).await.status, 200);
+}
+
+/// Held: a token one guard validated and cached is not served by another guard that trusts
+/// another issuer or expects another audience: each guard has its own cache.
+#[tokio::test]
+async fn a_token_cached_by_one_guard_is_not_served_by_another() {
+    let ours = TestIssuer::start().await;
+    let theirs = TestIssuer::start().await;
+    let serve_guard = |guard: OAuthGuard| async move {
+        serve(Router::new().route("/echo", get(echo)).layer(guard.layer())).await
+    };
+    let a = serve_guard(ours.guard(AUD).build().await.unwrap()).await;
+    let other_issuer = serve_guard(theirs.guard(AUD).build().await.unwrap()).await;
+    let other_audience =
+        serve_guard(ours.guard("https://other.example").build().await.unwrap()).await;
+    let token = ours.token(AUD, json!({}));
+    for _ in 0..2 {
+        assert_eq!(
+            get_with_token(&format!("{a}/echo"), &token).await.status,
+            200
+        );
+    }
+    for base in [&other_issuer, &other_audience] {
+        let reply = get_with_token(&format!("{base}/echo"), &token).await;
+        assert_eq!(reply.status, 401, "{base}: {}", reply.body);
+    }
+}
+
+/// Held: a token at the size limit made of hundreds of audiences and scope names (escaped
+/// or not) is read whole, and the guard's scopes are the claims map's.
+#[tokio::test]
+async fn a_token_at_the_size_limit_of_many_names_is_read_whole() {
+    let issuer = TestIssuer::start().await;
+    let guard: OAuthGuard = issuer.guard(AUD).build().await.unwrap();
+    let app = Router::new()
+        .route("/echo", get(echo_scope))
+        .layer(guard.layer());
+    let base = serve(app).await;
+    let payload_of = |names: usize| {
+        let auds: Vec<String> = (0..100)
+            .map(|i| format!(r#""a\u00{:02x}{i}""#, 0x30 + i % 10))
+            .collect();
+        let scope: Vec<String> = (0..names).map(|i| format!("s{i}")).collect();
+        fill(
+            &issuer,
+            &format!(
+                r#"{{"iss":ISS,"sub":"alice","aud":[{},AUD],"exp":EXP,"scope":"{}","scp":["\u0073{}"]}}"#,
+                auds.join(","),
+                scope.join(" "),
+                names
+            ),
+        )
+    };
+    let mut names = 100;
+    while raw_token(&issuer, &payload_of(names + 10)).len() <= 8 * 1024 {
+        names += 10;
+    }
+    let token = raw_token(&issuer, &payload_of(names));
+    assert!(token.len() > 8 * 1024 - 64, "{}", token.len());
+    let reply = get_with_token(&format!("{base}/echo"), &token).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    let granted: Vec<&str> = body["scopes"].as_str().unwrap().split(' ').collect();
+    assert_eq!(granted.len(), names + 1);
+    assert!(granted.contains(&format!("s{names}").as_str()));
+    let map: Map<String, Value> = serde_json::from_str(&payload_of(names)).unwrap();
+    let from_map = map["scope"].as_str().unwrap().split(' ').count() + 1;
+    assert_eq!(granted.len(), from_map);
+    // Ten names more, past the limit: refused.
+    let over = raw_token(&issuer, &payload_of(names + 10));
+    assert!(over.len() > 8 * 1024);
+    assert_eq!(
+        get_with_token(&format!("{base}/echo"), &over).await.status,
+        401
+    );
+}

@@ -1050,3 +1050,275 @@ fn rejects_a_signed_header_whose_skipped_member_is_not_valid_json() {
     let proof = sign_raw(es256(), Algorithm::ES256, good.as_bytes(), &payload);
     assert!(check(&proof).is_ok());
 }
+
+// The typed claims reader against the map-based one it replaced, and the proof-key cache
+// under more than one policy.
+
+/// How a claim was read: what the checks then do with it.
+#[derive(Debug, PartialEq)]
+enum Read<T> {
+    Missing,
+    Invalid,
+    Value(T),
+}
+
+/// The six claims the checks read, as read.
+#[derive(Debug, PartialEq)]
+struct ClaimsRead {
+    jti: Read<String>,
+    htm: Read<String>,
+    htu: Read<String>,
+    iat: Read<i64>,
+    ath: Read<String>,
+    nonce: Read<String>,
+}
+
+/// The map-based reader this one replaced: the six members built by `Members`, then
+/// classified as `take_string` and `numeric_date` did.
+fn old_claims(payload: &[u8]) -> Option<ClaimsRead> {
+    let claims = Members {
+        keep: &["jti", "htm", "htu", "iat", "ath", "nonce"],
+        nested: None,
+    }
+    .parse(payload)?;
+    let text = |name: &str| match claims.get(name) {
+        None => Read::Missing,
+        Some(Value::String(s)) => Read::Value(s.clone()),
+        Some(_) => Read::Invalid,
+    };
+    let iat = match claims.get("iat") {
+        None => Read::Missing,
+        Some(value) => match value.as_i64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.floor() as i64)
+        }) {
+            Some(iat) => Read::Value(iat),
+            None => Read::Invalid,
+        },
+    };
+    Some(ClaimsRead {
+        jti: text("jti"),
+        htm: text("htm"),
+        htu: text("htu"),
+        iat,
+        ath: text("ath"),
+        nonce: text("nonce"),
+    })
+}
+
+fn new_claims(payload: &[u8]) -> Option<ClaimsRead> {
+    let claims: ProofClaims<'_> = serde_json::from_slice(payload).ok()?;
+    fn read<T, U>(claim: Claim<T>, f: impl FnOnce(T) -> U) -> Read<U> {
+        match claim {
+            Claim::Absent => Read::Missing,
+            Claim::OtherType => Read::Invalid,
+            Claim::Value(v) => Read::Value(f(v)),
+        }
+    }
+    let text = |c: Claim<Cow<'_, str>>| read(c, Cow::into_owned);
+    Some(ClaimsRead {
+        jti: text(claims.jti),
+        htm: text(claims.htm),
+        htu: text(claims.htu),
+        iat: read(claims.iat, |i| i),
+        ath: text(claims.ath),
+        nonce: text(claims.nonce),
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+    /// Same verdict and the same claims as the map-based reader, on hostile payloads.
+    #[test]
+    fn the_typed_proof_claims_agree_with_the_map_based_reader(
+        payload in crate::json::hostile::document(&["jti", "htm", "htu", "iat", "ath", "nonce"])
+    ) {
+        proptest::prop_assert_eq!(
+            new_claims(&payload),
+            old_claims(&payload),
+            "{}",
+            String::from_utf8_lossy(&payload)
+        );
+    }
+}
+
+#[test]
+fn proof_iat_edges_and_repeats_agree_with_the_map_based_reader() {
+    for iat in [
+        "1e308",
+        "-1e308",
+        "-0.0",
+        "-0.5",
+        "0.5",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "1.5e19",
+        "-1e19",
+        "5e-324",
+        "-5e-324",
+        "1700000000.9999999999",
+        "1e400",
+    ] {
+        let payload = format!(r#"{{"jti":"j","htm":"POST","htu":"h","iat":{iat}}}"#);
+        assert_eq!(
+            new_claims(payload.as_bytes()),
+            old_claims(payload.as_bytes()),
+            "{iat}"
+        );
+    }
+    for payload in [
+        r#"{"jti":"a","jti":1}"#,
+        r#"{"jti":1,"jti":"a"}"#,
+        r#"{"j\u0074i":"a","jti":"b"}"#,
+        r#"{"htm":"POST","ht\u006d":"GET"}"#,
+        r#"{"nonce":"n","nonce":null}"#,
+        r#"{"ath":"x","ath":["x"]}"#,
+        r#"{"iat":1,"iat":"1"}"#,
+        r#"{"iat":"1","iat":1}"#,
+        r#"{"x":{"$serde_json::private::RawValue":"nope"}}"#,
+    ] {
+        assert_eq!(
+            new_claims(payload.as_bytes()),
+            old_claims(payload.as_bytes()),
+            "{payload}"
+        );
+    }
+}
+
+fn matching(
+    proof: &str,
+    policy: &ProofPolicy,
+    keys: &ProofKeys<ProofKey>,
+) -> Result<VerifiedProof, ProofError> {
+    verify_proof_matching(
+        proof,
+        METHOD,
+        |htu| normalize(htu).as_deref() == Some(HTU),
+        None,
+        policy,
+        NOW,
+        Some(keys),
+    )
+    .map(|(verified, _)| verified)
+}
+
+/// One cache of proof keys behind two policies (a `Dpop` cloned and given another
+/// `proof_policy` shares its cache): a header verified under the policy that allows its
+/// algorithm is refused under the one that does not, the second time as the first.
+#[test]
+fn a_cached_header_is_held_to_each_policys_algorithms() {
+    let keys = ProofKeys::new(1 << 20);
+    let lax = ProofPolicy::default();
+    let strict = ProofPolicy {
+        algorithms: vec![crate::Algorithm::ES384],
+        ..ProofPolicy::default()
+    };
+    let proof = proof_with(|_, _| {});
+    let header = proof.split('.').next().unwrap();
+    assert_eq!(
+        matching(&proof, &strict, &keys),
+        Err(ProofError::AlgorithmNotAllowed)
+    );
+    assert!(
+        keys.get(header).is_none(),
+        "a refused proof's key is not kept"
+    );
+    assert!(matching(&proof, &lax, &keys).is_ok());
+    assert!(keys.get(header).is_some());
+    for _ in 0..2 {
+        assert_eq!(
+            matching(&proof, &strict, &keys),
+            Err(ProofError::AlgorithmNotAllowed)
+        );
+    }
+    assert!(matching(&proof, &lax, &keys).is_ok());
+}
+
+/// A cached header names its key; a proof that sends that header but is signed by another
+/// key fails the signature, and its payload is never read; the cached key stays the one
+/// that signed first.
+#[test]
+fn a_cached_header_does_not_vouch_for_another_keys_signature() {
+    let keys = ProofKeys::new(1 << 20);
+    let policy = ProofPolicy::default();
+    let header = serde_json::to_vec(&header_for(es256(), Algorithm::ES256)).unwrap();
+    let payload = serde_json::to_vec(&valid_claims()).unwrap();
+    let genuine = sign_raw(es256(), Algorithm::ES256, &header, &payload);
+    assert!(matching(&genuine, &policy, &keys).is_ok());
+    let forged = sign_raw(other_es256(), Algorithm::ES256, &header, &payload);
+    assert_eq!(genuine.split('.').next(), forged.split('.').next());
+    assert_eq!(
+        matching(&forged, &policy, &keys),
+        Err(ProofError::InvalidSignature)
+    );
+    // Its payload invalid too: still the signature that refuses it.
+    let garbage = sign_raw(other_es256(), Algorithm::ES256, &header, b"\"\\ud800");
+    assert_eq!(
+        matching(&garbage, &policy, &keys),
+        Err(ProofError::InvalidSignature)
+    );
+    let header_text = genuine.split('.').next().unwrap();
+    assert_eq!(keys.get(header_text).unwrap().jkt, {
+        let (_, key) =
+            verify_proof_matching(&genuine, METHOD, |_| true, None, &policy, NOW, None).unwrap();
+        key.jkt.clone()
+    });
+}
+
+/// Two header texts that differ only where base64url has spare bits (or in a member's
+/// order) are two entries, each checked in full: neither is served the other's key, and a
+/// header whose decoded JSON would be refused is refused however similar its text.
+#[test]
+fn headers_that_decode_alike_do_not_share_an_entry() {
+    let keys = ProofKeys::new(1 << 20);
+    let policy = ProofPolicy::default();
+    let good = header_for(es256(), Algorithm::ES256);
+    let payload = serde_json::to_vec(&valid_claims()).unwrap();
+    let text = serde_json::to_vec(&good).unwrap();
+    let proof = sign_raw(es256(), Algorithm::ES256, &text, &payload);
+    assert!(matching(&proof, &policy, &keys).is_ok());
+    // The same members plus `crit`: a different text, refused though its key is cached.
+    let mut with_crit = good.clone();
+    with_crit.insert("crit".into(), json!(["x"]));
+    let crit_proof = sign_raw(
+        es256(),
+        Algorithm::ES256,
+        &serde_json::to_vec(&with_crit).unwrap(),
+        &payload,
+    );
+    assert_eq!(
+        matching(&crit_proof, &policy, &keys),
+        Err(ProofError::UnsupportedCriticalHeader)
+    );
+    // Whitespace after the object: another text, checked and cached on its own.
+    let spaced = [&text[..], b" "].concat();
+    let spaced_proof = sign_raw(es256(), Algorithm::ES256, &spaced, &payload);
+    assert!(matching(&spaced_proof, &policy, &keys).is_ok());
+    assert!(keys.get(spaced_proof.split('.').next().unwrap()).is_some());
+    // A header text with its last character's spare bits set: whatever the decoder makes of
+    // it, it is not served the cached entry of the canonical text.
+    let canonical = proof.split('.').next().unwrap();
+    let last = canonical.chars().last().unwrap();
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let pos = ALPHABET.find(last).unwrap();
+    let spare = match canonical.len() % 4 {
+        2 => 0b1111,
+        3 => 0b11,
+        _ => 0,
+    };
+    if spare != 0 {
+        let tweaked_last = ALPHABET.as_bytes()[pos | spare] as char;
+        let tweaked = format!("{}{tweaked_last}", &canonical[..canonical.len() - 1]);
+        let rest = &proof[canonical.len()..];
+        let other = format!("{tweaked}{rest}");
+        assert!(keys.get(&tweaked).is_none());
+        // The signature covers the header text: a changed text never verifies.
+        assert!(matching(&other, &policy, &keys).is_err());
+        assert!(keys.get(&tweaked).is_none());
+    }
+}
