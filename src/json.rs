@@ -48,7 +48,7 @@ macro_rules! other_types {
     };
     (@objects $other:expr) => {
         fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_key_seed($crate::json::Skip)?.is_some() {
+            while map.next_key_seed($crate::json::SkipName)?.is_some() {
                 map.next_value_seed($crate::json::Skip)?;
             }
             Ok($other)
@@ -69,6 +69,47 @@ pub(crate) enum Claim<T> {
     OtherType,
 }
 
+/// The prefix of serde_json's private member names. An object whose first member is named
+/// `$serde_json::private::RawValue` (with serde_json's `raw_value` feature, which any crate of
+/// an application may turn on) or `$serde_json::private::Number` (`arbitrary_precision`) is
+/// read by `serde_json::Value` as an instruction, not as a member: its string is parsed as
+/// JSON of its own, unchecked by the pass that read the document. No token or answer needs
+/// such a name; every reader here refuses it, anywhere, so the handlers' claims map (a
+/// `Value` map of the same bytes) never meets one.
+const SERDE_JSON_PRIVATE: &str = "$serde_json::private::";
+
+/// Refuses serde_json's private member names ([`SERDE_JSON_PRIVATE`]).
+fn ordinary_name<E: de::Error>(name: &str) -> Result<(), E> {
+    if name.starts_with(SERDE_JSON_PRIVATE) {
+        return Err(E::custom("a member name reserved by serde_json"));
+    }
+    Ok(())
+}
+
+/// A member name skipped: checked ([`ordinary_name`]), not stored.
+#[derive(Clone, Copy)]
+pub(crate) struct SkipName;
+
+impl<'de> DeserializeSeed<'de> for SkipName {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for SkipName {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<(), E> {
+        ordinary_name(name)
+    }
+}
+
 /// A member name, borrowed unless it has escapes.
 pub(crate) struct Name<'a>(pub(crate) Cow<'a, str>);
 
@@ -80,10 +121,12 @@ impl<'de> serde::Deserialize<'de> for Name<'de> {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a member name")
             }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                ordinary_name(s)?;
                 Ok(Name(Cow::Borrowed(s)))
             }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                ordinary_name(s)?;
                 Ok(Name(Cow::Owned(s.to_owned())))
             }
         }
@@ -228,7 +271,7 @@ impl<'de> Visitor<'de> for Skip {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Skip)?.is_some() {
+        while map.next_key_seed(SkipName)?.is_some() {
             map.next_value_seed(Skip)?;
         }
         Ok(())
@@ -287,7 +330,7 @@ impl<'de> Visitor<'de> for Scalar {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        while map.next_key_seed(Skip)?.is_some() {
+        while map.next_key_seed(SkipName)?.is_some() {
             map.next_value_seed(Skip)?;
         }
         Ok(Value::Array(Vec::new()))
@@ -317,6 +360,7 @@ impl<'k> Visitor<'_> for KeptName<'_, 'k> {
     }
 
     fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        ordinary_name(name)?;
         Ok(self.0.iter().copied().chain(self.1).find(|n| *n == name))
     }
 }

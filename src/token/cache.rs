@@ -312,13 +312,13 @@ mod tests {
     fn capacity_one_keeps_the_last_token_and_its_index_in_step() {
         let cache = TokenCache::new(1);
         let (a, b) = (TokenCache::key("a"), TokenCache::key("b"));
-        cache.insert(a, validated_for(a, 2_000, None), 1_000);
+        cache.insert(a, validated_for(a, 2_000, None), 1_000, MAX_CACHE_TTL);
         assert_eq!(cache.get(&a, 1_000, 0).unwrap().digest, a);
         for round in 0..50 {
             let (new, old) = if round % 2 == 0 { (b, a) } else { (a, b) };
-            cache.insert(new, validated_for(new, 2_000, None), 1_000);
+            cache.insert(new, validated_for(new, 2_000, None), 1_000, MAX_CACHE_TTL);
             // The same key again: replaced in place, never a second slot.
-            cache.insert(new, validated_for(new, 2_000, None), 1_000);
+            cache.insert(new, validated_for(new, 2_000, None), 1_000, MAX_CACHE_TTL);
             assert_consistent(&cache);
             assert_eq!(len(&cache), 1);
             assert_eq!(cache.get(&new, 1_000, 0).unwrap().digest, new);
@@ -330,8 +330,13 @@ mod tests {
     fn a_token_inserted_again_is_served_as_last_validated() {
         let cache = TokenCache::new(4);
         let key = TokenCache::key("t");
-        cache.insert(key, validated_for(key, 5_000, None), 1_000);
-        cache.insert(key, validated_for(key, 1_500, Some(1_200)), 1_000);
+        cache.insert(key, validated_for(key, 5_000, None), 1_000, MAX_CACHE_TTL);
+        cache.insert(
+            key,
+            validated_for(key, 1_500, Some(1_200)),
+            1_000,
+            MAX_CACHE_TTL,
+        );
         assert_consistent(&cache);
         assert!(cache.get(&key, 1_100, 0).is_none(), "before its new nbf");
         assert_eq!(cache.get(&key, 1_300, 0).unwrap().expires_at, 1_500);
@@ -344,7 +349,12 @@ mod tests {
     fn a_cached_token_is_served_only_within_its_validity_at_the_guards_clock() {
         let cache = TokenCache::new(16);
         let key = TokenCache::key("t");
-        cache.insert(key, validated_for(key, 2_000, Some(1_500)), 1_600);
+        cache.insert(
+            key,
+            validated_for(key, 2_000, Some(1_500)),
+            1_600,
+            MAX_CACHE_TTL,
+        );
         for (now, leeway, served) in [
             (1_600, 0, true),
             (1_999, 0, true),
@@ -382,7 +392,7 @@ mod tests {
             (0, 0, false),
         ] {
             let key = TokenCache::key(&format!("{exp}/{now}"));
-            cache.insert(key, validated_for(key, exp, None), now);
+            cache.insert(key, validated_for(key, exp, None), now, MAX_CACHE_TTL);
             let present = cache.shard(&key).unwrap().index.contains_key(&key);
             assert_eq!(present, cached, "exp {exp} now {now}");
         }
@@ -391,7 +401,7 @@ mod tests {
         let huge = TokenCache::new(u64::MAX);
         for i in 0..100 {
             let key = TokenCache::key(&i.to_string());
-            huge.insert(key, validated_for(key, 2_000, None), 1_000);
+            huge.insert(key, validated_for(key, 2_000, None), 1_000, MAX_CACHE_TTL);
         }
         assert_eq!(len(&huge), 100);
         assert_consistent(&huge);
@@ -420,7 +430,12 @@ mod tests {
                         x ^= x << 17;
                         let key = keys[(x % keys.len() as u64) as usize];
                         if x & 0x300 == 0 {
-                            cache.insert(key, validated_for(key, 2_000, None), 1_000);
+                            cache.insert(
+                                key,
+                                validated_for(key, 2_000, None),
+                                1_000,
+                                MAX_CACHE_TTL,
+                            );
                         } else if let Some(hit) = cache.get(&key, 1_000, 0) {
                             assert_eq!(hit.digest, key);
                             hits += 1;
@@ -442,7 +457,7 @@ mod tests {
     fn a_poisoned_shard_still_serves_consistently() {
         let cache = Arc::new(TokenCache::new(16));
         let key = TokenCache::key("t");
-        cache.insert(key, validated_for(key, 2_000, None), 1_000);
+        cache.insert(key, validated_for(key, 2_000, None), 1_000, MAX_CACHE_TTL);
         let poisoner = Arc::clone(&cache);
         let _ = std::thread::spawn(move || {
             let _guard = poisoner.shard(&key).unwrap();
@@ -455,7 +470,12 @@ mod tests {
             .map(|i| TokenCache::key(&format!("o{i}")))
             .find(|k| k[31] % 16 == key[31] % 16 && *k != key)
             .unwrap();
-        cache.insert(other, validated_for(other, 2_000, None), 1_000);
+        cache.insert(
+            other,
+            validated_for(other, 2_000, None),
+            1_000,
+            MAX_CACHE_TTL,
+        );
         assert_eq!(cache.get(&other, 1_000, 0).unwrap().digest, other);
         assert_consistent(&cache);
     }
@@ -468,7 +488,7 @@ mod tests {
         let cache = TokenCache::new(1);
         let shard_keys: Vec<[u8; 32]> = (0..8).map(|i| TokenCache::key(&format!("s{i}"))).collect();
         for key in &shard_keys {
-            cache.insert(*key, validated_for(*key, 2_000, None), 1_000);
+            cache.insert(*key, validated_for(*key, 2_000, None), 1_000, MAX_CACHE_TTL);
             assert!(cache.get(key, 1_000, 0).is_some());
             assert!(cache.get(key, 1_000, 0).is_some());
             assert_consistent(&cache);
@@ -481,11 +501,16 @@ mod tests {
             .take(3)
             .collect();
         for key in &in_shard[..2] {
-            cache.insert(*key, validated_for(*key, 2_000, None), 1_000);
+            cache.insert(*key, validated_for(*key, 2_000, None), 1_000, MAX_CACHE_TTL);
             assert!(cache.get(key, 1_000, 0).is_some());
         }
         let newcomer = in_shard.pop().unwrap();
-        cache.insert(newcomer, validated_for(newcomer, 2_000, None), 1_000);
+        cache.insert(
+            newcomer,
+            validated_for(newcomer, 2_000, None),
+            1_000,
+            MAX_CACHE_TTL,
+        );
         assert_consistent(&cache);
         assert!(cache.get(&newcomer, 1_000, 0).is_some());
         let kept = in_shard
