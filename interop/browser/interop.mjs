@@ -2,8 +2,10 @@
 // examples/resource_server (--dpop required --dpop-nonce) with proofs made by the dpop package,
 // after obtaining its token from the test's authorization server (as.mjs). The page, the
 // authorization server and the API are three origins on 127.0.0.1, so every call is CORS, and
-// the nonce retry works only if the API exposes DPoP-Nonce. This script starts all three,
-// drives Chromium through playwright-core, and checks what the page shows.
+// the nonce retry works only if the API exposes DPoP-Nonce. Plain HTTP is enough: Chromium
+// counts http://127.0.0.1 as potentially trustworthy, so the page is a secure context and has
+// WebCrypto (the page shows isSecureContext, checked below). This script starts all three
+// origins, drives Chromium through playwright-core, and checks what the page shows.
 //
 // Usage: node interop.mjs PATH/TO/resource_server   (interop/browser/run runs it)
 // Exits non-zero unless every check holds; stops everything it started, on failure too.
