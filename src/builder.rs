@@ -454,7 +454,12 @@ impl OAuthGuardBuilder {
                     if opaque_issuer.replace(name.clone()).is_some() {
                         return Err(BuildError::SeveralIntrospectingIssuers);
                     }
-                    Some(introspector(&name, config, client).await?)
+                    if config.signed_answers && matches!(keys, IssuerKeys::None) {
+                        // Signed answers (RFC 9701) are verified with the issuer's keys.
+                        return Err(BuildError::MissingKeys(name));
+                    }
+                    let algorithms = &self.rules.algorithms;
+                    Some(introspector(&name, config, client, &keys, algorithms).await?)
                 }
             };
             let trusted = TrustedIssuer {
@@ -515,6 +520,8 @@ async fn introspector(
     issuer: &str,
     config: Introspection,
     client: HttpClient,
+    keys: &IssuerKeys,
+    algorithms: &[Algorithm],
 ) -> Result<Introspector, BuildError> {
     let endpoint = match &config.endpoint {
         Some(url) => url.clone(),
@@ -522,7 +529,7 @@ async fn introspector(
             .await
             .map_err(|e| BuildError::Discovery(issuer.to_owned(), e))?,
     };
-    Introspector::new(config, &endpoint, client)
+    Introspector::new(config, &endpoint, client, keys, algorithms)
         .map_err(|e| BuildError::InvalidIntrospectionEndpoint(issuer.to_owned(), e))
 }
 

@@ -20,8 +20,10 @@ use tokio::sync::OnceCell;
 
 use super::claims::{Expected, Validated};
 use super::error::TokenError;
-use super::fetch::{FetchError, HttpClient, parse_url};
+use super::fetch::{Answer, FetchError, HttpClient, parse_url};
+use super::issuer_keys::IssuerKeys;
 use super::registered::Registered;
+use super::signed::verified_payload;
 use crate::algorithm::Algorithm;
 use crate::json::Claim;
 use crate::limits::MAX_INTROSPECTION_RESPONSE_LEN;
@@ -34,6 +36,8 @@ pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Inactive answers remembered at most.
 const INACTIVE_CAPACITY: u64 = 10_000;
+/// The media type of a signed introspection answer (RFC 9701 §5).
+const SIGNED_ANSWER: &str = "application/token-introspection+jwt";
 /// Lifetime of a `private_key_jwt` client assertion (RFC 7523 §3 item 4).
 const ASSERTION_LIFETIME: i64 = 60;
 
@@ -156,6 +160,15 @@ impl IntrospectionAuth {
         }))
     }
 
+    /// The client id, however it authenticates.
+    fn client_id(&self) -> &str {
+        match &self.0 {
+            Method::SecretBasic { client_id, .. }
+            | Method::PrivateKeyJwt { client_id, .. }
+            | Method::TlsClientAuth { client_id } => client_id,
+        }
+    }
+
     /// `tls_client_auth` (RFC 8705 §2): the client certificate of the guard's HTTP client
     /// (give it one with [`OAuthGuardBuilder::http_tls_config`](crate::OAuthGuardBuilder::http_tls_config)),
     /// and the client id in the form.
@@ -187,6 +200,7 @@ pub struct Introspection {
     pub(crate) endpoint: Option<String>,
     pub(crate) auth: IntrospectionAuth,
     pub(crate) jwts: bool,
+    pub(crate) signed_answers: bool,
     pub(crate) max_cache_ttl: Duration,
     pub(crate) inactive_cache_ttl: Duration,
     pub(crate) timeout: Duration,
@@ -200,6 +214,7 @@ impl Introspection {
             endpoint: None,
             auth,
             jwts: false,
+            signed_answers: false,
             max_cache_ttl: DEFAULT_INTROSPECTION_CACHE_TTL,
             inactive_cache_ttl: DEFAULT_INACTIVE_CACHE_TTL,
             timeout: DEFAULT_INTROSPECTION_TIMEOUT,
@@ -216,6 +231,15 @@ impl Introspection {
     /// refused within [`Introspection::max_cache_ttl`] rather than at its `exp`.
     pub fn jwts_too(mut self) -> Self {
         self.jwts = true;
+        self
+    }
+
+    /// Ask for answers signed by the issuer (RFC 9701: `application/token-introspection+jwt`,
+    /// verified with the issuer's keys, its `iss` the issuer's and its `aud` this client):
+    /// an answer that is not, or does not verify, is refused with `503`. The issuer needs
+    /// keys ([`Issuer::jwks_url`](crate::Issuer::jwks_url) or another key source).
+    pub fn signed_answers(mut self) -> Self {
+        self.signed_answers = true;
         self
     }
 
@@ -269,6 +293,8 @@ pub(crate) struct Introspector {
     endpoint: Uri,
     client: HttpClient,
     auth: IntrospectionAuth,
+    /// For signed answers (RFC 9701): the issuer's keys and the algorithms allowed.
+    signed: Option<(IssuerKeys, Vec<Algorithm>)>,
     pub(crate) jwts: bool,
     pub(crate) max_cache_ttl: Duration,
     timeout: Duration,
@@ -277,10 +303,13 @@ pub(crate) struct Introspector {
 }
 
 impl Introspector {
+    /// `keys` and `algorithms` verify signed answers, when `config` asks for them.
     pub(crate) fn new(
         config: Introspection,
         endpoint: &str,
         client: HttpClient,
+        keys: &IssuerKeys,
+        algorithms: &[Algorithm],
     ) -> Result<Self, FetchError> {
         let inactive = (!config.inactive_cache_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
@@ -292,6 +321,9 @@ impl Introspector {
             endpoint: parse_url(endpoint)?,
             client,
             auth: config.auth,
+            signed: config
+                .signed_answers
+                .then(|| (keys.clone(), algorithms.to_vec())),
             jwts: config.jwts,
             max_cache_ttl: config.max_cache_ttl,
             timeout: config.timeout,
@@ -371,7 +403,14 @@ impl Introspector {
         if answer.status != http::StatusCode::OK {
             return Err(unavailable(&answer.status));
         }
-        let registered = Registered::parse(&answer.body)
+        let body = match &self.signed {
+            None => answer.body.to_vec(),
+            Some((keys, algorithms)) => self
+                .signed_answer(&answer, issuer, keys, algorithms)
+                .await
+                .map_err(|why| unavailable(&why))?,
+        };
+        let registered = Registered::parse(&body)
             .ok_or_else(|| unavailable(&"the answer is not one JSON object"))?;
         match registered.active {
             Claim::Value(true) => {}
@@ -402,7 +441,47 @@ impl Introspector {
         };
         let validated = Validated::check(token, digest, &registered, issuer, leeway, now)?;
         drop(registered);
-        Ok(Arc::new(validated.with_payload(answer.body.to_vec())))
+        Ok(Arc::new(validated.with_payload(body)))
+    }
+
+    /// The introspection answer inside a signed one (RFC 9701 §5): a JWT of the type
+    /// `token-introspection+jwt`, signed with the issuer's keys, whose `iss` is the issuer and
+    /// whose `aud` names this client; its `token_introspection` member is the answer.
+    async fn signed_answer(
+        &self,
+        answer: &Answer,
+        issuer: Expected<'_>,
+        keys: &IssuerKeys,
+        algorithms: &[Algorithm],
+    ) -> Result<Vec<u8>, String> {
+        let media_type = answer
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim);
+        if !media_type.is_some_and(|t| t.eq_ignore_ascii_case(SIGNED_ANSWER)) {
+            return Err(format!("not {SIGNED_ANSWER}: {media_type:?}"));
+        }
+        let jwt = std::str::from_utf8(&answer.body).map_err(|e| e.to_string())?;
+        let payload = verified_payload(jwt.trim(), keys, algorithms, "token-introspection+jwt")
+            .await
+            .map_err(|e| format!("the signed answer: {e}"))?;
+        // Read by the strict reader first: it refuses what serde_json's map would read two ways.
+        let outer = Registered::parse(&payload).ok_or("the signed answer is not JSON")?;
+        if !matches!(&outer.iss, Claim::Value(iss) if **iss == **issuer.issuer) {
+            return Err("the signed answer is from another issuer".into());
+        }
+        let client_id = self.auth.client_id();
+        if !matches!(&outer.aud, Claim::Value(aud) if aud.iter().any(|a| a == client_id)) {
+            return Err("the signed answer is for another client".into());
+        }
+        #[derive(serde::Deserialize)]
+        struct Outer {
+            token_introspection: serde_json::Map<String, serde_json::Value>,
+        }
+        let outer: Outer = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+        serde_json::to_vec(&outer.token_introspection).map_err(|e| e.to_string())
     }
 
     /// The request's headers and form: the token with its type hint (RFC 7662 §2.1), and
@@ -414,7 +493,11 @@ impl Introspector {
         now: i64,
     ) -> Result<(HeaderMap, String), Box<dyn std::error::Error + Send + Sync>> {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let accept = match self.signed {
+            Some(_) => SIGNED_ANSWER,
+            None => "application/json",
+        };
+        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("token", token)
             .append_pair("token_type_hint", "access_token");
@@ -477,7 +560,8 @@ mod tests {
             std::future::pending::<()>().await;
         });
         let config = Introspection::new(IntrospectionAuth::tls_client_auth("api"));
-        let introspector = Introspector::new(config, &url, HttpClient::new(None).unwrap()).unwrap();
+        let client = HttpClient::new(None).unwrap();
+        let introspector = Introspector::new(config, &url, client, &IssuerKeys::None, &[]).unwrap();
         let issuer: Arc<str> = "https://issuer.example".into();
         let audiences = ["https://api.example".to_owned()];
         let expected = Expected {

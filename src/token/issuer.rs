@@ -3,12 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::algorithm::Algorithm;
-
 use super::claims::Expected;
-use super::keys::{KeySet, VerificationKey};
-#[cfg(feature = "fetch")]
-use super::remote::RemoteKeys;
+pub(crate) use super::issuer_keys::IssuerKeys;
 
 /// One trusted issuer: its exact `iss`, the audiences it may mint for us, and its keys.
 pub(crate) struct TrustedIssuer {
@@ -26,30 +22,6 @@ impl TrustedIssuer {
         Expected {
             issuer: &self.issuer,
             audiences: &self.audiences,
-        }
-    }
-}
-
-/// The keys of one issuer, as the validator sees them.
-pub(crate) enum IssuerKeys {
-    /// None: the issuer's tokens are introspected, never verified here.
-    None,
-    Static(KeySet),
-    #[cfg(feature = "fetch")]
-    Remote(Arc<RemoteKeys>),
-}
-
-impl IssuerKeys {
-    pub(crate) async fn key(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Option<Arc<VerificationKey>> {
-        match self {
-            IssuerKeys::None => None,
-            IssuerKeys::Static(set) => set.select(kid, alg),
-            #[cfg(feature = "fetch")]
-            IssuerKeys::Remote(remote) => remote.key(kid, alg).await,
         }
     }
 }

@@ -1,10 +1,9 @@
 //! JWT access tokens: RFC 9068 §4 validation on top of RFC 7515 / RFC 7519.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::algorithm::Algorithm;
-use crate::json::{Claim, Name, Skip, Text};
+use crate::json::Claim;
 use crate::jws::{self, CompactJws};
 use crate::signature::Signature;
 
@@ -12,6 +11,7 @@ use super::claims::Validated;
 use super::error::TokenError;
 use super::issuer::TrustedIssuer;
 use super::registered::Registered;
+use super::signed::Header;
 
 /// The default allow-list: asymmetric algorithms only (RFC 9068 §4 check 6 forbids `none`).
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -28,91 +28,6 @@ pub(crate) struct JwtRules {
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) leeway: i64,
     pub(crate) require_at_jwt_typ: bool,
-}
-
-/// The protected header members we act on (RFC 7515 §4.1), read in one pass over the JSON
-/// like the payload's claims, so that a member present as `null` is not mistaken for an
-/// absent one; every other member is parsed strictly and skipped.
-#[derive(Default)]
-struct Header<'a> {
-    alg: Claim<Cow<'a, str>>,
-    kid: Claim<Cow<'a, str>>,
-    typ: Claim<Cow<'a, str>>,
-    /// `crit` was present, whatever its value.
-    crit: bool,
-}
-
-impl<'a> Header<'a> {
-    fn parse(json: &'a [u8]) -> Result<Self, TokenError> {
-        let header: Header<'a> = serde_json::from_slice(json).map_err(|_| TokenError::Malformed)?;
-        // Any critical extension is one we do not understand (RFC 7515 §4.1.11: reject),
-        // whatever its value.
-        if header.crit {
-            return Err(TokenError::Malformed);
-        }
-        if !matches!(header.alg, Claim::Value(_)) {
-            return Err(TokenError::AlgorithmNotAllowed);
-        }
-        if header.kid == Claim::OtherType {
-            return Err(TokenError::Malformed);
-        }
-        if header.typ == Claim::OtherType {
-            return Err(TokenError::WrongType);
-        }
-        Ok(header)
-    }
-
-    fn alg(&self) -> &str {
-        match &self.alg {
-            Claim::Value(alg) => alg,
-            _ => "",
-        }
-    }
-
-    fn kid(&self) -> Option<&str> {
-        match &self.kid {
-            Claim::Value(kid) => Some(kid),
-            _ => None,
-        }
-    }
-
-    fn typ(&self) -> Option<&str> {
-        match &self.typ {
-            Claim::Value(typ) => Some(typ),
-            _ => None,
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Header<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Header<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JOSE header")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut header = Header::default();
-                while let Some(Name(name)) = map.next_key()? {
-                    match &*name {
-                        "alg" => header.alg = map.next_value::<Text<'de>>()?.0,
-                        "kid" => header.kid = map.next_value::<Text<'de>>()?.0,
-                        "typ" => header.typ = map.next_value::<Text<'de>>()?.0,
-                        other => {
-                            header.crit |= other == "crit";
-                            map.next_value_seed(Skip)?;
-                        }
-                    }
-                }
-                Ok(header)
-            }
-        }
-        deserializer.deserialize_map(V)
-    }
 }
 
 /// Validates `token` against the trusted issuers at time `now` (RFC 9068 §4).

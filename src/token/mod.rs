@@ -11,11 +11,13 @@ pub mod fetch;
 #[cfg(feature = "fetch")]
 pub mod introspection;
 pub(crate) mod issuer;
+pub(crate) mod issuer_keys;
 pub mod jwt;
 pub mod keys;
 pub(crate) mod registered;
 #[cfg(feature = "fetch")]
 pub mod remote;
+pub(crate) mod signed;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -31,12 +31,15 @@ enum Answer {
     Status(u16),
     Body(&'static str),
     Slow(Duration, Value),
+    /// A signed answer (RFC 9701): a JWT, as `application/token-introspection+jwt`.
+    Signed(String),
 }
 
 /// One request the endpoint received.
 #[derive(Clone, Debug)]
 struct Seen {
     authorization: Option<String>,
+    accept: Option<String>,
     form: HashMap<String, String>,
 }
 
@@ -66,8 +69,12 @@ async fn introspect(
     let authorization = headers
         .get("authorization")
         .map(|v| v.to_str().unwrap().to_owned());
+    let accept = headers
+        .get("accept")
+        .map(|v| v.to_str().unwrap().to_owned());
     state.seen.lock().unwrap().push(Seen {
         authorization,
+        accept,
         form: form.clone(),
     });
     let token = form.get("token").cloned().unwrap_or_default();
@@ -81,6 +88,11 @@ async fn introspect(
             tokio::time::sleep(d).await;
             axum::Json(v).into_response()
         }
+        Some(Answer::Signed(jwt)) => (
+            [("content-type", "application/token-introspection+jwt")],
+            jwt,
+        )
+            .into_response(),
     }
 }
 
@@ -702,4 +714,109 @@ async fn the_example_server_introspects_the_tokens_that_are_not_jwts() {
     get_with_token(&whoami, "unknown-opaque")
         .await
         .assert_error(401, "Bearer", "invalid_token");
+}
+
+/// A signed introspection answer (RFC 9701 §5) by `key`, with `typ`, `iss`, `aud` and the
+/// answer itself.
+fn signed_answer(key: &SigningKey, typ: &str, iss: &str, aud: &str, answer: Value) -> String {
+    let mut header = at_header(&key.kid);
+    header.typ = Some(typ.into());
+    let claims = json!({"iss": iss, "aud": aud, "iat": now(), "token_introspection": answer});
+    key.sign(header, &claims)
+}
+
+#[tokio::test]
+async fn signed_answers_are_verified_with_the_issuers_keys() {
+    let issuer = TestIssuer::start().await;
+    let endpoint = Endpoint::start().await;
+    let guard = OAuthGuard::builder()
+        .trust(
+            Issuer::new(&issuer.issuer)
+                .audience(AUD)
+                .jwks_url(issuer.jwks_url())
+                .introspection(
+                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                        .endpoint(endpoint.url())
+                        .signed_answers(),
+                ),
+        )
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    let iss = issuer.issuer.as_str();
+    let active = json!({"active": true, "aud": AUD, "sub": "carol", "exp": now() + 300});
+    let key = issuer.key(0);
+    let typ = "token-introspection+jwt";
+    endpoint.answer(
+        "signed",
+        Answer::Signed(signed_answer(&key, typ, iss, "api", active.clone())),
+    );
+    let reply = get_with_token(&url, "signed").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["sub"], "carol");
+    assert_eq!(
+        endpoint.last().accept.as_deref(),
+        Some("application/token-introspection+jwt")
+    );
+    // Inactive, signed: 401.
+    let inactive = json!({"active": false});
+    endpoint.answer(
+        "signed-inactive",
+        Answer::Signed(signed_answer(&key, typ, iss, "api", inactive)),
+    );
+    get_with_token(&url, "signed-inactive")
+        .await
+        .assert_error(401, "Bearer", "invalid_token");
+    // Anything but a signed answer that verifies, from this issuer, for this client: 503.
+    let stranger = SigningKey::generate("k1");
+    let refused = [
+        ("unsigned", Answer::Json(active.clone())),
+        (
+            "other-key",
+            Answer::Signed(signed_answer(&stranger, typ, iss, "api", active.clone())),
+        ),
+        (
+            "other-typ",
+            Answer::Signed(signed_answer(&key, "at+jwt", iss, "api", active.clone())),
+        ),
+        (
+            "other-issuer",
+            Answer::Signed(signed_answer(
+                &key,
+                typ,
+                "https://other.example",
+                "api",
+                active.clone(),
+            )),
+        ),
+        (
+            "other-client",
+            Answer::Signed(signed_answer(
+                &key,
+                typ,
+                iss,
+                "someone-else",
+                active.clone(),
+            )),
+        ),
+        ("not-a-jwt", Answer::Signed("eyJ.not.signed".into())),
+    ];
+    for (token, answer) in refused {
+        endpoint.answer(token, answer);
+        let reply = get_with_token(&url, token).await;
+        assert_eq!(reply.status, 503, "{token}: {}", reply.body);
+    }
+    // Signed answers need the issuer's keys.
+    let built = OAuthGuard::builder()
+        .trust(
+            Issuer::new(&issuer.issuer).audience(AUD).introspection(
+                Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                    .endpoint(endpoint.url())
+                    .signed_answers(),
+            ),
+        )
+        .build()
+        .await;
+    assert!(matches!(built, Err(BuildError::MissingKeys(_))));
 }
