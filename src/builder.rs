@@ -12,6 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::dpop::{Dpop, DpopMode};
 use crate::guard::{DEFAULT_LEEWAY, Inner, IssuerModes, OAuthGuard};
 use crate::limits::MAX_REALM_LEN;
+use crate::metadata::{GuardFacts, ResourceError, ResourceIdentifier};
 use crate::mtls::{Mtls, MtlsMode};
 use crate::token::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
 #[cfg(feature = "fetch")]
@@ -64,7 +65,8 @@ impl Issuer {
         }
     }
 
-    /// An audience this resource server answers to; `aud` must contain one of them.
+    /// An audience this resource server answers to; `aud` must contain one of them. Without
+    /// one, the guard's [`resource`](OAuthGuardBuilder::resource) identifier is the audience.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
         self
@@ -153,7 +155,8 @@ pub enum BuildError {
     NoIssuer,
     /// The same issuer configured twice.
     DuplicateIssuer(String),
-    /// An issuer has no audience (RFC 9068 §4 check 5 cannot be skipped).
+    /// An issuer has no audience, and the guard no [`resource`](OAuthGuardBuilder::resource)
+    /// to take as one (RFC 9068 §4 check 5 cannot be skipped).
     MissingAudience(String),
     /// An issuer has no key source.
     MissingKeys(String),
@@ -184,6 +187,8 @@ pub enum BuildError {
     /// More than one issuer has an introspection endpoint: an opaque token does not say which
     /// issuer to ask, and asking the wrong one would show it the token.
     SeveralIntrospectingIssuers,
+    /// The [`resource`](OAuthGuardBuilder::resource) identifier is not one (RFC 9728 §1.2).
+    InvalidResource(ResourceError),
 }
 
 impl std::fmt::Display for BuildError {
@@ -221,6 +226,7 @@ impl std::fmt::Display for BuildError {
             Self::SeveralIntrospectingIssuers => {
                 f.write_str("at most one issuer may have an introspection endpoint")
             }
+            Self::InvalidResource(e) => write!(f, "resource identifier: {e}"),
         }
     }
 }
@@ -257,8 +263,11 @@ pub struct OAuthGuardBuilder {
     rules: JwtRules,
     cache_capacity: u64,
     realm: Option<String>,
+    resource: Option<String>,
     dpop: Dpop,
     mtls: Mtls,
+    /// `mtls` was set: the metadata says certificate-bound tokens are supported.
+    mtls_configured: bool,
     clock: Arc<dyn Clock>,
     #[cfg(feature = "fetch")]
     http_tls: Option<rustls::ClientConfig>,
@@ -277,8 +286,10 @@ impl Default for OAuthGuardBuilder {
             },
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             realm: None,
+            resource: None,
             dpop: Dpop::disabled(),
             mtls: Mtls::allowed(),
+            mtls_configured: false,
             clock: Arc::new(SystemClock),
             #[cfg(feature = "fetch")]
             http_tls: None,
@@ -334,6 +345,18 @@ impl OAuthGuardBuilder {
         self
     }
 
+    /// This resource's identifier (RFC 9728 §1.2): an `https` URL (plain `http` only on a
+    /// loopback host) without query or fragment, kept exactly as written. With it, every
+    /// challenge names the URL of the resource's metadata in `resource_metadata` (RFC 9728
+    /// §5.1, §3.1), [`OAuthGuard::metadata`] builds that document, and it is the audience of
+    /// every issuer configured without one ([`Issuer::audience`]): a token must then have been
+    /// issued for this resource (RFC 8707). An issuer with its own audiences keeps them only;
+    /// list the identifier among them for RFC 8707 clients. Checked at [`build`](Self::build).
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
     /// The time source (tests, replayed vectors).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -363,9 +386,13 @@ impl OAuthGuardBuilder {
     }
 
     /// Certificate-bound tokens (RFC 8705): default [`Mtls::allowed`], bound tokens checked
-    /// and unbound ones passed. A second call replaces the first.
+    /// and unbound ones passed. A second call replaces the first. Setting it (or an issuer's
+    /// [`Issuer::mtls`]) also says in the metadata document that certificate-bound tokens are
+    /// supported (`tls_client_certificate_bound_access_tokens`, RFC 9728 §2): the server
+    /// then asks for client certificates.
     pub fn mtls(mut self, mtls: Mtls) -> Self {
         self.mtls = mtls;
+        self.mtls_configured = true;
         self
     }
 
@@ -383,6 +410,12 @@ impl OAuthGuardBuilder {
         {
             return Err(BuildError::InvalidRealm);
         }
+        let resource = self
+            .resource
+            .as_deref()
+            .map(ResourceIdentifier::parse)
+            .transpose()
+            .map_err(BuildError::InvalidResource)?;
         match &self.dpop.public_uri {
             Some(public) if !public.is_usable() => return Err(BuildError::EmptyPublicOrigin),
             Some(_) => {}
@@ -394,16 +427,39 @@ impl OAuthGuardBuilder {
                 }
             }
         }
+        let metadata = resource.as_ref().map(|resource| {
+            let dpop_modes: Vec<DpopMode> = self
+                .issuers
+                .iter()
+                .map(|i| i.dpop_mode.unwrap_or(self.dpop.mode))
+                .collect();
+            let accepts_dpop = dpop_modes.iter().any(|m| *m != DpopMode::Disabled);
+            GuardFacts {
+                resource: resource.clone(),
+                authorization_servers: self.issuers.iter().map(|i| i.issuer.clone()).collect(),
+                dpop_algs: if accepts_dpop {
+                    self.dpop.alg_names()
+                } else {
+                    Vec::new()
+                },
+                dpop_required: dpop_modes.iter().all(|m| *m == DpopMode::Required),
+                mtls: self.mtls_configured || self.issuers.iter().any(|i| i.mtls_mode.is_some()),
+            }
+        });
         #[cfg(feature = "fetch")]
         let mut client: Option<HttpClient> = None;
         let mut issuers = HashMap::new();
         let mut issuer_modes = HashMap::new();
         #[cfg(feature = "fetch")]
         let mut opaque_issuer: Option<String> = None;
-        for issuer in self.issuers {
+        for mut issuer in self.issuers {
             let name = issuer.issuer.clone();
             if issuer.audiences.is_empty() {
-                return Err(BuildError::MissingAudience(name));
+                match &resource {
+                    // RFC 8707 §2: the token names the resource it was issued for.
+                    Some(resource) => issuer.audiences.push(resource.as_str().to_owned()),
+                    None => return Err(BuildError::MissingAudience(name)),
+                }
             }
             #[cfg(feature = "fetch")]
             let introspected = issuer.introspection.is_some();
@@ -483,6 +539,7 @@ impl OAuthGuardBuilder {
         let challenge = ChallengeParams {
             realm: self.realm,
             dpop_algs: self.dpop.algs(),
+            resource_metadata: resource.map(|r| r.metadata_url().to_owned()),
         };
         Ok(OAuthGuard {
             inner: Arc::new(Inner {
@@ -499,6 +556,7 @@ impl OAuthGuardBuilder {
                 mtls: self.mtls,
                 clock: self.clock,
                 challenge,
+                metadata,
             }),
         })
     }

@@ -1,5 +1,6 @@
 //! Every refusal, in one place: status code, `WWW-Authenticate` challenge (RFC 6750 §3,
-//! RFC 9449 §7.1), `DPoP-Nonce` (RFC 9449 §8), and the gRPC status for gRPC requests.
+//! RFC 9449 §7.1, RFC 9470 §3, RFC 9728 §5.1), `DPoP-Nonce` (RFC 9449 §8), and the gRPC status
+//! for gRPC requests.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
@@ -141,15 +142,17 @@ impl From<PolicyError> for Rejection {
     }
 }
 
-/// RFC 6750 §3.1 / RFC 9449 §7.1 error codes.
+/// RFC 6750 §3.1 / RFC 9449 §7.1 / RFC 9470 §3 error codes.
 ///
 /// ```
 /// use tower_oauth_guard::ErrorCode;
 ///
 /// assert_eq!(ErrorCode::InsufficientScope.as_str(), "insufficient_scope");
 /// assert_eq!(ErrorCode::UseDpopNonce.as_str(), "use_dpop_nonce");
+/// assert_eq!(ErrorCode::InsufficientUserAuthentication.as_str(), "insufficient_user_authentication");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The request is malformed.
     InvalidRequest,
@@ -161,6 +164,9 @@ pub enum ErrorCode {
     InvalidDpopProof,
     /// A fresh server nonce is required (RFC 9449 §9).
     UseDpopNonce,
+    /// The authentication behind the token does not meet the resource's requirements
+    /// (RFC 9470 §3): the user must authenticate again.
+    InsufficientUserAuthentication,
 }
 
 impl ErrorCode {
@@ -172,11 +178,17 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
         }
     }
 }
 
 /// What the guard answers to one refused request, before it is rendered.
+///
+/// Each challenge's parameters come in one fixed order: `realm`, `error`, `error_description`,
+/// `scope`, `acr_values`, `max_age`, `resource_metadata`, then (DPoP only) `algs`; each at
+/// most once, absent when it has nothing to say. Every value is a quoted string but `max_age`,
+/// an integer (RFC 9470 §3).
 ///
 /// ```
 /// use tower_oauth_guard::{Challenge, ChallengeParams, ErrorCode, Protocol, Scheme};
@@ -186,15 +198,21 @@ impl ErrorCode {
 ///     error: Some(ErrorCode::InsufficientScope),
 ///     description: Some("needs scope admin".into()),
 ///     scope: Some("admin".into()),
+///     acr_values: None,
+///     max_age: None,
 ///     schemes: vec![Scheme::Bearer],
 ///     dpop_nonce: None,
 ///     retry_after: None,
 /// };
-/// let params = ChallengeParams { realm: Some("api".into()), dpop_algs: String::new() };
+/// let params = ChallengeParams {
+///     realm: Some("api".into()),
+///     resource_metadata: Some("https://api.example/.well-known/oauth-protected-resource".into()),
+///     ..ChallengeParams::default()
+/// };
 /// let headers = challenge.headers(&params, Protocol::Http);
 /// assert_eq!(
 ///     headers["www-authenticate"],
-///     r#"Bearer realm="api", error="insufficient_scope", error_description="needs scope admin", scope="admin""#
+///     r#"Bearer realm="api", error="insufficient_scope", error_description="needs scope admin", scope="admin", resource_metadata="https://api.example/.well-known/oauth-protected-resource""#
 /// );
 /// ```
 #[derive(Debug, Clone)]
@@ -207,6 +225,12 @@ pub struct Challenge {
     pub description: Option<String>,
     /// The scopes the route requires (RFC 6750 §3 `scope`), on `insufficient_scope`.
     pub scope: Option<String>,
+    /// The `acr` values the route accepts, space separated (RFC 9470 §3 `acr_values`), on
+    /// `insufficient_user_authentication`.
+    pub acr_values: Option<String>,
+    /// The longest time since the user's authentication the route accepts, in seconds
+    /// (RFC 9470 §3 `max_age`), on `insufficient_user_authentication`.
+    pub max_age: Option<u64>,
     /// Schemes to challenge with: the one the client used, or every accepted one.
     pub schemes: Vec<Scheme>,
     /// A fresh `DPoP-Nonce` to send (RFC 9449 §8).
@@ -237,6 +261,9 @@ pub struct ChallengeParams {
     pub realm: Option<String>,
     /// RFC 9449 §7.1 `algs`: the DPoP proof algorithms accepted, space separated.
     pub dpop_algs: String,
+    /// RFC 9728 §5.1 `resource_metadata`: the URL of the resource's metadata document, in
+    /// every challenge of both schemes, when the guard has a resource identifier.
+    pub resource_metadata: Option<String>,
 }
 
 impl Challenge {
@@ -261,7 +288,23 @@ impl Challenge {
                 (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidToken))
             }
             Rejection::Dpop(e) => (dpop_status(e), Some(dpop_error_code(e))),
+            // RFC 9470 §3: a new authentication, hence a new token, is needed.
+            Rejection::Policy(PolicyError::InsufficientUserAuthentication { .. }) => (
+                StatusCode::UNAUTHORIZED,
+                Some(ErrorCode::InsufficientUserAuthentication),
+            ),
             Rejection::Policy(_) => (StatusCode::FORBIDDEN, Some(ErrorCode::InsufficientScope)),
+        };
+        let (acr_values, max_age) = match rejection {
+            Rejection::Policy(PolicyError::InsufficientUserAuthentication {
+                acr_values,
+                max_age,
+                ..
+            }) => (
+                (!acr_values.is_empty()).then(|| acr_values.join(" ")),
+                *max_age,
+            ),
+            _ => (None, None),
         };
         let schemes = match (rejection, used) {
             // Where DPoP is off, a DPoP challenge would send the client somewhere it cannot go.
@@ -283,6 +326,8 @@ impl Challenge {
                 }
                 _ => None,
             },
+            acr_values,
+            max_age,
             schemes,
             dpop_nonce: None,
             retry_after: match rejection {
@@ -302,28 +347,44 @@ impl Challenge {
             .filter_map(|scheme| {
                 let mut out = String::from(scheme.as_str());
                 let mut sep = " ";
-                let mut param = |name: &str, value: &str| {
+                // `quoted`: a quoted-string; otherwise a token (RFC 9110 §11.2 allows either).
+                let mut param = |name: &str, value: &str, quoted: bool| {
                     out.push_str(sep);
                     out.push_str(name);
-                    out.push_str("=\"");
-                    http_syntax::push_quoted(&mut out, value);
-                    out.push('"');
+                    out.push('=');
+                    if quoted {
+                        out.push('"');
+                        http_syntax::push_quoted(&mut out, value);
+                        out.push('"');
+                    } else {
+                        out.push_str(value);
+                    }
                     sep = ", ";
                 };
                 if let Some(realm) = &params.realm {
-                    param("realm", realm);
+                    param("realm", realm, true);
                 }
                 if let Some(error) = self.error {
-                    param("error", error.as_str());
+                    param("error", error.as_str(), true);
                 }
                 if let Some(d) = &self.description {
-                    param("error_description", d);
+                    param("error_description", d, true);
                 }
                 if let Some(scope) = &self.scope {
-                    param("scope", scope);
+                    param("scope", scope, true);
+                }
+                if let Some(acr_values) = &self.acr_values {
+                    param("acr_values", acr_values, true);
+                }
+                if let Some(max_age) = self.max_age {
+                    // Digits only: a token (RFC 9470 §3 `max_age` is a number of seconds).
+                    param("max_age", &max_age.to_string(), false);
+                }
+                if let Some(url) = &params.resource_metadata {
+                    param("resource_metadata", url, true);
                 }
                 if *scheme == Scheme::Dpop && !params.dpop_algs.is_empty() {
-                    param("algs", &params.dpop_algs);
+                    param("algs", &params.dpop_algs, true);
                 }
                 HeaderValue::from_str(&out).ok()
             })
@@ -461,7 +522,105 @@ mod tests {
         ChallengeParams {
             realm: Some("api".into()),
             dpop_algs: "ES256 EdDSA".into(),
+            resource_metadata: None,
         }
+    }
+
+    const METADATA: &str = "https://api.example/.well-known/oauth-protected-resource/v1";
+
+    fn with_metadata() -> ChallengeParams {
+        ChallengeParams {
+            resource_metadata: Some(METADATA.into()),
+            ..params()
+        }
+    }
+
+    fn step_up(
+        acr_values: &[&str],
+        max_age: Option<u64>,
+        failure: crate::policy::StepUpFailure,
+    ) -> Rejection {
+        Rejection::Policy(PolicyError::InsufficientUserAuthentication {
+            failure,
+            acr_values: acr_values.iter().map(|s| s.to_string()).collect(),
+            max_age,
+        })
+    }
+
+    #[test]
+    fn every_challenge_names_the_metadata_after_its_own_parameters() {
+        let missing = Challenge::for_rejection(
+            &Rejection::Credentials(CredentialsError::Missing),
+            None,
+            &[Scheme::Bearer, Scheme::Dpop],
+        );
+        let v = missing.www_authenticate(&with_metadata());
+        assert_eq!(
+            v[0],
+            format!(r#"Bearer realm="api", resource_metadata="{METADATA}""#)
+        );
+        assert_eq!(
+            v[1],
+            format!(r#"DPoP realm="api", resource_metadata="{METADATA}", algs="ES256 EdDSA""#)
+        );
+        let scope = Challenge::for_rejection(
+            &Rejection::Policy(PolicyError::InsufficientScope {
+                required: vec!["admin".into()],
+            }),
+            Some(Scheme::Bearer),
+            &[Scheme::Bearer],
+        );
+        assert_eq!(
+            scope.www_authenticate(&with_metadata())[0],
+            format!(
+                r#"Bearer realm="api", error="insufficient_scope", error_description="the token lacks a required scope", scope="admin", resource_metadata="{METADATA}""#
+            )
+        );
+    }
+
+    #[test]
+    fn step_up_is_401_with_acr_values_and_max_age() {
+        use crate::policy::StepUpFailure;
+        let both = Challenge::for_rejection(
+            &step_up(
+                &["urn:example:mfa", "urn:example:hw"],
+                Some(300),
+                StepUpFailure::AcrNotAccepted,
+            ),
+            Some(Scheme::Dpop),
+            &[Scheme::Bearer, Scheme::Dpop],
+        );
+        assert_eq!(both.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(both.grpc_code(), 16);
+        assert_eq!(both.error, Some(ErrorCode::InsufficientUserAuthentication));
+        assert_eq!(
+            both.www_authenticate(&with_metadata()),
+            [format!(
+                r#"DPoP realm="api", error="insufficient_user_authentication", error_description="a different authentication level is required", acr_values="urn:example:mfa urn:example:hw", max_age=300, resource_metadata="{METADATA}", algs="ES256 EdDSA""#
+            )]
+        );
+        let age = Challenge::for_rejection(
+            &step_up(&[], Some(0), StepUpFailure::AuthTimeTooOld),
+            Some(Scheme::Bearer),
+            &[Scheme::Bearer],
+        );
+        assert_eq!(
+            age.www_authenticate(&ChallengeParams::default()),
+            [
+                r#"Bearer error="insufficient_user_authentication", error_description="a more recent authentication is required", max_age=0"#
+            ]
+        );
+        let acr = Challenge::for_rejection(
+            &step_up(&["a\"b"], None, StepUpFailure::AcrNotAccepted),
+            Some(Scheme::Bearer),
+            &[Scheme::Bearer],
+        );
+        assert_eq!(
+            acr.www_authenticate(&ChallengeParams::default()),
+            [
+                r#"Bearer error="insufficient_user_authentication", error_description="a different authentication level is required", acr_values="a\"b""#
+            ]
+        );
     }
 
     #[test]

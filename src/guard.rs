@@ -18,6 +18,7 @@ use crate::challenge::{Challenge, ChallengeParams, Protocol, Rejection};
 use crate::clock::Clock;
 use crate::dpop::{Dpop, DpopError, DpopMode, ReplayStoreError};
 use crate::extract::{self, CredentialsError, Scheme};
+use crate::metadata::{GuardFacts, MetadataBuilder};
 use crate::metrics::{self, Decision, Started};
 use crate::mtls::{Mtls, MtlsMode, peer};
 use crate::policy::Policy;
@@ -68,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) mtls: Mtls,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) challenge: ChallengeParams,
+    /// What its metadata document says (RFC 9728), when it has a resource identifier.
+    pub(crate) metadata: Option<GuardFacts>,
 }
 
 impl std::fmt::Debug for OAuthGuard {
@@ -211,6 +214,18 @@ impl OAuthGuard {
         &self.inner.challenge
     }
 
+    /// Its protected resource metadata document (RFC 9728 §2), filled in from its own
+    /// configuration; add what only you know and [`build`](MetadataBuilder::build) it. The
+    /// guard needs a resource identifier ([`OAuthGuardBuilder::resource`](crate::OAuthGuardBuilder::resource)).
+    pub fn metadata(&self) -> MetadataBuilder {
+        MetadataBuilder::new(self.inner.metadata.clone())
+    }
+
+    /// The clock skew tolerated on token times, and on a step-up `auth_time`.
+    fn leeway(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.inner.validator.rules.leeway).unwrap_or(0))
+    }
+
     /// Builds the response for a refusal: HTTP 4xx/503, or a gRPC status.
     pub fn refusal_response<B: Default>(
         &self,
@@ -303,7 +318,9 @@ impl OAuthGuard {
                     .await
                     .map_err(refuse)?;
             }
-            policy.check(&token).map_err(|e| refuse(e.into()))?;
+            policy
+                .check(&token, now, self.leeway())
+                .map_err(|e| refuse(e.into()))?;
             return Ok(Admission {
                 token: Some(token),
                 dpop_nonce: refresh.then(|| inner.dpop.fresh_nonce(now)).flatten(),
@@ -384,7 +401,9 @@ impl OAuthGuard {
             admitted_by: inner.id,
             proof: verified_proof,
         };
-        policy.check(&token).map_err(|e| refuse(e.into()))?;
+        policy
+            .check(&token, now, self.leeway())
+            .map_err(|e| refuse(e.into()))?;
         Ok(Admission {
             token: Some(token),
             dpop_nonce,

@@ -77,6 +77,22 @@ impl OAuthGuardLayer {
         self.policy(|p| scopes.into_iter().fold(p, |p, s| p.scope(s)))
     }
 
+    /// Step-up (RFC 9470): requires the token's `acr` to be exactly one of `values`, else
+    /// `401 insufficient_user_authentication` with `acr_values`. See [`Policy::require_acr`].
+    pub fn require_acr<I, S>(self, values: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.policy(|p| p.require_acr(values))
+    }
+
+    /// Step-up (RFC 9470): requires an `auth_time` at most `max_age` ago, else
+    /// `401 insufficient_user_authentication` with `max_age`. See [`Policy::max_auth_age`].
+    pub fn max_auth_age(self, max_age: std::time::Duration) -> Self {
+        self.policy(|p| p.max_auth_age(max_age))
+    }
+
     /// Requires a claim predicate to hold.
     pub fn require(self, requirement: impl Requirement) -> Self {
         self.policy(|p| p.require(requirement))

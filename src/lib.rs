@@ -3,15 +3,18 @@
 //! tower [`Layer`](tower_layer::Layer)s that protect an OAuth 2.0 resource server: they validate
 //! JWT access tokens (RFC 9068) against the issuer's keys (RFC 7517, discovered by RFC 8414 /
 //! OpenID Connect), check that the presenter holds the key the token is bound to (DPoP,
-//! RFC 9449, or a TLS client certificate, RFC 8705), apply the route's scopes, and answer every
-//! failure with the standard challenge (RFC 6750 §3), or a gRPC status for gRPC requests.
+//! RFC 9449, or a TLS client certificate, RFC 8705), apply the route's scopes and step-up
+//! requirements (RFC 9470), and answer every failure with the standard challenge (RFC 6750 §3),
+//! or a gRPC status for gRPC requests. Given its resource identifier, the guard also writes and
+//! serves its protected resource metadata (RFC 9728, [`OAuthGuard::metadata`]), which every
+//! challenge names.
 //!
 //! Each request flows one way through the guard, in this order:
 //!
 //! 1. credentials: the `Authorization` and `DPoP` headers, bounded in size ([`limits`]);
 //! 2. the access token, validated against the issuer's keys (and cached once verified);
 //! 3. the binding: a DPoP proof for `cnf.jkt`, or the client certificate for `cnf.x5t#S256`;
-//! 4. the route's [`Policy`]: scopes and claim requirements;
+//! 4. the route's [`Policy`]: scopes, step-up (`acr`, `auth_time`) and claim requirements;
 //! 5. the inner service, with an [`AccessToken`] in its request extensions; or the refusal
 //!    ([`Rejection`], answered as a [`Challenge`]): status and `WWW-Authenticate`.
 //!
@@ -85,6 +88,8 @@ mod policy;
 
 mod challenge;
 
+mod metadata;
+
 // The guard that runs those steps, how it is configured, and its tower face.
 mod guard;
 
@@ -156,10 +161,16 @@ pub use transport::{PeerCertificates, RemoteAddr, TlsConnection};
 
 // 4. The hand-off and the route policy.
 pub use access_token::{AccessToken, Binding};
-pub use policy::{Policy, PolicyError, Requirement};
+pub use policy::{Policy, PolicyError, Requirement, StepUpFailure};
 
 // 5. The refusal.
 pub use challenge::{Challenge, ChallengeParams, ErrorCode, Protocol, Rejection};
+
+// What the resource says about itself (RFC 9728).
+pub use metadata::{
+    DEFAULT_METADATA_MAX_AGE, MetadataBody, MetadataBuilder, MetadataError, MetadataService,
+    ProtectedResourceMetadata, ResourceError, ResourceIdentifier, WELL_KNOWN_SUFFIX,
+};
 
 // The guard, its configuration, its tower face.
 pub use builder::{BuildError, Issuer, OAuthGuardBuilder};

@@ -33,7 +33,8 @@
 //!
 //! Refusals of gRPC requests (`content-type: application/grpc…`) are gRPC statuses in a
 //! trailers-only response (HTTP 200): `UNAUTHENTICATED` for a missing or invalid token or proof,
-//! `PERMISSION_DENIED` for a missing scope, `UNAVAILABLE` when the replay store is down. The
+//! or a step-up requirement (RFC 9470) the token falls short of, `PERMISSION_DENIED` for a
+//! missing scope, `UNAVAILABLE` when the replay store is down. The
 //! RFC 6750 / RFC 9449 challenge travels in the `www-authenticate` metadata, and a server nonce
 //! in `dpop-nonce`, as over HTTP. Handlers read the identity with [`access_token`] or
 //! [`require_access_token`].

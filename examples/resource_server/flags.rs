@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use clap::{Args, ValueEnum};
+use tower_oauth_guard::ResourceIdentifier;
 use tower_oauth_guard::{BaseUrl, ClientCertHeader, ForwardedHeaders, Issuer, NonceSecret};
 use tower_oauth_guard::{Dpop, DpopNonces, Mtls, OAuthGuard, OAuthGuardBuilder, PublicUri};
 use tower_oauth_guard::{Introspection, IntrospectionAuth};
@@ -57,7 +58,8 @@ pub struct GuardFlags {
     )]
     dpop_nonce_secret: Option<String>,
     /// A public base URL of this API, which a proof's `htu` must name (repeatable; default:
-    /// the listen address, with https when serving TLS).
+    /// the listen address, with https when serving TLS). The first is also its resource
+    /// identifier (RFC 9728), whose metadata it serves and every challenge names.
     #[arg(long, value_name = "URL")]
     public_url: Vec<String>,
     /// Take the public URL from forwarding headers, but only on connections from this proxy
@@ -130,6 +132,11 @@ impl ServerFlags {
         self.tls_cert.is_some()
     }
 
+    /// Whether it asks clients for certificates (`--client-ca`).
+    pub fn client_certs(&self) -> bool {
+        self.client_ca.is_some()
+    }
+
     /// The rustls configuration for `serve_tls`: `None` for plain HTTP. Client certificates are
     /// requested when `--client-ca` is given, and demanded when `mtls_required`.
     pub fn rustls_config(
@@ -192,6 +199,22 @@ impl GuardFlags {
         !matches!(self.dpop, DpopFlag::Off)
     }
 
+    /// This API's resource identifier (RFC 9728 §1.2): the first `--public-url`, else the
+    /// listen address; none behind `--trust-forwarded`, where the public URL comes with each
+    /// request.
+    pub fn resource(&self, local: SocketAddr, tls: bool) -> Option<String> {
+        if !self.trust_forwarded.is_empty() {
+            return None;
+        }
+        let scheme = if tls { "https" } else { "http" };
+        Some(
+            self.public_url
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("{scheme}://{local}")),
+        )
+    }
+
     /// `--mtls required`.
     pub fn mtls_required(&self) -> bool {
         self.mtls == MtlsFlag::Required
@@ -199,11 +222,12 @@ impl GuardFlags {
 
     /// A guard builder configured by the flags; `dpop` adds to the DPoP settings. `local` is
     /// the address the server listens on: without `--public-url` or `--trust-forwarded`, it
-    /// is the public URL.
+    /// is the public URL. `client_certs`: the TLS server asks for client certificates.
     pub fn builder(
         &self,
         local: SocketAddr,
         tls: bool,
+        client_certs: bool,
         dpop: impl FnOnce(Dpop) -> Dpop,
     ) -> Result<OAuthGuardBuilder, Box<dyn std::error::Error>> {
         let issuer = Issuer::new(&self.issuer).audience(&self.audience);
@@ -227,6 +251,16 @@ impl GuardFlags {
         if let Some(realm) = &self.realm {
             builder = builder.realm(realm);
         }
+        if let Some(url) = self.resource(local, tls) {
+            match ResourceIdentifier::parse(&url) {
+                Ok(_) => builder = builder.resource(url),
+                // Plain http on a public address, say: the server runs, without metadata.
+                Err(e) => eprintln!(
+                    "no protected resource metadata: {url} cannot be a resource identifier \
+                     ({e}); set --public-url https://..."
+                ),
+            }
+        }
         let public = if !self.trust_forwarded.is_empty() {
             let headers = match self.forwarded_headers.unwrap_or(ProxyHeaders::Forwarded) {
                 ProxyHeaders::Forwarded => ForwardedHeaders::Forwarded,
@@ -245,12 +279,12 @@ impl GuardFlags {
         let nonces = self.dpop_nonce || self.dpop_nonce_secret.is_some();
         let mut settings = match self.dpop {
             DpopFlag::Off => {
-                let dpop_only =
-                    nonces || !self.public_url.is_empty() || !self.trust_forwarded.is_empty();
+                // --public-url still names the resource (RFC 9728).
+                let dpop_only = nonces || !self.trust_forwarded.is_empty();
                 if dpop_only {
                     return Err(
-                        "--dpop off: the DPoP flags (--dpop-nonce[-secret], --public-url, \
-                                --trust-forwarded) would do nothing"
+                        "--dpop off: the DPoP flags (--dpop-nonce[-secret], --trust-forwarded) \
+                                would do nothing"
                             .into(),
                     );
                 }
@@ -278,7 +312,13 @@ impl GuardFlags {
                 self.trust_client_cert_header.iter().copied(),
             ));
         }
-        Ok(builder.mtls(mtls))
+        // Set only where certificates can arrive (the TLS server asks for them, or a proxy
+        // forwards them): setting it says so in the metadata. Bound tokens are checked anyway.
+        let certificates = client_certs || !self.trust_client_cert_header.is_empty();
+        if certificates || self.mtls_required() {
+            builder = builder.mtls(mtls);
+        }
+        Ok(builder)
     }
 }
 

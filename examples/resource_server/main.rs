@@ -7,32 +7,31 @@
 //!     --issuer https://issuer.example --audience https://api.example --jwks jwks.json
 //! ```
 //!
-//! HTTP routes: `GET|POST /api/whoami` (any valid token) answers
-//! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`; `GET /health`
-//! needs no token and answers `ok` (for liveness probes, and the unguarded baseline of
-//! `benches/e2e/`); `GET /metrics` needs no token either and answers the guard's metrics in the
-//! Prometheus text format (`metrics.rs`). Browser clients on other origins may call them (CORS), and every request
-//! is traced (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces). With
-//! `--grpc` it serves `grpc.health.v1.Health` instead (see `grpc.rs`; build with
+//! HTTP routes (`routes.rs`): `GET|POST /api/whoami` (any valid token) answers
+//! `{"sub", "client_id", "scope", "binding"}`; `GET /api/admin` needs scope `admin`;
+//! `GET /api/stepup` needs `acr` `urn:example:mfa` and an authentication (`auth_time`) in the
+//! last 300 s (RFC 9470); `GET /health` needs no token and answers `ok` (for liveness probes,
+//! and the unguarded baseline of `benches/e2e/`); `GET /metrics` needs no token either and
+//! answers the guard's metrics in the Prometheus text format (`metrics.rs`). Its protected
+//! resource metadata (RFC 9728) is served at the well-known URL of its public URL (the first
+//! `--public-url`, else the listen address), which every challenge names in
+//! `resource_metadata`. Browser clients on other origins may call them (CORS), and every
+//! request is traced (`RUST_LOG=tower_oauth_guard=info,tower_http=debug` shows the traces).
+//! With `--grpc` it serves `grpc.health.v1.Health` instead (see `grpc.rs`; build with
 //! `--features tonic`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::http::{Method, header};
-use axum::routing::get;
 use clap::Parser;
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_http::cors::{Any, CorsLayer};
-use tower_http::trace::TraceLayer;
-use tower_oauth_guard::{AccessToken, DPOP, DPOP_NONCE, Dpop, serve_tls};
+use tower_oauth_guard::{Dpop, serve_tls};
 
 mod flags;
 #[cfg(feature = "tonic")]
 mod grpc;
 mod metrics;
+mod routes;
 
 /// An API protected by tower-oauth-guard.
 #[derive(Debug, Parser)]
@@ -52,29 +51,6 @@ struct Cli {
     /// Every request needs this scope (else 403, or PERMISSION_DENIED over gRPC).
     #[arg(long, value_name = "SCOPE")]
     require_scope: Option<String>,
-}
-
-async fn whoami(token: AccessToken) -> axum::Json<Value> {
-    axum::Json(json!({
-        "sub": token.subject(),
-        "client_id": token.client_id(),
-        "scope": token.scopes().to_scope_string(),
-        "binding": token.binding().kind(),
-    }))
-}
-
-/// CORS for browser clients, outside the guard: preflights carry no credentials and are answered
-/// here, before authentication.
-fn cors() -> CorsLayer {
-    CorsLayer::new()
-        // Any origin, for the example; a real deployment lists its origins
-        // (`AllowOrigin::list`).
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST])
-        // Named: a `*` wildcard never covers `Authorization` (Fetch standard).
-        .allow_headers([header::AUTHORIZATION, DPOP])
-        // So that scripts can read the server nonce (RFC 9449 §8) and the challenge.
-        .expose_headers([DPOP_NONCE, header::WWW_AUTHENTICATE])
 }
 
 /// The DPoP replay store `--replay-redis` asks for (the default is in process).
@@ -113,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = replay_store(args.replay_redis.as_deref()).await?;
     let guard = args
         .guard
-        .builder(local, args.server.tls(), store)?
+        .builder(local, args.server.tls(), args.server.client_certs(), store)?
         .build()
         .await?;
     let mut layer = guard.layer();
@@ -133,23 +109,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         #[cfg(not(feature = "tonic"))]
         return Err("--grpc: build with --features tonic".into());
     }
-    let app = Router::new()
-        .route("/api/whoami", get(whoami).post(whoami))
-        .route(
-            "/api/admin",
-            get(whoami).layer(guard.layer().require_scope("admin")),
-        )
-        .layer(layer)
-        // Added after the guard's layer, so outside it; inside CORS and tracing like the rest.
-        .route("/health", get(|| async { "ok" }))
+    let app = routes::app(&guard, layer)?
         // Unprotected, for the example: a real deployment serves its metrics on an internal
         // port (or behind its own authentication), never beside the public API.
         .route(
             "/metrics",
-            get(move || std::future::ready(prometheus.render())),
-        )
-        .layer(cors())
-        .layer(TraceLayer::new_for_http());
+            axum::routing::get(move || std::future::ready(prometheus.render())),
+        );
+    if let Some(metadata) = routes::metadata(&guard)? {
+        println!("protected resource metadata at {}", metadata.url());
+    }
     match args.server.rustls_config(mtls_required)? {
         Some(config) => {
             println!("listening on https://{local}");

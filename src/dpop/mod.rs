@@ -264,13 +264,17 @@ impl Dpop {
     }
     /// The `algs` challenge parameter (RFC 9449 §7.1).
     pub(crate) fn algs(&self) -> String {
-        let names: Vec<String> = self
-            .policy
+        self.alg_names().join(" ")
+    }
+
+    /// The accepted proof algorithms, by name (also RFC 9728 §2
+    /// `dpop_signing_alg_values_supported`).
+    pub(crate) fn alg_names(&self) -> Vec<String> {
+        self.policy
             .algorithms
             .iter()
             .map(|a| a.name().to_owned())
-            .collect();
-        names.join(" ")
+            .collect()
     }
 
     /// How long a proof with this `iat` must be remembered (RFC 9449 §11.1): until the last

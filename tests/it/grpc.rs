@@ -488,3 +488,88 @@ async fn refusals_are_trailers_only_grpc_responses() {
     let body = response.into_body().collect().await.unwrap();
     assert_eq!(body.trailers().unwrap()["grpc-status"], "0");
 }
+
+/// RFC 9470 over gRPC: a step-up refusal is UNAUTHENTICATED, with the HTTP challenge (and
+/// the metadata URL, RFC 9728 §5.1) in `www-authenticate`.
+#[tokio::test]
+async fn step_up_is_unauthenticated_with_the_challenge_in_metadata() {
+    let issuer = TestIssuer::start().await;
+    let clock = TestClock::at(now());
+    let guard = builder(&issuer)
+        .resource("https://grpc.example/")
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let guarded = guard
+        .layer()
+        .require_acr(["urn:example:mfa"])
+        .max_auth_age(std::time::Duration::from_secs(120))
+        .layer(example::health_service());
+    tokio::spawn(
+        Server::builder()
+            .add_service(guarded)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    let mut client = client(addr).await;
+    let t = clock.now();
+    let token = |claims: serde_json::Value| {
+        let mut all = json!({"iat": t, "exp": t + 600});
+        all.as_object_mut()
+            .unwrap()
+            .extend(claims.as_object().unwrap().clone());
+        issuer.token(AUD, all)
+    };
+    let rm = r#"resource_metadata="https://grpc.example/.well-known/oauth-protected-resource""#;
+
+    let stale = token(json!({"acr": "urn:example:mfa", "auth_time": t - 121}));
+    let reply = client.check(check_request(&[bearer(&stale)])).await;
+    let status = assert_refused(
+        &reply,
+        Code::Unauthenticated,
+        "insufficient_user_authentication",
+    );
+    assert_eq!(
+        metadata_str(&status, "www-authenticate"),
+        format!(
+            r#"Bearer realm="grpc", error="insufficient_user_authentication", error_description="a more recent authentication is required", acr_values="urn:example:mfa", max_age=120, {rm}"#
+        )
+    );
+    assert_eq!(status.message(), "a more recent authentication is required");
+
+    let password = token(json!({"acr": "urn:example:password", "auth_time": t}));
+    let reply = client.check(check_request(&[bearer(&password)])).await;
+    let status = assert_refused(
+        &reply,
+        Code::Unauthenticated,
+        "acr_values=\"urn:example:mfa\"",
+    );
+    assert_eq!(
+        metadata_str(&status, "www-authenticate"),
+        format!(
+            r#"Bearer realm="grpc", error="insufficient_user_authentication", error_description="a different authentication level is required", acr_values="urn:example:mfa", max_age=120, {rm}"#
+        )
+    );
+
+    let fresh = token(json!({"acr": "urn:example:mfa", "auth_time": t - 120}));
+    let reply = client.check(check_request(&[bearer(&fresh)])).await;
+    assert_ok(&reply, "bearer");
+    // The manual clock moves: the same token is now too old.
+    clock.set(t + 1);
+    let reply = client.check(check_request(&[bearer(&fresh)])).await;
+    assert_refused(&reply, Code::Unauthenticated, "max_age=120");
+
+    // The bare challenge for a call without a token names the metadata too.
+    let reply = client.check(check_request(&[])).await;
+    let status = assert_refused(&reply, Code::Unauthenticated, rm);
+    let challenges: Vec<_> = status
+        .metadata()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(challenges.iter().all(|c| c.contains(rm)), "{challenges:?}");
+}

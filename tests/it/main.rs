@@ -20,6 +20,10 @@ mod properties;
 
 mod limits;
 
+// What the resource says about itself (RFC 9728), and step-up authentication (RFC 9470).
+mod metadata;
+mod step_up;
+
 // The hot paths (parsed keys, proof-key cache, one token digest, the replay store) attacked.
 mod hot_paths;
 mod one_pass_claims;

@@ -657,7 +657,18 @@ fn parse_challenge(value: &str) -> Result<(String, Vec<(String, String)>), TestC
                     _ => return Err(fail("qdtext")),
                 }
             },
-            _ => return Err(fail("unquoted")),
+            // A token (RFC 9110 §5.6.2), up to the separator.
+            Some(_) => {
+                let value = &rest[eq + 1..];
+                let len = value.find(',').unwrap_or(value.len());
+                let token = &value[..len];
+                if token.is_empty() || !token.chars().all(tchar) {
+                    return Err(fail("token"));
+                }
+                out.push_str(token);
+                eq + 1 + len
+            }
+            None => return Err(fail("no value")),
         };
         params.push((name.to_owned(), out));
         rest = &rest[end..];
@@ -680,6 +691,9 @@ proptest! {
         realm in proptest::option::of("[ -~]{0,40}"),
         description in proptest::option::of("[ -~]{0,80}"),
         scope in proptest::option::of("[ -~]{0,40}"),
+        acr_values in proptest::option::of("[ -~]{0,40}"),
+        max_age in proptest::option::of(any::<u64>()),
+        resource_metadata in proptest::option::of("[ -~]{0,60}"),
         algs in "[ -~]{0,30}",
         both in any::<bool>(),
     ) {
@@ -689,11 +703,17 @@ proptest! {
             error: Some(ErrorCode::InvalidToken),
             description: description.clone(),
             scope: scope.clone(),
+            acr_values: acr_values.clone(),
+            max_age,
             schemes: schemes.clone(),
             dpop_nonce: None,
             retry_after: None,
         };
-        let params = ChallengeParams { realm: realm.clone(), dpop_algs: algs.clone() };
+        let params = ChallengeParams {
+            realm: realm.clone(),
+            dpop_algs: algs.clone(),
+            resource_metadata: resource_metadata.clone(),
+        };
         let values = challenge.www_authenticate(&params);
         prop_assert_eq!(values.len(), schemes.len());
         for (value, scheme) in values.iter().zip(&schemes) {
@@ -704,6 +724,14 @@ proptest! {
             prop_assert_eq!(get("error"), Some("invalid_token".to_owned()));
             prop_assert_eq!(get("error_description"), description.clone());
             prop_assert_eq!(get("scope"), scope.clone());
+            prop_assert_eq!(get("acr_values"), acr_values.clone());
+            prop_assert_eq!(get("max_age"), max_age.map(|m| m.to_string()));
+            prop_assert_eq!(get("resource_metadata"), resource_metadata.clone());
+            // The order of RFC 6750 §3, then RFC 9470 §3, RFC 9728 §5.1 and RFC 9449 §7.1.
+            let order = ["realm", "error", "error_description", "scope", "acr_values", "max_age", "resource_metadata", "algs"];
+            let names: Vec<&str> = parsed.iter().map(|(k, _)| k.as_str()).collect();
+            let expected: Vec<&str> = order.iter().copied().filter(|n| names.contains(n)).collect();
+            prop_assert_eq!(names, expected);
             let expected_algs = (*scheme == Scheme::Dpop && !algs.is_empty()).then(|| algs.clone());
             prop_assert_eq!(get("algs"), expected_algs);
         }
@@ -722,6 +750,8 @@ proptest! {
             error: Some(ErrorCode::InsufficientScope),
             description: Some(description.clone()),
             scope: Some(scope.clone()),
+            acr_values: None,
+            max_age: None,
             schemes: vec![Scheme::Bearer],
             dpop_nonce: None,
             retry_after: None,
