@@ -1,6 +1,7 @@
 //! The flags: which tokens to trust, how they must be bound, where and how to listen.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tower_oauth_guard::ResourceIdentifier;
@@ -39,6 +40,10 @@ pub struct GuardFlags {
         requires = "introspection_url"
     )]
     client_secret: Option<String>,
+    /// Longest an active introspection answer is reused, in seconds (default 60; never beyond
+    /// the token's `exp`): a revoked token is refused at most this long after its revocation.
+    #[arg(long, value_name = "SECONDS", requires = "introspection_url")]
+    introspection_cache_ttl: Option<u64>,
     /// Realm of the WWW-Authenticate challenges.
     #[arg(long)]
     realm: Option<String>,
@@ -241,10 +246,15 @@ impl GuardFlags {
             &self.client_id,
             &self.client_secret,
         ) {
-            (Some(url), Some(id), Some(secret)) => issuer.introspection(
-                Introspection::new(IntrospectionAuth::client_secret_basic(id, secret))
-                    .endpoint(url),
-            ),
+            (Some(url), Some(id), Some(secret)) => {
+                let mut introspection =
+                    Introspection::new(IntrospectionAuth::client_secret_basic(id, secret))
+                        .endpoint(url);
+                if let Some(seconds) = self.introspection_cache_ttl {
+                    introspection = introspection.max_cache_ttl(Duration::from_secs(seconds));
+                }
+                issuer.introspection(introspection)
+            }
             _ => issuer,
         };
         let mut builder = OAuthGuard::builder().trust(issuer);
