@@ -161,12 +161,37 @@ impl Endpoint {
     /// A guard trusting this issuer for opaque tokens, introspection configured by `configure`.
     fn guard(&self, configure: impl FnOnce(Introspection) -> Introspection) -> OAuthGuardBuilder {
         let auth = IntrospectionAuth::client_secret_basic("api", "s3cret");
+        self.guard_with(auth, configure)
+    }
+
+    /// The same, authenticating with `auth`.
+    fn guard_with(
+        &self,
+        auth: IntrospectionAuth,
+        configure: impl FnOnce(Introspection) -> Introspection,
+    ) -> OAuthGuardBuilder {
         let introspection = configure(Introspection::new(auth).endpoint(self.url()));
         OAuthGuard::builder().trust(
             Issuer::new(&self.base)
                 .audience(AUD)
                 .introspection(introspection),
         )
+    }
+
+    /// A guard trusting `issuer`, its JWTs verified with its keys, introspection here
+    /// configured by `configure`.
+    async fn guard_for_jwts(
+        &self,
+        issuer: &TestIssuer,
+        configure: impl FnOnce(Introspection) -> Introspection,
+    ) -> OAuthGuard {
+        let auth = IntrospectionAuth::client_secret_basic("api", "s");
+        let introspection = configure(Introspection::new(auth).endpoint(self.url()));
+        let trusted = Issuer::new(&issuer.issuer)
+            .audience(AUD)
+            .jwks_url(issuer.jwks_url())
+            .introspection(introspection);
+        OAuthGuard::builder().trust(trusted).build().await.unwrap()
     }
 }
 
@@ -450,20 +475,7 @@ async fn an_answer_is_reused_no_longer_than_its_bound_or_the_tokens_exp() {
 async fn a_revocation_sensitive_issuer_is_asked_about_its_jwts_too() {
     let issuer = TestIssuer::start().await;
     let endpoint = Endpoint::start().await;
-    let guard = OAuthGuard::builder()
-        .trust(
-            Issuer::new(&issuer.issuer)
-                .audience(AUD)
-                .jwks_url(issuer.jwks_url())
-                .introspection(
-                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
-                        .endpoint(endpoint.url())
-                        .jwts_too(),
-                ),
-        )
-        .build()
-        .await
-        .unwrap();
+    let guard = endpoint.guard_for_jwts(&issuer, |i| i.jwts_too()).await;
     let url = serve_guard(&guard).await;
     let live = issuer.token(AUD, json!({}));
     endpoint.answer(&live, Answer::Json(json!({"active": true})));
@@ -542,15 +554,7 @@ async fn private_key_jwt_and_tls_client_auth_identify_the_guard() {
         Some("k-api".into()),
     )
     .unwrap();
-    let guard = OAuthGuard::builder()
-        .trust(
-            Issuer::new(&endpoint.base)
-                .audience(AUD)
-                .introspection(Introspection::new(auth).endpoint(endpoint.url())),
-        )
-        .build()
-        .await
-        .unwrap();
+    let guard = endpoint.guard_with(auth, |i| i).build().await.unwrap();
     let url = serve_guard(&guard).await;
     endpoint.active("pkjwt", json!({}));
     assert_eq!(get_with_token(&url, "pkjwt").await.status, 200);
@@ -604,13 +608,8 @@ async fn private_key_jwt_and_tls_client_auth_identify_the_guard() {
     );
 
     // tls_client_auth (RFC 8705 §2): the client id in the form, no secret anywhere.
-    let guard = OAuthGuard::builder()
-        .trust(Issuer::new(&endpoint.base).audience(AUD).introspection(
-            Introspection::new(IntrospectionAuth::tls_client_auth("api")).endpoint(endpoint.url()),
-        ))
-        .build()
-        .await
-        .unwrap();
+    let auth = IntrospectionAuth::tls_client_auth("api");
+    let guard = endpoint.guard_with(auth, |i| i).build().await.unwrap();
     let url = serve_guard(&guard).await;
     endpoint.active("mtls-auth", json!({}));
     assert_eq!(get_with_token(&url, "mtls-auth").await.status, 200);
@@ -623,19 +622,8 @@ async fn private_key_jwt_and_tls_client_auth_identify_the_guard() {
 #[tokio::test]
 async fn client_secret_basic_form_encodes_the_id_and_secret() {
     let endpoint = Endpoint::start().await;
-    let guard = OAuthGuard::builder()
-        .trust(
-            Issuer::new(&endpoint.base).audience(AUD).introspection(
-                Introspection::new(IntrospectionAuth::client_secret_basic(
-                    "a:b c",
-                    "p@ss/w:rd+",
-                ))
-                .endpoint(endpoint.url()),
-            ),
-        )
-        .build()
-        .await
-        .unwrap();
+    let auth = IntrospectionAuth::client_secret_basic("a:b c", "p@ss/w:rd+");
+    let guard = endpoint.guard_with(auth, |i| i).build().await.unwrap();
     let url = serve_guard(&guard).await;
     endpoint.active("basic", json!({}));
     assert_eq!(get_with_token(&url, "basic").await.status, 200);
@@ -729,20 +717,9 @@ fn signed_answer(key: &SigningKey, typ: &str, iss: &str, aud: &str, answer: Valu
 async fn signed_answers_are_verified_with_the_issuers_keys() {
     let issuer = TestIssuer::start().await;
     let endpoint = Endpoint::start().await;
-    let guard = OAuthGuard::builder()
-        .trust(
-            Issuer::new(&issuer.issuer)
-                .audience(AUD)
-                .jwks_url(issuer.jwks_url())
-                .introspection(
-                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
-                        .endpoint(endpoint.url())
-                        .signed_answers(),
-                ),
-        )
-        .build()
-        .await
-        .unwrap();
+    let guard = endpoint
+        .guard_for_jwts(&issuer, Introspection::signed_answers)
+        .await;
     let url = serve_guard(&guard).await;
     let iss = issuer.issuer.as_str();
     let active = json!({"active": true, "aud": AUD, "sub": "carol", "exp": now() + 300});
