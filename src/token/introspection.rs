@@ -580,4 +580,184 @@ mod tests {
         drop(request);
         assert!(introspector.in_flight.lock().unwrap().is_empty());
     }
+
+    fn expected_for(issuer: &Arc<str>, audiences: &[String]) -> Expected<'static> {
+        let issuer: &'static Arc<str> = Box::leak(Box::new(Arc::clone(issuer)));
+        let audiences: &'static [String] = audiences.to_vec().leak();
+        Expected { issuer, audiences }
+    }
+
+    /// An endpoint that reads each whole request, waits `delay`, then answers `body`; and how
+    /// many requests it has read.
+    async fn slow_endpoint(
+        delay: Duration,
+        body: &'static str,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_abandoned_requests_leaves_the_in_flight_map_empty() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok(connection) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        let config = Introspection::new(IntrospectionAuth::tls_client_auth("api"));
+        let client = HttpClient::new(None).unwrap();
+        let introspector = Introspector::new(config, &url, client, &IssuerKeys::None, &[]).unwrap();
+        let issuer: Arc<str> = "https://issuer.example".into();
+        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        // 500 distinct tokens, and 50 requests sharing one, each polled once then dropped.
+        let mut pending = Vec::new();
+        for i in 0..550u32 {
+            let digest = if i < 500 {
+                let mut d = [0u8; 32];
+                d[..4].copy_from_slice(&i.to_be_bytes());
+                d
+            } else {
+                [0xff; 32]
+            };
+            let mut request = Box::pin(introspector.validate("t", digest, expected, 0, 0, None));
+            let is_pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            assert!(is_pending);
+            pending.push(request);
+        }
+        assert_eq!(introspector.in_flight.lock().unwrap().len(), 501);
+        // Dropped in an order where the one sharing a cell with others goes first.
+        pending.reverse();
+        drop(pending);
+        assert!(introspector.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_still_gets_its_answer_when_the_first_request_is_abandoned() {
+        let body = r#"{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":4102444800}"#;
+        let (url, calls) = slow_endpoint(Duration::from_millis(200), body).await;
+        let config = Introspection::new(IntrospectionAuth::tls_client_auth("api"));
+        let client = HttpClient::new(None).unwrap();
+        let introspector = Introspector::new(config, &url, client, &IssuerKeys::None, &[]).unwrap();
+        let issuer: Arc<str> = "https://issuer.example".into();
+        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        let now = 1_800_000_000;
+        let mut first = Box::pin(introspector.validate("shared", [3; 32], expected, 0, now, None));
+        let mut second = Box::pin(introspector.validate("shared", [3; 32], expected, 0, now, None));
+        for request in [&mut first, &mut second] {
+            let is_pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            assert!(is_pending);
+        }
+        drop(first);
+        let validated = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the waiter was left hanging")
+            .expect("the waiter got no answer");
+        assert_eq!(validated.subject.as_deref(), Some("alice"));
+        assert!(calls.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+        assert!(introspector.in_flight.lock().unwrap().is_empty());
+        // A different token is asked about on its own, never served the shared answer.
+        let other = introspector
+            .validate("other", [4; 32], expected, 0, now, None)
+            .await
+            .unwrap();
+        assert_eq!(&*other.raw, "other");
+    }
+
+    /// What the claims reader admits, the claims map handlers read must read too: otherwise an
+    /// admitted token's claims silently vanish (`AccessToken::claim` reads `None`), and a
+    /// requirement such as "not suspended" passes.
+    #[test]
+    fn every_answer_the_claims_reader_admits_reads_as_a_claims_map() {
+        let deep = format!(
+            r#"{{"active":true,"x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let payloads: Vec<Vec<u8>> = [
+            r#"{"active":true,"x":"\ud800"}"#,
+            r#"{"active":true,"x":"\udc00\ud800"}"#,
+            r#"{"active":true,"x":{"y":"\udfff"}}"#,
+            r#"{"active":true,"\ud800":1}"#,
+            r#"{"active":true,"x":1e400}"#,
+            r#"{"active":true,"x":-1e400}"#,
+            r#"{"active":true,"x":[1e400]}"#,
+            r#"{"active":true,"x":1e-400}"#,
+            r#"{"active":true,"exp":1e400}"#,
+            r#"{"active":true,"exp":18446744073709551616}"#,
+            r#"{"active":true,"exp":-0}"#,
+            r#"{"active":true,"x":"\u0000"}"#,
+            r#"{"active":true,"x":"a\u0001b"}"#,
+            "{\"active\":true,\"x\":\"a\u{1}b\"}",
+            r#"{"active":true,"sub":"\ud83d\ude00"}"#,
+            "{\"active\":true}\n\t ",
+            "\u{feff}{\"active\":true}",
+            &deep,
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .chain([b"{\"active\":true,\"x\":\"\xff\"}".to_vec()])
+        .collect();
+        for payload in payloads {
+            let readable = Registered::parse(&payload).is_some();
+            let map =
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&payload);
+            assert!(
+                !readable || map.is_ok(),
+                "admitted by the claims reader, unreadable as claims ({:?}): {}",
+                map.err(),
+                String::from_utf8_lossy(&payload)
+            );
+        }
+    }
 }

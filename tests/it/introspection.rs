@@ -797,3 +797,758 @@ async fn signed_answers_are_verified_with_the_issuers_keys() {
         .await;
     assert!(matches!(built, Err(BuildError::MissingKeys(_))));
 }
+
+// ---- Attacks on introspection: answers, transport, caching, classification, secrets ----
+
+/// `body` for ever, as the endpoint's answer.
+fn leak(body: String) -> &'static str {
+    Box::leak(body.into_boxed_str())
+}
+
+/// A JWS over `header` and `payload` exactly as given, signed ES256 by `key`.
+fn sign_raw_jws(key: &SigningKey, header: &str, payload: &str) -> String {
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let signature = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &key.encoding,
+        jsonwebtoken::Algorithm::ES256,
+    )
+    .unwrap();
+    format!("{input}.{signature}")
+}
+
+#[tokio::test]
+async fn a_repeated_or_escaped_active_member_is_read_as_the_claims_map_reads_it() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint.guard(|i| i).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    let claims = format!(
+        r#""iss":"{}","aud":"{AUD}","sub":"mallory","exp":{}"#,
+        endpoint.base,
+        now() + 300
+    );
+    // The last `active` counts, however its name is spelled: false here.
+    let inactive = [
+        (
+            "dup-false-last",
+            format!(r#"{{"active":true,{claims},"active":false}}"#),
+        ),
+        (
+            "escaped-false-last",
+            format!(r#"{{"active":true,{claims},"\u0061ctive":false}}"#),
+        ),
+    ];
+    for (token, body) in inactive {
+        endpoint.answer(token, Answer::Body(leak(body)));
+        get_with_token(&url, token)
+            .await
+            .assert_error(401, "Bearer", "invalid_token");
+    }
+    // Not a boolean, however it is written: the issuer did not answer (503), never admitted.
+    let unusable = [
+        ("active-null", format!(r#"{{"active":null,{claims}}}"#)),
+        (
+            "active-bool-then-null",
+            format!(r#"{{"active":true,{claims},"active":null}}"#),
+        ),
+        (
+            "active-object",
+            format!(r#"{{"active":{{"value":true}},{claims}}}"#),
+        ),
+        ("active-array", format!(r#"{{"active":[true],{claims}}}"#)),
+        ("active-capital", format!(r#"{{"Active":true,{claims}}}"#)),
+    ];
+    for (token, body) in unusable {
+        endpoint.answer(token, Answer::Body(leak(body)));
+        let reply = get_with_token(&url, token).await;
+        assert_eq!(reply.status, 503, "{token}: {}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn aud_of_any_other_shape_in_the_answer_is_refused() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint.guard(|i| i).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    let refused = [
+        ("aud-nested", json!({"aud": [[AUD]]})),
+        ("aud-object", json!({"aud": {AUD: AUD}})),
+        ("aud-slash", json!({"aud": format!("{AUD}/")})),
+        ("aud-case", json!({"aud": AUD.to_uppercase()})),
+        ("aud-empty", json!({"aud": []})),
+        ("aud-space", json!({"aud": format!("{AUD} other")})),
+    ];
+    for (token, extra) in refused {
+        endpoint.active(token, extra);
+        get_with_token(&url, token)
+            .await
+            .assert_error(401, "Bearer", "invalid_token");
+    }
+    endpoint.active("aud-array", json!({"aud": ["https://other.example", AUD]}));
+    assert_eq!(get_with_token(&url, "aud-array").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_redirecting_endpoint_is_not_followed() {
+    let endpoint = Endpoint::start().await;
+    endpoint.active("redirected", json!({}));
+    let target = endpoint.url();
+    let redirector = Router::new().route(
+        "/introspect",
+        post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", target)]) }
+        }),
+    );
+    let base = serve(redirector).await;
+    let guard = OAuthGuard::builder()
+        .trust(
+            Issuer::new(&endpoint.base).audience(AUD).introspection(
+                Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                    .endpoint(format!("{base}/introspect")),
+            ),
+        )
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    let reply = get_with_token(&url, "redirected").await;
+    reply.assert_error(503, "Bearer", "invalid_token");
+    assert_eq!(endpoint.calls(), 0, "the redirect was followed");
+}
+
+#[tokio::test]
+async fn an_answer_past_the_size_bound_is_503_and_one_within_it_is_read() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint.guard(|i| i).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    endpoint.active("padded-70k", json!({"pad": "x".repeat(70 * 1024)}));
+    let reply = get_with_token(&url, "padded-70k").await;
+    reply.assert_error(503, "Bearer", "invalid_token");
+    endpoint.active("padded-60k", json!({"pad": "x".repeat(60 * 1024)}));
+    assert_eq!(get_with_token(&url, "padded-60k").await.status, 200);
+}
+
+/// An endpoint that answers `200` at once, then drips its body one byte at a time.
+async fn dripping_endpoint() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (listener, base) = bind().await;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 16 * 1024];
+                let _ = stream.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            content-length: 60000\r\n\r\n{\"active\":true";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                while stream.write_all(b" ").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+    });
+    format!("{base}/introspect")
+}
+
+#[tokio::test]
+async fn a_body_dripped_slower_than_the_timeout_is_cut_off_with_503() {
+    let endpoint = dripping_endpoint().await;
+    let guard = OAuthGuard::builder()
+        .trust(
+            Issuer::new("https://issuer.example")
+                .audience(AUD)
+                .introspection(
+                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                        .endpoint(endpoint)
+                        .timeout(Duration::from_millis(500)),
+                ),
+        )
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    let started = std::time::Instant::now();
+    get_with_token(&url, "dripped")
+        .await
+        .assert_error(503, "Bearer", "invalid_token");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout covers the body: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn signed_answers_refuse_none_hmac_duplicates_and_serve_arrays_of_audiences() {
+    let issuer = TestIssuer::start().await;
+    let endpoint = Endpoint::start().await;
+    let guard = OAuthGuard::builder()
+        .trust(
+            Issuer::new(&issuer.issuer)
+                .audience(AUD)
+                .jwks_url(issuer.jwks_url())
+                .introspection(
+                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                        .endpoint(endpoint.url())
+                        .signed_answers(),
+                ),
+        )
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    let iss = issuer.issuer.as_str();
+    let key = issuer.key(0);
+    let kid = key.kid.clone();
+    let typ = "token-introspection+jwt";
+    let active = format!(
+        r#"{{"active":true,"aud":"{AUD}","sub":"carol","exp":{}}}"#,
+        now() + 300
+    );
+    let inactive = r#"{"active":false}"#;
+    let header = format!(r#"{{"alg":"ES256","typ":"{typ}","kid":"{kid}"}}"#);
+    let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes());
+    let outer = |answer: &str| {
+        format!(
+            r#"{{"iss":"{iss}","aud":"api","iat":{},"token_introspection":{answer}}}"#,
+            now()
+        )
+    };
+
+    // alg none, the issuer's header otherwise.
+    let none = format!(
+        "{}.{}.",
+        b64(&format!(r#"{{"alg":"none","typ":"{typ}"}}"#)),
+        b64(&outer(&active))
+    );
+    // HS256 keyed with the issuer's public JWK (the classic key confusion).
+    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.typ = Some(typ.into());
+    hs.kid = Some(kid.clone());
+    let public_jwk = serde_json::to_string(&key.jwk).unwrap();
+    let hmac = jsonwebtoken::encode(
+        &hs,
+        &serde_json::from_str::<Value>(&outer(&active)).unwrap(),
+        &jsonwebtoken::EncodingKey::from_secret(public_jwk.as_bytes()),
+    )
+    .unwrap();
+    // Two `token_introspection` members: inactive first, active last.
+    let twice = format!(
+        r#"{{"iss":"{iss}","aud":"api","token_introspection":{inactive},"token_introspection":{active}}}"#
+    );
+    // Two `iss`: another issuer's last.
+    let two_iss = format!(
+        r#"{{"iss":"{iss}","aud":"api","iss":"https://other.example","token_introspection":{active}}}"#
+    );
+    // `token_introspection` as a string holding an active answer.
+    let as_string = format!(
+        r#"{{"iss":"{iss}","aud":"api","token_introspection":{}}}"#,
+        serde_json::to_string(&active).unwrap()
+    );
+    // A JWS JSON serialization instead of the compact one.
+    let json_serialization = serde_json::to_string(&json!({
+        "protected": b64(&header), "payload": b64(&outer(&active)), "signature": "AA"
+    }))
+    .unwrap();
+    let unavailable = [
+        ("signed-none", none),
+        ("signed-hs256", hmac),
+        ("signed-twice", sign_raw_jws(&key, &header, &twice)),
+        ("signed-two-iss", sign_raw_jws(&key, &header, &two_iss)),
+        ("signed-string", sign_raw_jws(&key, &header, &as_string)),
+        ("signed-json-serialization", json_serialization),
+        (
+            "signed-crit",
+            sign_raw_jws(
+                &key,
+                &format!(r#"{{"alg":"ES256","typ":"{typ}","kid":"{kid}","crit":["exp"],"exp":1}}"#),
+                &outer(&active),
+            ),
+        ),
+        (
+            "signed-typ-null",
+            sign_raw_jws(
+                &key,
+                &format!(r#"{{"alg":"ES256","typ":null,"kid":"{kid}"}}"#),
+                &outer(&active),
+            ),
+        ),
+        (
+            "signed-typ-jwt",
+            sign_raw_jws(
+                &key,
+                &format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{kid}"}}"#),
+                &outer(&active),
+            ),
+        ),
+    ];
+    for (token, jwt) in unavailable {
+        endpoint.answer(token, Answer::Signed(jwt));
+        let reply = get_with_token(&url, token).await;
+        assert_eq!(reply.status, 503, "{token}: {}", reply.body);
+    }
+    // Inside a verified answer, a repeated `active` keeps its last value (false): 401.
+    let dup_active = format!(
+        r#"{{"active":true,"aud":"{AUD}","exp":{},"active":false}}"#,
+        now() + 300
+    );
+    endpoint.answer(
+        "signed-dup-active",
+        Answer::Signed(sign_raw_jws(&key, &header, &outer(&dup_active))),
+    );
+    get_with_token(&url, "signed-dup-active")
+        .await
+        .assert_error(401, "Bearer", "invalid_token");
+    // The inner answer naming another issuer: refused like an unsigned one.
+    let other_iss = format!(
+        r#"{{"active":true,"iss":"https://other.example","aud":"{AUD}","exp":{}}}"#,
+        now() + 300
+    );
+    endpoint.answer(
+        "signed-inner-other-iss",
+        Answer::Signed(sign_raw_jws(&key, &header, &outer(&other_iss))),
+    );
+    get_with_token(&url, "signed-inner-other-iss")
+        .await
+        .assert_error(401, "Bearer", "invalid_token");
+    // `aud` as an array that names this client, and `application/` spelled out: served.
+    let array_aud =
+        format!(r#"{{"iss":"{iss}","aud":["someone-else","api"],"token_introspection":{active}}}"#);
+    let full_typ = format!(r#"{{"alg":"ES256","typ":"application/{typ}","kid":"{kid}"}}"#);
+    endpoint.answer(
+        "signed-array-aud",
+        Answer::Signed(sign_raw_jws(&key, &full_typ, &array_aud)),
+    );
+    let reply = get_with_token(&url, "signed-array-aud").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["sub"], "carol");
+}
+
+#[tokio::test]
+async fn a_signed_introspection_answer_is_never_an_access_token() {
+    // An RS whose client id is also its audience (common): the issuer's signed answers name
+    // it in `aud`; replayed as a bearer token they must still be refused.
+    let issuer = TestIssuer::start().await;
+    let guard = issuer.guard("api").build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    let key = issuer.key(0);
+    let mut header = at_header(&key.kid);
+    header.typ = Some("token-introspection+jwt".into());
+    let answer = json!({
+        "iss": issuer.issuer, "aud": "api", "iat": now(), "exp": now() + 300, "sub": "alice",
+        "token_introspection": {"active": true, "aud": "api", "sub": "alice"},
+    });
+    let replayed = key.sign(header, &answer);
+    get_with_token(&url, &replayed)
+        .await
+        .assert_error(401, "Bearer", "invalid_token");
+    // The same claims as an access token are admitted: the type alone refused it.
+    let mut header = at_header(&key.kid);
+    header.typ = Some("at+jwt".into());
+    assert_eq!(
+        get_with_token(&url, &key.sign(header, &answer))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_active_answer_is_not_reused_past_max_cache_ttl_on_the_guards_clock() {
+    let endpoint = Endpoint::start().await;
+    let clock = TestClock::at(now());
+    let guard = endpoint
+        .guard(|i| i.max_cache_ttl(Duration::from_secs(30)))
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    endpoint.active("long-lived", json!({"exp": now() + 86_400}));
+    assert_eq!(get_with_token(&url, "long-lived").await.status, 200);
+    // Revoked at the issuer; an hour later by the guard's clock, far past the 30 s bound.
+    endpoint.answer("long-lived", Answer::Json(json!({"active": false})));
+    clock.set(clock.now() + 3600);
+    let reply = get_with_token(&url, "long-lived").await;
+    assert_eq!(
+        (reply.status.as_u16(), endpoint.calls()),
+        (401, 2),
+        "a revoked token was admitted 3600 s (guard clock) after its answer, with max_cache_ttl 30 s"
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_shows_once_the_bound_has_passed_in_real_time() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint
+        .guard(|i| i.max_cache_ttl(Duration::from_secs(1)))
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    endpoint.active("revoked-later", json!({"exp": now() + 86_400}));
+    assert_eq!(get_with_token(&url, "revoked-later").await.status, 200);
+    endpoint.answer("revoked-later", Answer::Json(json!({"active": false})));
+    assert_eq!(
+        get_with_token(&url, "revoked-later").await.status,
+        200,
+        "within the bound"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    get_with_token(&url, "revoked-later")
+        .await
+        .assert_error(401, "Bearer", "invalid_token");
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_different_tokens_never_share_an_answer() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint.guard(|i| i).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    let base = endpoint.base.clone();
+    for i in 0..24 {
+        let answer = json!({
+            "active": i % 2 == 0, "iss": base, "aud": AUD, "sub": format!("user-{i}"),
+            "exp": now() + 300,
+        });
+        endpoint.answer(
+            &format!("tok-{i}"),
+            Answer::Slow(Duration::from_millis(300), answer),
+        );
+    }
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let url = url.clone();
+        requests.spawn(async move {
+            let reply = get_with_token(&url, &format!("tok-{i}")).await;
+            (i, reply.status.as_u16(), reply.body)
+        });
+    }
+    for (i, status, body) in requests.join_all().await {
+        if i % 2 == 0 {
+            assert_eq!(status, 200, "tok-{i}: {body}");
+            let sub: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(sub["sub"], format!("user-{i}"), "another token's answer");
+        } else {
+            assert_eq!(status, 401, "tok-{i}: {body}");
+        }
+    }
+    assert_eq!(endpoint.calls(), 24);
+}
+
+#[tokio::test]
+async fn extreme_cache_and_timeout_settings_do_not_panic() {
+    let endpoint = Endpoint::start().await;
+    endpoint.active("extreme", json!({}));
+    for (name, configure) in [
+        (
+            "max_cache_ttl",
+            (|i: Introspection| i.max_cache_ttl(Duration::MAX)) as fn(_) -> _,
+        ),
+        ("timeout", |i: Introspection| i.timeout(Duration::MAX)),
+        ("inactive_cache_ttl", |i: Introspection| {
+            i.inactive_cache_ttl(Duration::from_secs(2000 * 365 * 86_400))
+        }),
+    ] {
+        let builder = endpoint.guard(configure);
+        let built = tokio::spawn(async move { builder.build().await }).await;
+        let guard = match built {
+            Err(e) => panic!("{name}: the build panicked: {e}"),
+            Ok(Err(_refused)) => continue, // refusing the setting is fine too
+            Ok(Ok(guard)) => guard,
+        };
+        let url = serve_guard(&guard).await;
+        assert_eq!(get_with_token(&url, "extreme").await.status, 200, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_sensitive_issuer_that_cannot_answer_refuses_its_valid_jwts() {
+    let issuer = TestIssuer::start().await;
+    let endpoint = Endpoint::start().await;
+    let guard = OAuthGuard::builder()
+        .trust(
+            Issuer::new(&issuer.issuer)
+                .audience(AUD)
+                .jwks_url(issuer.jwks_url())
+                .introspection(
+                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                        .endpoint(endpoint.url())
+                        .jwts_too(),
+                ),
+        )
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    let cases = [
+        (Answer::Status(500), 503),
+        (Answer::Json(json!({"active": "true"})), 503),
+        (Answer::Body("{\"active\":true"), 503),
+        (Answer::Json(json!({"active": true, "iss": 7})), 401),
+        (Answer::Json(json!({"active": true, "iss": null})), 401),
+        (Answer::Body("{\"active\":true,\"active\":false}"), 401),
+    ];
+    for (answer, status) in cases {
+        let token = issuer.token(AUD, json!({}));
+        endpoint.answer(&token, answer);
+        let reply = get_with_token(&url, &token).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn tokens_that_are_not_the_introspecting_issuers_never_reach_its_endpoint() {
+    // Issuer A: JWTs, its own keys. Issuer B: introspection only. A's tokens, forged tokens
+    // and JWS-looking tokens must never be shown to B (RFC 7662 §4: a token leaks to B).
+    let a = TestIssuer::start().await;
+    let endpoint = Endpoint::start().await;
+    let guard = OAuthGuard::builder()
+        .trust(Issuer::new(&a.issuer).audience(AUD).jwks_url(a.jwks_url()))
+        .trust(
+            Issuer::new(&endpoint.base).audience(AUD).introspection(
+                Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                    .endpoint(endpoint.url()),
+            ),
+        )
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    let good = a.token(AUD, json!({}));
+    assert_eq!(get_with_token(&url, &good).await.status, 200);
+    let key = a.key(0);
+    let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes());
+    let claims = |iss: &str| a.claims(AUD, json!({"iss": iss}));
+    let mut tampered = good.clone();
+    tampered.pop();
+    tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+    let tokens = [
+        // Signed by A, claiming to be B's: B has no keys, and is not asked.
+        (
+            "a-signed-b-iss",
+            key.sign(at_header(&key.kid), &claims(&endpoint.base)),
+        ),
+        // Unknown issuer.
+        (
+            "unknown-iss",
+            key.sign(at_header(&key.kid), &claims("https://unknown.example")),
+        ),
+        ("tampered-signature", tampered),
+        (
+            "none-with-signature",
+            format!(
+                "{}.{}.AAAA",
+                b64(r#"{"alg":"none"}"#),
+                b64(&claims(&endpoint.base).to_string())
+            ),
+        ),
+    ];
+    for (label, token) in tokens {
+        endpoint.active(&token, json!({}));
+        let reply = get_with_token(&url, &token).await;
+        assert_eq!(reply.status, 401, "{label}: {}", reply.body);
+    }
+    assert_eq!(
+        endpoint.calls(),
+        0,
+        "a JWT was shown to the introspecting issuer"
+    );
+}
+
+#[tokio::test]
+async fn an_unsecured_jwt_is_refused_not_introspected_as_an_opaque_token() {
+    // RFC 7519 §6.1: an unsecured JWT is `header.payload.` (empty signature), `alg: none`.
+    // RFC 9068 §4 forbids `none`; such a token is a (forged) JWT, never an opaque token, and
+    // is neither shown to the introspecting issuer nor admitted on its answer.
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint.guard(|i| i).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes());
+    let claims = json!({
+        "iss": endpoint.base, "aud": AUD, "sub": "admin", "exp": now() + 300,
+    })
+    .to_string();
+    let unsecured = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"at+jwt"}"#),
+        b64(&claims)
+    );
+    // An issuer that looks tokens up loosely (or decodes JWTs without checking `alg`) says
+    // active: the guard must not have asked.
+    endpoint.active(&unsecured, json!({"sub": "admin"}));
+    let reply = get_with_token(&url, &unsecured).await;
+    assert_eq!(
+        (reply.status.as_u16(), endpoint.calls()),
+        (401, 0),
+        "an alg-none JWT with an empty signature was sent to introspection: {}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn secrets_and_tokens_stay_out_of_debug_logs_and_answers() {
+    let logs = logs();
+    let secret = "s3cret-7f1c2b";
+    let token = "tok-9d8e7a6b-opaque";
+    let endpoint = Endpoint::start().await;
+    let introspection = Introspection::new(IntrospectionAuth::client_secret_basic("api", secret))
+        .endpoint(endpoint.url());
+    let issuer = Issuer::new(&endpoint.base)
+        .audience(AUD)
+        .introspection(introspection.clone());
+    for debug in [format!("{introspection:?}"), format!("{issuer:?}")] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    let basic = STANDARD.encode(format!("api:{secret}"));
+    let guard = OAuthGuard::builder().trust(issuer).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    // Failures of every kind, each logged.
+    for (suffix, answer) in [
+        ("-500", Answer::Status(500)),
+        ("-garbage", Answer::Body("{\"active\":tru")),
+        (
+            "-reflect",
+            Answer::Json(json!({"active": "tok-9d8e7a6b-opaque-reflect"})),
+        ),
+    ] {
+        let token = format!("{token}{suffix}");
+        endpoint.answer(&token, answer);
+        let reply = get_with_token(&url, &token).await;
+        assert_eq!(reply.status, 503);
+        let answer = format!("{:?}{}", reply.headers, reply.body);
+        assert!(
+            !answer.contains(token.as_str()) && !answer.contains(secret),
+            "{answer}"
+        );
+    }
+    let text = logs.text();
+    assert!(
+        text.contains("token introspection failed"),
+        "the failures are logged"
+    );
+    for leaked in [secret, token, basic.as_str()] {
+        assert!(!text.contains(leaked), "{leaked} in the logs");
+    }
+}
+
+#[tokio::test]
+async fn step_up_is_judged_on_the_answers_claims_with_the_guards_clock() {
+    let endpoint = Endpoint::start().await;
+    let clock = TestClock::at(now());
+    let guard = endpoint
+        .guard(|i| i)
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new().route("/api/whoami", get(whoami)).layer(
+        guard
+            .layer()
+            .require_acr(["urn:example:mfa"])
+            .max_auth_age(Duration::from_secs(300)),
+    );
+    let url = format!("{}/api/whoami", serve(app).await);
+    let t0 = clock.now();
+    endpoint.active(
+        "stepped",
+        json!({"acr": "urn:example:mfa", "auth_time": t0 - 100, "exp": now() + 3600}),
+    );
+    assert_eq!(get_with_token(&url, "stepped").await.status, 200);
+    // The kept answer ages with the guard's clock: refused without asking again.
+    clock.set(t0 + 400);
+    get_with_token(&url, "stepped").await.assert_error(
+        401,
+        "Bearer",
+        "insufficient_user_authentication",
+    );
+    assert_eq!(endpoint.calls(), 1);
+    clock.set(t0);
+    let refused = [
+        (
+            "acr-array",
+            json!({"acr": ["urn:example:mfa"], "auth_time": t0}),
+        ),
+        (
+            "acr-case",
+            json!({"acr": "URN:EXAMPLE:MFA", "auth_time": t0}),
+        ),
+        (
+            "acr-space",
+            json!({"acr": " urn:example:mfa", "auth_time": t0}),
+        ),
+        ("acr-null", json!({"acr": null, "auth_time": t0})),
+        (
+            "auth-time-string",
+            json!({"acr": "urn:example:mfa", "auth_time": t0.to_string()}),
+        ),
+        (
+            "auth-time-future",
+            json!({"acr": "urn:example:mfa", "auth_time": t0 + 3600}),
+        ),
+        (
+            "auth-time-negative",
+            json!({"acr": "urn:example:mfa", "auth_time": -1}),
+        ),
+        (
+            "auth-time-huge",
+            json!({"acr": "urn:example:mfa", "auth_time": u64::MAX}),
+        ),
+        ("auth-time-absent", json!({"acr": "urn:example:mfa"})),
+    ];
+    for (token, extra) in refused {
+        endpoint.active(token, extra);
+        get_with_token(&url, token).await.assert_error(
+            401,
+            "Bearer",
+            "insufficient_user_authentication",
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_token_reaches_the_endpoint_exactly_as_presented() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint.guard(|i| i).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    // Form injection: were `&` and `=` not encoded, the endpoint would read `token=evil`.
+    endpoint.active("evil", json!({"sub": "evil"}));
+    for token in [
+        "a+b/c==",
+        "A.B~_-9",
+        "x%41y",
+        "t&token=evil",
+        "t;token=evil",
+        "t token=evil",
+    ] {
+        endpoint.active(token, json!({"sub": "exact"}));
+        let reply = get_with_token(&url, token).await;
+        if reply.status == 200 {
+            assert_eq!(reply.json()["sub"], "exact", "{token}");
+            assert_eq!(endpoint.last().form["token"], token);
+        } else {
+            assert_eq!(reply.status, 401, "{token}: {}", reply.body);
+        }
+    }
+    // b64token (RFC 6750 §2.1) characters are all passed on.
+    assert_eq!(get_with_token(&url, "a+b/c==").await.status, 200);
+    assert_eq!(get_with_token(&url, "A.B~_-9").await.status, 200);
+    // And the built guard's `Debug` holds no secret either.
+    let secret_guard = OAuthGuard::builder()
+        .trust(
+            Issuer::new(&endpoint.base).audience(AUD).introspection(
+                Introspection::new(IntrospectionAuth::client_secret_basic(
+                    "api",
+                    "s3cret-guard",
+                ))
+                .endpoint(endpoint.url()),
+            ),
+        )
+        .build()
+        .await
+        .unwrap();
+    assert!(!format!("{secret_guard:?}").contains("s3cret-guard"));
+}

@@ -548,3 +548,69 @@ async fn every_challenge_names_the_same_metadata_url() {
     assert_eq!(served.url(), metadata_url);
     assert_eq!(served.resource().as_str(), resource);
 }
+
+#[tokio::test]
+async fn resource_metadata_never_comes_from_the_request() {
+    // Host header injection: whatever Host, Forwarded or X-Forwarded-* the request carries,
+    // the challenge names the configured metadata URL, and the document the configured resource.
+    let test_issuer = TestIssuer::start().await;
+    let (_guard, base, resource) = serve_guarded(
+        |resource| test_issuer.guard("unused").resource(resource).realm("api"),
+        "/v1",
+    )
+    .await;
+    let expected = format!(r#"resource_metadata="{base}{WELL_KNOWN}/v1""#);
+    let spoofed: [&[(&str, &str)]; 4] = [
+        &[("host", "evil.example")],
+        &[
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+        ],
+        &[("forwarded", "host=evil.example;proto=https")],
+        &[
+            ("host", "evil.example:443"),
+            ("x-forwarded-prefix", "/evil"),
+        ],
+    ];
+    for headers in spoofed {
+        for path in ["/api", "/admin"] {
+            let reply = send("GET", &format!("{base}{path}"), headers).await;
+            if reply.status == 400 {
+                continue; // a Host the server refuses outright never reaches the guard
+            }
+            assert_eq!(reply.status, 401, "{headers:?}");
+            let challenge = reply.www_authenticate().join(", ");
+            assert!(challenge.contains(&expected), "{headers:?}: {challenge}");
+            assert!(!challenge.contains("evil"), "{headers:?}: {challenge}");
+        }
+        let reply = send("GET", &format!("{base}{WELL_KNOWN}/v1"), headers).await;
+        if reply.status == 400 {
+            continue;
+        }
+        assert_eq!(reply.status, 200);
+        assert!(!reply.body.contains("evil"), "{}", reply.body);
+        assert!(reply.body.contains(&format!(r#""resource":"{resource}""#)));
+    }
+    // Odd resource identifiers: refused, or a metadata URL that cannot break out of the
+    // challenge's quoted string.
+    for odd in [
+        "https://api.example/a\"b",
+        "https://api.example/a\\b",
+        "https://api.example/a b",
+        "https://api.example/a\r\nb",
+        "https://user:pw@api.example/",
+        "http://localhost@evil.example/",
+        "http://127.0.0.1.evil.example/",
+        "http://[::1]@evil.example/",
+        "https://api.example/%22",
+    ] {
+        if let Ok(id) = tower_oauth_guard::ResourceIdentifier::parse(odd) {
+            let url = id.metadata_url();
+            assert!(
+                !url.contains(['"', '\\', ' ', '\r', '\n', '@']),
+                "{odd} -> {url}"
+            );
+            assert!(!url.contains("evil"), "{odd} -> {url}");
+        }
+    }
+}
