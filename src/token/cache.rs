@@ -42,6 +42,9 @@ struct Slot {
     validated: Arc<Validated>,
     /// When the entry is forgotten: [`MAX_CACHE_TTL`] or the token's expiry, if sooner.
     until: Instant,
+    /// The same bound on the guard's clock (Unix seconds), which tests and deployments with
+    /// their own clock move: the entry is forgotten at whichever comes first.
+    until_unix: i64,
     /// Read since the hand last passed.
     referenced: bool,
 }
@@ -87,7 +90,7 @@ impl TokenCache {
             let mut shard = self.shard(key)?;
             let slot = *shard.index.get(key)?;
             let entry = shard.slots.get_mut(slot)?;
-            if entry.until <= Instant::now() {
+            if entry.until <= Instant::now() || now >= entry.until_unix {
                 return None;
             }
             entry.referenced = true;
@@ -117,10 +120,12 @@ impl TokenCache {
             return;
         }
         let until = Instant::now() + ttl;
+        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let entry = Slot {
             key,
             validated,
             until,
+            until_unix: now.saturating_add(ttl_secs),
             referenced: false,
         };
         if let Some(mut shard) = self.shard(&key) {
@@ -339,35 +344,57 @@ mod tests {
         );
         assert_consistent(&cache);
         assert!(cache.get(&key, 1_100, 0).is_none(), "before its new nbf");
-        assert_eq!(cache.get(&key, 1_300, 0).unwrap().expires_at, 1_500);
+        assert_eq!(cache.get(&key, 1_250, 0).unwrap().expires_at, 1_500);
         assert!(cache.get(&key, 1_500, 0).is_none(), "at its new exp");
     }
 
     /// `get` is the guard's check of `exp` and `nbf` at the guard's clock, whatever the
-    /// entry's own time: moved forward past `exp`, back before `nbf`, or to the extremes.
+    /// entry's own time: moved forward past `exp` or past the cache's own bound
+    /// ([`MAX_CACHE_TTL`] after the insert, on the same clock), back before `nbf`, or to the
+    /// extremes. The leeway widens `exp` and `nbf`, never the cache's bound: past it, the
+    /// token is validated again (and the leeway applied there).
     #[test]
     fn a_cached_token_is_served_only_within_its_validity_at_the_guards_clock() {
         let cache = TokenCache::new(16);
         let key = TokenCache::key("t");
+        // Inserted at 1_600, valid until 2_000: kept until 1_600 + 300.
         cache.insert(
             key,
             validated_for(key, 2_000, Some(1_500)),
             1_600,
             MAX_CACHE_TTL,
         );
+        let short = TokenCache::key("short");
+        // Valid until 1_700: kept until then.
+        cache.insert(
+            short,
+            validated_for(short, 1_700, None),
+            1_600,
+            MAX_CACHE_TTL,
+        );
+        for (key, now, leeway, served) in [
+            (short, 1_699, 0, true),
+            (short, 1_700, 0, false),
+            (short, 1_700, 1, false),
+        ] {
+            assert_eq!(
+                cache.get(&key, now, leeway).is_some(),
+                served,
+                "{now} {leeway}"
+            );
+        }
         for (now, leeway, served) in [
             (1_600, 0, true),
-            (1_999, 0, true),
-            (2_000, 0, false),
-            (2_000, 1, true),
-            (2_060, 60, false),
+            (1_899, 0, true),
+            (1_900, 0, false),
+            (1_900, 200, false),
             (1_499, 0, false),
             (1_499, 1, true),
             (1_000, 0, false),
             (i64::MAX, 0, false),
             (i64::MIN, 0, false),
             (i64::MIN, i64::MAX, false),
-            (i64::MAX, i64::MAX, true),
+            (i64::MAX, i64::MAX, false),
             (0, i64::MIN, false),
         ] {
             assert_eq!(

@@ -18,7 +18,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, Uri, header};
 use tokio::sync::OnceCell;
 
-use super::claims::{Expected, Validated};
+use super::cache::MAX_CACHE_TTL;
+use super::claims::{Confirmation, Expected, Validated};
 use super::error::TokenError;
 use super::fetch::{Answer, FetchError, HttpClient, parse_url};
 use super::issuer_keys::IssuerKeys;
@@ -249,7 +250,8 @@ impl Introspection {
         self
     }
 
-    /// How long an inactive answer is reused (default 10 s; zero: not at all).
+    /// How long an inactive answer is reused (default 10 s; zero: not at all; at most
+    /// [`MAX_CACHE_TTL`](super::cache::MAX_CACHE_TTL), 5 min).
     pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
         self.inactive_cache_ttl = ttl;
         self
@@ -311,10 +313,11 @@ impl Introspector {
         keys: &IssuerKeys,
         algorithms: &[Algorithm],
     ) -> Result<Self, FetchError> {
-        let inactive = (!config.inactive_cache_ttl.is_zero()).then(|| {
+        let inactive_ttl = config.inactive_cache_ttl.min(MAX_CACHE_TTL);
+        let inactive = (!inactive_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(INACTIVE_CAPACITY)
-                .time_to_live(config.inactive_cache_ttl)
+                .time_to_live(inactive_ttl)
                 .build()
         });
         Ok(Introspector {
@@ -424,12 +427,21 @@ impl Introspector {
             _ => return Err(unavailable(&"the answer has no boolean `active`")),
         }
         if let Some(local) = local {
-            // Active, says the issuer; an `iss` in its answer must still be its own.
-            return match &registered.iss {
-                Claim::Value(iss) if **iss != **issuer.issuer => Err(TokenError::UnknownIssuer),
-                Claim::OtherType => Err(TokenError::UnknownIssuer),
-                _ => Ok(local),
-            };
+            // Active, says the issuer; an `iss` in its answer must still be its own, and a
+            // binding in its answer the JWT's own (never a bound token served as a bearer one).
+            match &registered.iss {
+                Claim::Value(iss) if **iss != **issuer.issuer => {
+                    return Err(TokenError::UnknownIssuer);
+                }
+                Claim::OtherType => return Err(TokenError::UnknownIssuer),
+                _ => {}
+            }
+            if registered.cnf != Claim::Absent
+                && Confirmation::from_cnf(&registered.cnf).as_ref() != Some(&local.confirmation)
+            {
+                return Err(TokenError::UnsupportedConfirmation);
+            }
+            return Ok(local);
         }
         // RFC 7662 §2.2 makes `iss` optional: absent, it is the issuer that was asked.
         let registered = Registered {

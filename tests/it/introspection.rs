@@ -496,6 +496,18 @@ async fn a_revocation_sensitive_issuer_is_asked_about_its_jwts_too() {
     get_with_token(&url, &confused)
         .await
         .assert_error(401, "Bearer", "invalid_token");
+    // An answer binding the token where the JWT does not (or to another key) is refused:
+    // a bound token is never served as a bearer one.
+    let unbound = issuer.token(AUD, json!({}));
+    endpoint.answer(
+        &unbound,
+        Answer::Json(
+            json!({"active": true, "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+        ),
+    );
+    get_with_token(&url, &unbound)
+        .await
+        .assert_error(401, "Bearer", "invalid_token");
     // A forged JWT never reaches the endpoint.
     let asked = endpoint.calls();
     let forged = SigningKey::generate("k1").sign(at_header("k1"), &issuer.claims(AUD, json!({})));
@@ -1455,11 +1467,12 @@ async fn step_up_is_judged_on_the_answers_claims_with_the_guards_clock() {
     let t0 = clock.now();
     endpoint.active(
         "stepped",
-        json!({"acr": "urn:example:mfa", "auth_time": t0 - 100, "exp": now() + 3600}),
+        json!({"acr": "urn:example:mfa", "auth_time": t0 - 290, "exp": now() + 3600}),
     );
     assert_eq!(get_with_token(&url, "stepped").await.status, 200);
-    // The kept answer ages with the guard's clock: refused without asking again.
-    clock.set(t0 + 400);
+    // The kept answer ages with the guard's clock: refused without asking again (30 s on,
+    // within the 60 s the answer is kept).
+    clock.set(t0 + 30);
     get_with_token(&url, "stepped").await.assert_error(
         401,
         "Bearer",
