@@ -251,7 +251,7 @@ impl Introspection {
     }
 
     /// How long an inactive answer is reused (default 10 s; zero: not at all; at most
-    /// [`MAX_CACHE_TTL`](super::cache::MAX_CACHE_TTL), 5 min).
+    /// 5 min, the longest the verified-token cache keeps anything).
     pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
         self.inactive_cache_ttl = ttl;
         self
