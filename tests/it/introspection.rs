@@ -1565,3 +1565,68 @@ async fn the_token_reaches_the_endpoint_exactly_as_presented() {
         .unwrap();
     assert!(!format!("{secret_guard:?}").contains("s3cret-guard"));
 }
+
+/// tls_client_auth (RFC 8705 §2): the guard presents the client certificate of its own HTTP
+/// client to an endpoint that requires one, and the endpoint sees that certificate.
+#[tokio::test]
+async fn tls_client_auth_presents_the_guards_certificate() {
+    use tower_oauth_guard::{PeerCertificates, server_config};
+    let pki = TestPki::generate();
+    let seen = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let app = {
+        let seen = seen.clone();
+        Router::new().route(
+            "/introspect",
+            post(move |certs: Option<axum::Extension<PeerCertificates>>| {
+                let leaf = certs.and_then(|c| c.0.leaf().map(|l| l.as_ref().to_vec()));
+                seen.lock().unwrap().extend(leaf);
+                std::future::ready(axum::Json(json!({"active": true, "aud": AUD, "sub": "m"})))
+            }),
+        )
+    };
+    let roots = pki.roots();
+    let auth = tower_oauth_guard::ClientAuth::Required(roots.clone());
+    let config = server_config(vec![pki.server.cert.clone()], pki.server.key(), auth).unwrap();
+    let addr = serve_https(app, config).await;
+    let endpoint = format!("https://localhost:{}/introspect", addr.port());
+    let client_tls = |identity: Option<&Identity>| {
+        let builder = rustls::ClientConfig::builder_with_provider(rustls_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone());
+        match identity {
+            Some(id) => builder
+                .with_client_auth_cert(vec![id.cert.clone()], id.key())
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        }
+    };
+    let guard_with = |tls: rustls::ClientConfig| {
+        let introspection = Introspection::new(IntrospectionAuth::tls_client_auth("api"))
+            .endpoint(endpoint.clone());
+        OAuthGuard::builder()
+            .trust(
+                Issuer::new("https://issuer.example")
+                    .audience(AUD)
+                    .introspection(introspection),
+            )
+            .http_tls_config(tls)
+            .build()
+    };
+    // With its certificate: admitted, and the endpoint saw exactly that certificate.
+    let guard = guard_with(client_tls(Some(&pki.client_a))).await.unwrap();
+    let url = serve_guard(&guard).await;
+    let reply = get_with_token(&url, "opaque-mtls").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![pki.client_a.cert.as_ref().to_vec()]
+    );
+    // Without one, the endpoint's handshake refuses it: 503, never admitted.
+    let guard = guard_with(client_tls(None)).await.unwrap();
+    let url = serve_guard(&guard).await;
+    get_with_token(&url, "opaque-mtls")
+        .await
+        .assert_error(503, "Bearer", "invalid_token");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
