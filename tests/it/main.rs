@@ -34,6 +34,10 @@ mod hyper_api;
 
 mod examples;
 
+// An MCP server (rmcp, Streamable HTTP) behind the guard.
+#[cfg(feature = "fetch")]
+mod mcp;
+
 mod tower_http_auth;
 
 #[cfg(feature = "metrics")]
