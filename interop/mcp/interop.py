@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""MCP interop: the official Python SDK's client against examples/mcp_server.
+
+Usage: interop.py PATH/TO/mcp_server   (interop/mcp/run runs it)
+
+The script plays a tiny authorization server (RFC 8414 metadata, a JWKS, a client_credentials
+token endpoint that mints ES256 `at+jwt` tokens for the `resource` asked for, RFC 8707), starts
+the MCP server with that issuer and its canonical URI, and lets the SDK do the rest: the 401,
+the protected resource metadata named in it (RFC 9728), the authorization server's metadata,
+the token, then initialize, tools/list and tools/call. It exits non-zero unless every check holds.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import httpx2
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+from mcp import ClientSession
+from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+CLIENT_ID = "interop-client"
+CLIENT_SECRET = "interop-secret"
+STARTUP_TIMEOUT_S = 60
+
+failures = []
+
+
+def check(condition, what):
+    print(("ok   " if condition else "FAIL ") + what)
+    if not condition:
+        failures.append(what)
+    return condition
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AuthorizationServer:
+    """RFC 8414 metadata, a JWKS and a client_credentials token endpoint, on 127.0.0.1."""
+
+    def __init__(self):
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(ECAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update(kid="as-1", alg="ES256", use="sig")
+        self.jwks = {"keys": [jwk]}
+        self.token_requests = []
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        self.issuer = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def mint(self, audience, scope, subject=CLIENT_ID):
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": subject, "aud": audience, "client_id": CLIENT_ID,
+                  "scope": scope, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "as-1", "typ": "at+jwt"})
+
+    def handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path == "/.well-known/oauth-authorization-server":
+                    self.reply(200, {
+                        "issuer": server.issuer,
+                        "token_endpoint": f"{server.issuer}/token",
+                        "jwks_uri": f"{server.issuer}/jwks",
+                        "response_types_supported": ["code"],
+                        "grant_types_supported": ["client_credentials"],
+                        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                    })
+                elif self.path == "/jwks":
+                    self.reply(200, server.jwks)
+                else:
+                    self.reply(404, {"error": "not_found"})
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", "0"))
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                server.token_requests.append(form)
+                basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+                if self.path != "/token" or self.headers.get("authorization") != f"Basic {basic}":
+                    return self.reply(401, {"error": "invalid_client"})
+                if form.get("grant_type") != "client_credentials" or "resource" not in form:
+                    return self.reply(400, {"error": "invalid_request"})
+                scope = form.get("scope", "mcp:tools")
+                self.reply(200, {"access_token": server.mint(form["resource"], scope),
+                                 "token_type": "Bearer", "expires_in": 300, "scope": scope})
+
+        return Handler
+
+
+class MemoryStorage:
+    def __init__(self):
+        self.tokens, self.client = None, None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+class McpServer:
+    def __init__(self, binary, issuer, workdir):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        self.log_path = os.path.join(workdir, "mcp_server.log")
+        self.log = open(self.log_path, "w")
+        args = [binary, "--listen", f"127.0.0.1:{port}", "--issuer", issuer,
+                "--jwks", f"{issuer}/jwks", "--public-url", self.url]
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"mcp_server did not start:\n{open(self.log_path).read()}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+async def session_with(server_url, issuer, scope):
+    """Tools listed and called by the SDK with a token it obtains itself."""
+    provider = ClientCredentialsOAuthProvider(
+        server_url=server_url, storage=MemoryStorage(), client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET, scope=scope, issuer=issuer)
+    async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
+        async with streamable_http_client(server_url, http_client=http) as streams:
+            read, write = streams[0], streams[1]
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = await session.list_tools()
+                echo = await session.call_tool("echo", {"text": "hi"})
+                admin = await session.call_tool("admin_stats", {})
+                return tools, echo, admin
+
+
+def text(result):
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+async def scenario(binary, workdir):
+    auth = AuthorizationServer()
+    server = McpServer(binary, auth.issuer, workdir)
+    try:
+        async with httpx2.AsyncClient(timeout=30) as raw:
+            anonymous = await raw.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                                       headers={"accept": "application/json, text/event-stream"})
+            challenge = anonymous.headers.get("www-authenticate", "")
+            check(anonymous.status_code == 401 and "resource_metadata=" in challenge,
+                  f"no token: 401 naming resource_metadata ({challenge})")
+
+        tools, echo, admin = await session_with(server.url, auth.issuer, "mcp:tools")
+        asked = auth.token_requests[-1] if auth.token_requests else {}
+        check(asked.get("resource") == server.url,
+              f"the SDK asked the token for the canonical URI (resource={asked.get('resource')})")
+        names = sorted(t.name for t in tools.tools)
+        check(names == ["admin_stats", "echo"], f"tools/list: {names}")
+        check(not echo.isError and text(echo) == f"{CLIENT_ID}: hi", f"echo: {text(echo)}")
+        check(admin.isError and "insufficient_scope" in text(admin) and "mcp:admin" in text(admin),
+              f"admin_stats without mcp:admin: tool error ({text(admin)})")
+
+        _, _, admin = await session_with(server.url, auth.issuer, "mcp:tools mcp:admin")
+        check(not admin.isError, f"admin_stats with mcp:admin: {text(admin)}")
+
+        elsewhere = auth.mint("https://other.example/mcp", "mcp:tools mcp:admin")
+        async with httpx2.AsyncClient(timeout=30) as raw:
+            refused = await raw.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                                     headers={"accept": "application/json, text/event-stream",
+                                              "authorization": f"Bearer {elsewhere}"})
+            challenge = refused.headers.get("www-authenticate", "")
+            check(refused.status_code == 401 and 'error="invalid_token"' in challenge,
+                  f"a token for another audience: 401 invalid_token ({challenge})")
+    finally:
+        server.stop()
+        auth.http.shutdown()
+        if failures:
+            print(open(server.log_path).read())
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: interop.py PATH/TO/mcp_server")
+    with tempfile.TemporaryDirectory() as workdir:
+        asyncio.run(scenario(sys.argv[1], workdir))
+    if failures:
+        sys.exit(f"{len(failures)} check(s) failed")
+    print("mcp interop: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
