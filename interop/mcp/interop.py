@@ -33,8 +33,13 @@ from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuth
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
-CLIENT_ID = "interop-client"
-CLIENT_SECRET = "interop-secret"
+# The clients the authorization server knows: id -> (secret, the scopes it may be granted).
+# The SDK asks for every scope in the metadata's `scopes_supported` (MCP's scope selection), so
+# the server, as real ones do, grants only those the client is allowed.
+CLIENTS = {
+    "interop-client": ("interop-secret", {"mcp:tools"}),
+    "interop-admin": ("interop-admin-secret", {"mcp:tools", "mcp:admin"}),
+}
 STARTUP_TIMEOUT_S = 60
 
 failures = []
@@ -66,9 +71,9 @@ class AuthorizationServer:
         self.issuer = f"http://127.0.0.1:{self.http.server_address[1]}"
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
-    def mint(self, audience, scope, subject=CLIENT_ID):
+    def mint(self, audience, scope, client_id="interop-client"):
         now = int(time.time())
-        claims = {"iss": self.issuer, "sub": subject, "aud": audience, "client_id": CLIENT_ID,
+        claims = {"iss": self.issuer, "sub": client_id, "aud": audience, "client_id": client_id,
                   "scope": scope, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "as-1", "typ": "at+jwt"})
 
@@ -91,6 +96,8 @@ class AuthorizationServer:
                 if self.path == "/.well-known/oauth-authorization-server":
                     self.reply(200, {
                         "issuer": server.issuer,
+                        # The SDK's metadata model requires it, though no flow here uses it.
+                        "authorization_endpoint": f"{server.issuer}/authorize",
                         "token_endpoint": f"{server.issuer}/token",
                         "jwks_uri": f"{server.issuer}/jwks",
                         "response_types_supported": ["code"],
@@ -106,13 +113,18 @@ class AuthorizationServer:
                 length = int(self.headers.get("content-length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 server.token_requests.append(form)
-                basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-                if self.path != "/token" or self.headers.get("authorization") != f"Basic {basic}":
+                client = None
+                for client_id, (secret, allowed) in CLIENTS.items():
+                    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+                    if self.headers.get("authorization") == f"Basic {basic}":
+                        client = (client_id, allowed)
+                if self.path != "/token" or client is None:
                     return self.reply(401, {"error": "invalid_client"})
                 if form.get("grant_type") != "client_credentials" or "resource" not in form:
                     return self.reply(400, {"error": "invalid_request"})
-                scope = form.get("scope", "mcp:tools")
-                self.reply(200, {"access_token": server.mint(form["resource"], scope),
+                granted = set(form.get("scope", "mcp:tools").split()) & client[1]
+                scope = " ".join(sorted(granted))
+                self.reply(200, {"access_token": server.mint(form["resource"], scope, client[0]),
                                  "token_type": "Bearer", "expires_in": 300, "scope": scope})
 
         return Handler
@@ -165,11 +177,11 @@ class McpServer:
         self.log.close()
 
 
-async def session_with(server_url, issuer, scope):
+async def session_with(server_url, issuer, client_id):
     """Tools listed and called by the SDK with a token it obtains itself."""
     provider = ClientCredentialsOAuthProvider(
-        server_url=server_url, storage=MemoryStorage(), client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET, scope=scope, issuer=issuer)
+        server_url=server_url, storage=MemoryStorage(), client_id=client_id,
+        client_secret=CLIENTS[client_id][0], issuer=issuer)
     async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
         async with streamable_http_client(server_url, http_client=http) as streams:
             read, write = streams[0], streams[1]
@@ -196,18 +208,20 @@ async def scenario(binary, workdir):
             check(anonymous.status_code == 401 and "resource_metadata=" in challenge,
                   f"no token: 401 naming resource_metadata ({challenge})")
 
-        tools, echo, admin = await session_with(server.url, auth.issuer, "mcp:tools")
+        tools, echo, admin = await session_with(server.url, auth.issuer, "interop-client")
         asked = auth.token_requests[-1] if auth.token_requests else {}
         check(asked.get("resource") == server.url,
               f"the SDK asked the token for the canonical URI (resource={asked.get('resource')})")
+        check(asked.get("scope") == "mcp:tools mcp:admin",
+              f"the SDK asked for the metadata's scopes_supported (scope={asked.get('scope')})")
         names = sorted(t.name for t in tools.tools)
         check(names == ["admin_stats", "echo"], f"tools/list: {names}")
-        check(not echo.isError and text(echo) == f"{CLIENT_ID}: hi", f"echo: {text(echo)}")
-        check(admin.isError and "insufficient_scope" in text(admin) and "mcp:admin" in text(admin),
+        check(not echo.is_error and text(echo) == "interop-client: hi", f"echo: {text(echo)}")
+        check(admin.is_error and "insufficient_scope" in text(admin) and "mcp:admin" in text(admin),
               f"admin_stats without mcp:admin: tool error ({text(admin)})")
 
-        _, _, admin = await session_with(server.url, auth.issuer, "mcp:tools mcp:admin")
-        check(not admin.isError, f"admin_stats with mcp:admin: {text(admin)}")
+        _, _, admin = await session_with(server.url, auth.issuer, "interop-admin")
+        check(not admin.is_error, f"admin_stats with mcp:admin: {text(admin)}")
 
         elsewhere = auth.mint("https://other.example/mcp", "mcp:tools mcp:admin")
         async with httpx2.AsyncClient(timeout=30) as raw:
