@@ -817,19 +817,6 @@ fn leak(body: String) -> &'static str {
     Box::leak(body.into_boxed_str())
 }
 
-/// A JWS over `header` and `payload` exactly as given, signed ES256 by `key`.
-fn sign_raw_jws(key: &SigningKey, header: &str, payload: &str) -> String {
-    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-    let signature = jsonwebtoken::crypto::sign(
-        input.as_bytes(),
-        &key.encoding,
-        jsonwebtoken::Algorithm::ES256,
-    )
-    .unwrap();
-    format!("{input}.{signature}")
-}
-
 #[tokio::test]
 async fn a_repeated_or_escaped_active_member_is_read_as_the_claims_map_reads_it() {
     let endpoint = Endpoint::start().await;
@@ -997,20 +984,9 @@ async fn a_body_dripped_slower_than_the_timeout_is_cut_off_with_503() {
 async fn signed_answers_refuse_none_hmac_duplicates_and_serve_arrays_of_audiences() {
     let issuer = TestIssuer::start().await;
     let endpoint = Endpoint::start().await;
-    let guard = OAuthGuard::builder()
-        .trust(
-            Issuer::new(&issuer.issuer)
-                .audience(AUD)
-                .jwks_url(issuer.jwks_url())
-                .introspection(
-                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
-                        .endpoint(endpoint.url())
-                        .signed_answers(),
-                ),
-        )
-        .build()
-        .await
-        .unwrap();
+    let guard = endpoint
+        .guard_for_jwts(&issuer, |i| i.signed_answers())
+        .await;
     let url = serve_guard(&guard).await;
     let iss = issuer.issuer.as_str();
     let key = issuer.key(0);
@@ -1068,30 +1044,27 @@ async fn signed_answers_refuse_none_hmac_duplicates_and_serve_arrays_of_audience
     let unavailable = [
         ("signed-none", none),
         ("signed-hs256", hmac),
-        ("signed-twice", sign_raw_jws(&key, &header, &twice)),
-        ("signed-two-iss", sign_raw_jws(&key, &header, &two_iss)),
-        ("signed-string", sign_raw_jws(&key, &header, &as_string)),
+        ("signed-twice", key.sign_raw(&header, &twice)),
+        ("signed-two-iss", key.sign_raw(&header, &two_iss)),
+        ("signed-string", key.sign_raw(&header, &as_string)),
         ("signed-json-serialization", json_serialization),
         (
             "signed-crit",
-            sign_raw_jws(
-                &key,
+            key.sign_raw(
                 &format!(r#"{{"alg":"ES256","typ":"{typ}","kid":"{kid}","crit":["exp"],"exp":1}}"#),
                 &outer(&active),
             ),
         ),
         (
             "signed-typ-null",
-            sign_raw_jws(
-                &key,
+            key.sign_raw(
                 &format!(r#"{{"alg":"ES256","typ":null,"kid":"{kid}"}}"#),
                 &outer(&active),
             ),
         ),
         (
             "signed-typ-jwt",
-            sign_raw_jws(
-                &key,
+            key.sign_raw(
                 &format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{kid}"}}"#),
                 &outer(&active),
             ),
@@ -1109,7 +1082,7 @@ async fn signed_answers_refuse_none_hmac_duplicates_and_serve_arrays_of_audience
     );
     endpoint.answer(
         "signed-dup-active",
-        Answer::Signed(sign_raw_jws(&key, &header, &outer(&dup_active))),
+        Answer::Signed(key.sign_raw(&header, &outer(&dup_active))),
     );
     get_with_token(&url, "signed-dup-active")
         .await
@@ -1121,7 +1094,7 @@ async fn signed_answers_refuse_none_hmac_duplicates_and_serve_arrays_of_audience
     );
     endpoint.answer(
         "signed-inner-other-iss",
-        Answer::Signed(sign_raw_jws(&key, &header, &outer(&other_iss))),
+        Answer::Signed(key.sign_raw(&header, &outer(&other_iss))),
     );
     get_with_token(&url, "signed-inner-other-iss")
         .await
@@ -1132,7 +1105,7 @@ async fn signed_answers_refuse_none_hmac_duplicates_and_serve_arrays_of_audience
     let full_typ = format!(r#"{{"alg":"ES256","typ":"application/{typ}","kid":"{kid}"}}"#);
     endpoint.answer(
         "signed-array-aud",
-        Answer::Signed(sign_raw_jws(&key, &full_typ, &array_aud)),
+        Answer::Signed(key.sign_raw(&full_typ, &array_aud)),
     );
     let reply = get_with_token(&url, "signed-array-aud").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -1281,20 +1254,7 @@ async fn extreme_cache_and_timeout_settings_do_not_panic() {
 async fn a_revocation_sensitive_issuer_that_cannot_answer_refuses_its_valid_jwts() {
     let issuer = TestIssuer::start().await;
     let endpoint = Endpoint::start().await;
-    let guard = OAuthGuard::builder()
-        .trust(
-            Issuer::new(&issuer.issuer)
-                .audience(AUD)
-                .jwks_url(issuer.jwks_url())
-                .introspection(
-                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
-                        .endpoint(endpoint.url())
-                        .jwts_too(),
-                ),
-        )
-        .build()
-        .await
-        .unwrap();
+    let guard = endpoint.guard_for_jwts(&issuer, |i| i.jwts_too()).await;
     let url = serve_guard(&guard).await;
     let cases = [
         (Answer::Status(500), 503),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use crate::support::*;
 use axum::Router;
 use axum::routing::get;
-use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Map, Value, json};
 use tower_oauth_guard::{
@@ -40,15 +39,7 @@ fn raw_token(issuer: &TestIssuer, payload: &str) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(key.kid.clone());
     header.typ = Some("at+jwt".into());
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let input = format!(
-        "{}.{}",
-        b64.encode(serde_json::to_vec(&header).unwrap()),
-        b64.encode(payload.as_bytes())
-    );
-    let sig =
-        jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, Algorithm::ES256).unwrap();
-    format!("{input}.{sig}")
+    key.sign_raw(&serde_json::to_string(&header).unwrap(), payload)
 }
 
 fn fill(issuer: &TestIssuer, template: &str) -> String {
@@ -372,15 +363,7 @@ const RAW_VALUE_MARKER: &str = "$serde_json::private::RawValue";
 /// A token whose payload is exactly `payload` under a header that is exactly `header`.
 fn raw_token_with_header(issuer: &TestIssuer, header: &str, payload: &str) -> String {
     let key = issuer.key(0);
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let input = format!(
-        "{}.{}",
-        b64.encode(header.replace("KID", &key.kid)),
-        b64.encode(payload.as_bytes())
-    );
-    let sig =
-        jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, Algorithm::ES256).unwrap();
-    format!("{input}.{sig}")
+    key.sign_raw(&header.replace("KID", &key.kid), payload)
 }
 
 async fn echo_scope(token: AccessToken) -> axum::Json<Value> {

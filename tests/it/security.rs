@@ -698,22 +698,11 @@ fn no_token_proof_or_signature_appears_in_logs_or_debug_output() {
 /// after it).
 #[tokio::test]
 async fn a_token_header_with_invalid_json_in_any_member_is_refused() {
-    use base64::Engine as _;
     let issuer = TestIssuer::start().await;
     let base = serve_guard(&issuer, |d| d, |b| b).await;
     let key = issuer.key(0);
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     let claims = issuer.claims(AUD, json!({})).to_string();
-    let token = |header: &str| {
-        let input = format!("{}.{}", b64(header), b64(&claims));
-        let signature = jsonwebtoken::crypto::sign(
-            input.as_bytes(),
-            &key.encoding,
-            jsonwebtoken::Algorithm::ES256,
-        )
-        .unwrap();
-        format!("{input}.{signature}")
-    };
+    let token = |header: &str| key.sign_raw(header, &claims);
     let url = format!("{base}/api/whoami");
     let header = |member: &str| {
         format!(

@@ -196,17 +196,8 @@ async fn auth_time_must_be_a_plausible_numeric_date() {
 
 /// A JWS over `payload` exactly as given (jsonwebtoken would re-serialize it).
 fn sign_raw(key: &SigningKey, payload: &str) -> String {
-    use base64::Engine as _;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let header = format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{}"}}"#, key.kid);
-    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-    let signature = jsonwebtoken::crypto::sign(
-        input.as_bytes(),
-        &key.encoding,
-        jsonwebtoken::Algorithm::ES256,
-    )
-    .unwrap();
-    format!("{input}.{signature}")
+    key.sign_raw(&header, payload)
 }
 
 #[tokio::test]

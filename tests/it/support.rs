@@ -88,6 +88,17 @@ impl SigningKey {
         }
     }
 
+    /// A JWS over `header` and `payload` exactly as given (no re-serialization), ES256.
+    pub fn sign_raw(&self, header: &str, payload: &str) -> String {
+        use base64::Engine as _;
+        install_provider();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, Algorithm::ES256).unwrap();
+        format!("{input}.{signature}")
+    }
+
     pub fn sign(&self, header: Header, claims: &Value) -> String {
         install_provider();
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
