@@ -8,25 +8,44 @@
 //!     --jwks https://issuer.example/jwks --public-url http://127.0.0.1:8080/mcp
 //! ```
 //!
-//! `echo` needs any valid token; `admin_stats` also needs scope `mcp:admin`. That check runs in
-//! the tool, since the HTTP layer does not read JSON-RPC bodies: without the scope the call is
-//! answered (HTTP 200) with a tool error naming the missing scope, not with a 403 challenge.
+//! Every request needs scope `mcp:tools` (named in the 401's `scope`, which clients ask for
+//! first); `admin_stats` also needs `mcp:admin`. A small middleware
+//! reads which tool a `tools/call` names and answers a token without the tool's scope with
+//! `403 insufficient_scope` naming it (and the metadata), so that the client can ask the
+//! authorization server for it (MCP's scope step-up); the tool checks it again itself.
 
 use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use clap::Parser;
+use http::{Method, StatusCode};
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
-use tower_oauth_guard::{AccessToken, Issuer, MetadataError, OAuthGuard};
+use serde_json::Value;
+use tower_oauth_guard::{
+    AccessToken, Issuer, MetadataError, OAuthGuard, Policy, Presence, Protocol,
+};
 
 /// Every scope the tools use, for the metadata's `scopes_supported`.
-pub const SCOPES: [&str; 2] = ["mcp:tools", "mcp:admin"];
+pub const SCOPES: [&str; 2] = [TOOLS_SCOPE, ADMIN_SCOPE];
 
-/// The scope `admin_stats` needs on top of a valid token.
+/// The scope every request to `/mcp` needs; a 401 names it, so that clients ask for it.
+pub const TOOLS_SCOPE: &str = "mcp:tools";
+
+/// The scope `admin_stats` needs on top of [`TOOLS_SCOPE`].
 pub const ADMIN_SCOPE: &str = "mcp:admin";
+
+/// The scope each tool needs on top of a valid token.
+pub const TOOL_SCOPES: [(&str, &str); 1] = [("admin_stats", ADMIN_SCOPE)];
+
+/// The largest JSON-RPC message read to find the tool (rmcp's own limit is 4 MiB).
+pub const MAX_MESSAGE_LEN: usize = 1 << 20;
 
 /// An MCP server on `--listen`, its endpoint at `/mcp`.
 #[derive(Parser)]
@@ -73,6 +92,8 @@ impl Tools {
     #[tool(description = "Server statistics; needs scope mcp:admin")]
     fn admin_stats(&self, Extension(http): Extension<http::request::Parts>) -> CallToolResult {
         // rmcp hands the tool the HTTP request's parts, and with them the guard's `AccessToken`.
+        // `tool_scopes` has refused a call without the scope already; this keeps the tool safe
+        // wherever it is mounted.
         let token = http.extensions.get::<AccessToken>();
         if !token.is_some_and(|t| t.scopes().contains(ADMIN_SCOPE)) {
             let message = format!("insufficient_scope: this tool needs scope {ADMIN_SCOPE}");
@@ -89,6 +110,41 @@ impl ServerHandler for Tools {
     }
 }
 
+/// The scope a JSON-RPC message needs: that of the tool a `tools/call` names, if any.
+fn required_scope(message: &[u8]) -> Option<&'static str> {
+    let message: Value = serde_json::from_slice(message).ok()?;
+    if message.get("method")?.as_str()? != "tools/call" {
+        return None;
+    }
+    let tool = message.get("params")?.get("name")?.as_str()?;
+    TOOL_SCOPES
+        .iter()
+        .find(|(name, _)| *name == tool)
+        .map(|(_, scope)| *scope)
+}
+
+/// Refuses a `tools/call` whose token lacks the tool's scope with the guard's own
+/// `403 insufficient_scope` challenge (`scope` and `resource_metadata`, RFC 6750 §3.1,
+/// RFC 9728 §5.1), before rmcp reads the message. Runs behind the guard's layer, which has
+/// admitted the token; the check re-reads it, it does not validate it again.
+async fn tool_scopes(State(guard): State<OAuthGuard>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(message) = axum::body::to_bytes(body, MAX_MESSAGE_LEN).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    if let Some(scope) = required_scope(&message) {
+        let policy = Policy::default().scope(scope);
+        if let Err(refusal) = guard.check(&mut parts, &policy, Presence::Required).await {
+            return guard.refusal_response(&refusal, Protocol::Http);
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(message)))
+        .await
+}
+
 /// `/mcp` behind the guard; the metadata at its well-known path, outside it.
 pub fn app(guard: &OAuthGuard, host: &str) -> Result<Router, MetadataError> {
     let metadata = guard
@@ -102,7 +158,8 @@ pub fn app(guard: &OAuthGuard, host: &str) -> Result<Router, MetadataError> {
         StreamableHttpService::new(|| Ok(Tools), Default::default(), config);
     Ok(Router::new()
         .nest_service("/mcp", mcp)
-        .layer(guard.layer())
+        .layer(middleware::from_fn_with_state(guard.clone(), tool_scopes))
+        .layer(guard.layer().require_scope(TOOLS_SCOPE))
         .route_service(metadata.path(), metadata.service()))
 }
 

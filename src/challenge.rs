@@ -223,7 +223,9 @@ pub struct Challenge {
     pub error: Option<ErrorCode>,
     /// A short, secret-free, human-readable description.
     pub description: Option<String>,
-    /// The scopes the route requires (RFC 6750 §3 `scope`), on `insufficient_scope`.
+    /// The scopes the route requires (RFC 6750 §3 `scope`), on `insufficient_scope`, and on a
+    /// 401 that asks for a token (none presented, or `invalid_token`) of a route that requires
+    /// scopes.
     pub scope: Option<String>,
     /// The `acr` values the route accepts, space separated (RFC 9470 §3 `acr_values`), on
     /// `insufficient_user_authentication`.

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::Response;
 use http::request::Parts;
+use http::{Response, StatusCode};
 
 use crate::access_token::{AccessToken, Binding};
-use crate::challenge::{Challenge, ChallengeParams, Protocol, Rejection};
+use crate::challenge::{Challenge, ChallengeParams, ErrorCode, Protocol, Rejection};
 use crate::clock::Clock;
 use crate::dpop::{Dpop, DpopError, DpopMode, ReplayStoreError};
 use crate::extract::{self, CredentialsError, Scheme};
@@ -197,6 +197,8 @@ pub struct Refusal {
     accepted: Vec<Scheme>,
     /// The trusted issuer of a token that validated before the request was refused.
     issuer: Option<Arc<str>>,
+    /// The route's scopes, for a 401 that asks for a token (RFC 6750 §3 `scope`).
+    route_scope: Option<String>,
 }
 
 impl Refusal {
@@ -204,6 +206,11 @@ impl Refusal {
     pub fn challenge(&self) -> Challenge {
         let mut c = Challenge::for_rejection(&self.rejection, self.scheme, &self.accepted);
         c.dpop_nonce = self.nonce.clone();
+        let asks_for_token = c.status == StatusCode::UNAUTHORIZED
+            && matches!(c.error, None | Some(ErrorCode::InvalidToken));
+        if asks_for_token && c.scope.is_none() {
+            c.scope = self.route_scope.clone();
+        }
         c
     }
 }
@@ -268,7 +275,13 @@ impl OAuthGuard {
         // A request an outer guard layer admitted is counted once, there; this guard counts
         // it again only if it refuses it.
         let nested = parts.extensions.get::<AccessToken>().is_some();
-        let decided = self.run(parts, policy, presence).await;
+        let decided = self
+            .run(parts, policy, presence)
+            .await
+            .map_err(|refusal| Refusal {
+                route_scope: policy.scope_param(),
+                ..refusal
+            });
         if nested && decided.is_ok() {
             return decided;
         }
@@ -479,6 +492,7 @@ impl OAuthGuard {
             nonce,
             accepted: Self::accepted_schemes(mode),
             issuer: None,
+            route_scope: None,
         }
     }
 }

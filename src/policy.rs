@@ -195,10 +195,18 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// Adds a required scope.
+    /// Adds a required scope. Besides the `403 insufficient_scope` of a token without it, the
+    /// route's scopes go in the `scope` of its 401s that ask for a token (none presented, or
+    /// `invalid_token`; RFC 6750 §3), so that a client knows what to ask for (MCP's scope
+    /// selection).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scopes.push(scope.into());
         self
+    }
+
+    /// The route's scopes as a challenge's `scope` parameter, if it requires any.
+    pub(crate) fn scope_param(&self) -> Option<String> {
+        (!self.scopes.is_empty()).then(|| self.scopes.join(" "))
     }
 
     /// Requires the token's `acr` claim (RFC 9470 §4) to be exactly one of `values` (a JSON

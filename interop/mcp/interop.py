@@ -7,7 +7,10 @@ The script plays a tiny authorization server (RFC 8414 metadata, a JWKS, a clien
 token endpoint that mints ES256 `at+jwt` tokens for the `resource` asked for, RFC 8707), starts
 the MCP server with that issuer and its canonical URI, and lets the SDK do the rest: the 401,
 the protected resource metadata named in it (RFC 9728), the authorization server's metadata,
-the token, then initialize, tools/list and tools/call. It exits non-zero unless every check holds.
+the token, then initialize, tools/list and tools/call. The 401 names the scope every request
+needs (`mcp:tools`), which the SDK asks for; calling the admin tool then draws a
+`403 insufficient_scope` naming `mcp:admin`, and the SDK steps up: it asks the authorization
+server again for both scopes and retries. It exits non-zero unless every check holds.
 """
 
 import asyncio
@@ -34,8 +37,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 # The clients the authorization server knows: id -> (secret, the scopes it may be granted).
-# The SDK asks for every scope in the metadata's `scopes_supported` (MCP's scope selection), so
-# the server, as real ones do, grants only those the client is allowed.
+# The server, as real ones do, grants only the scopes asked for that the client is allowed.
 CLIENTS = {
     "interop-client": ("interop-secret", {"mcp:tools"}),
     "interop-admin": ("interop-admin-secret", {"mcp:tools", "mcp:admin"}),
@@ -122,7 +124,7 @@ class AuthorizationServer:
                     return self.reply(401, {"error": "invalid_client"})
                 if form.get("grant_type") != "client_credentials" or "resource" not in form:
                     return self.reply(400, {"error": "invalid_request"})
-                granted = set(form.get("scope", "mcp:tools").split()) & client[1]
+                granted = set(form.get("scope", "").split()) & client[1]
                 scope = " ".join(sorted(granted))
                 self.reply(200, {"access_token": server.mint(form["resource"], scope, client[0]),
                                  "token_type": "Bearer", "expires_in": 300, "scope": scope})
@@ -178,7 +180,8 @@ class McpServer:
 
 
 async def session_with(server_url, issuer, client_id):
-    """Tools listed and called by the SDK with a token it obtains itself."""
+    """Tools listed and called by the SDK with tokens it obtains itself; the admin tool's
+    outcome is its result, or the error that ended the call."""
     provider = ClientCredentialsOAuthProvider(
         server_url=server_url, storage=MemoryStorage(), client_id=client_id,
         client_secret=CLIENTS[client_id][0], issuer=issuer)
@@ -189,7 +192,10 @@ async def session_with(server_url, issuer, client_id):
                 await session.initialize()
                 tools = await session.list_tools()
                 echo = await session.call_tool("echo", {"text": "hi"})
-                admin = await session.call_tool("admin_stats", {})
+                try:
+                    admin = await asyncio.wait_for(session.call_tool("admin_stats", {}), 30)
+                except Exception as error:  # the SDK's error for a refused call
+                    admin = error
                 return tools, echo, admin
 
 
@@ -205,23 +211,43 @@ async def scenario(binary, workdir):
             anonymous = await raw.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                                        headers={"accept": "application/json, text/event-stream"})
             challenge = anonymous.headers.get("www-authenticate", "")
-            check(anonymous.status_code == 401 and "resource_metadata=" in challenge,
-                  f"no token: 401 naming resource_metadata ({challenge})")
+            check(anonymous.status_code == 401 and "resource_metadata=" in challenge
+                  and 'scope="mcp:tools"' in challenge,
+                  f"no token: 401 naming resource_metadata and the scope ({challenge})")
+
+            # A token for the server without mcp:admin, and the admin tool called with it.
+            reader = auth.mint(server.url, "mcp:tools")
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "admin_stats", "arguments": {}}}
+            refused = await raw.post(server.url, json=call,
+                                     headers={"accept": "application/json, text/event-stream",
+                                              "authorization": f"Bearer {reader}"})
+            challenge = refused.headers.get("www-authenticate", "")
+            check(refused.status_code == 403 and 'error="insufficient_scope"' in challenge
+                  and 'scope="mcp:admin"' in challenge and "resource_metadata=" in challenge,
+                  f"admin_stats without mcp:admin: 403 naming the scope ({challenge})")
 
         tools, echo, admin = await session_with(server.url, auth.issuer, "interop-client")
-        asked = auth.token_requests[-1] if auth.token_requests else {}
-        check(asked.get("resource") == server.url,
-              f"the SDK asked the token for the canonical URI (resource={asked.get('resource')})")
-        check(asked.get("scope") == "mcp:tools mcp:admin",
-              f"the SDK asked for the metadata's scopes_supported (scope={asked.get('scope')})")
+        asked = [r.get("scope") for r in auth.token_requests]
+        resources = {r.get("resource") for r in auth.token_requests}
+        check(resources == {server.url},
+              f"the SDK asked every token for the canonical URI (resource={resources})")
+        check(asked[:1] == ["mcp:tools"], f"the SDK asked first for the 401's scope (scope={asked[:1]})")
         names = sorted(t.name for t in tools.tools)
         check(names == ["admin_stats", "echo"], f"tools/list: {names}")
         check(not echo.is_error and text(echo) == "interop-client: hi", f"echo: {text(echo)}")
-        check(admin.is_error and "insufficient_scope" in text(admin) and "mcp:admin" in text(admin),
-              f"admin_stats without mcp:admin: tool error ({text(admin)})")
+        check(asked[1:] == ["mcp:tools mcp:admin"],
+              f"on the 403 the SDK stepped up, asking for both scopes (scope={asked[1:]})")
+        check(isinstance(admin, Exception) or admin.is_error,
+              f"admin_stats, when the authorization server grants no mcp:admin: refused ({admin!r})")
 
+        auth.token_requests.clear()
         _, _, admin = await session_with(server.url, auth.issuer, "interop-admin")
-        check(not admin.is_error, f"admin_stats with mcp:admin: {text(admin)}")
+        asked = [r.get("scope") for r in auth.token_requests]
+        check(asked == ["mcp:tools", "mcp:tools mcp:admin"],
+              f"a client allowed mcp:admin gets it by stepping up (scope={asked})")
+        check(not isinstance(admin, Exception) and not admin.is_error,
+              f"admin_stats after the step-up: {admin if isinstance(admin, Exception) else text(admin)}")
 
         elsewhere = auth.mint("https://other.example/mcp", "mcp:tools mcp:admin")
         async with httpx2.AsyncClient(timeout=30) as raw:

@@ -1,7 +1,8 @@
 //! `examples/mcp_server.rs` served for real and spoken to in MCP's Streamable HTTP transport
 //! (JSON-RPC in POSTs, answers as server-sent events): the 401 that sends a client to the
 //! metadata, the metadata that sends it to the issuer, a session with a token for the server's
-//! canonical URI, the admin tool refused without its scope, and a token for another audience.
+//! canonical URI, the admin tool's call refused with a scope challenge, and a token for another
+//! audience.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -22,6 +23,16 @@ async fn post(
     session: Option<&str>,
     body: Value,
 ) -> (Reply, Option<String>) {
+    post_raw(url, token, session, body.to_string()).await
+}
+
+/// A POST of exactly these bytes.
+async fn post_raw(
+    url: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: String,
+) -> (Reply, Option<String>) {
     let mut builder = http::Request::builder()
         .method("POST")
         .uri(url)
@@ -33,9 +44,7 @@ async fn post(
     if let Some(session) = session {
         builder = builder.header("mcp-session-id", session);
     }
-    let request = builder
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
+    let request = builder.body(Full::new(Bytes::from(body))).unwrap();
     let response = client().request(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -93,12 +102,12 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
     let (anonymous, _) = post(&canonical, None, None, initialize.clone()).await;
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
     let metadata_url = format!("{base}/.well-known/oauth-protected-resource/mcp");
-    let challenges = anonymous.www_authenticate();
-    assert!(
-        challenges
-            .iter()
-            .any(|c| c.contains(&format!(r#"resource_metadata="{metadata_url}""#))),
-        "{challenges:?}"
+    // ... and the scope every request needs, which a client asks for first (RFC 6750 §3).
+    assert_eq!(
+        anonymous.www_authenticate(),
+        [format!(
+            r#"Bearer scope="mcp:tools", resource_metadata="{metadata_url}""#
+        )]
     );
 
     // The metadata, outside the guard, names the issuer and the canonical URI.
@@ -139,17 +148,42 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
         "{result}"
     );
 
-    // The admin tool without `mcp:admin`: a tool error naming the scope (the HTTP layer does
-    // not read which tool is called, so no 403 here).
+    // The admin tool without `mcp:admin`: the guard's 403 challenge naming the scope and the
+    // metadata (MCP's scope step-up), before rmcp runs the tool.
     let admin = call(4, "admin_stats", json!({}));
     let (reply, _) = post(&canonical, Some(&token), Some(&session), admin.clone()).await;
-    let result = rpc_result(&reply);
-    assert_eq!(result["result"]["isError"], true, "{result}");
-    let text = result["result"]["content"][0]["text"].as_str().unwrap();
-    assert!(
-        text.contains("insufficient_scope") && text.contains("mcp:admin"),
-        "{text}"
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(
+        reply.www_authenticate(),
+        [format!(
+            r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="mcp:admin", resource_metadata="{metadata_url}""#
+        )]
     );
+    // Other spellings of the same call: an escaped name, extra members, the name last.
+    for message in [
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"admin\u005fstats","arguments":{}}}"#,
+        r#"{"params":{"arguments":{},"name":"admin_stats"},"id":6,"jsonrpc":"2.0","method":"tools\/call"}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","name":"admin_stats","arguments":{}}}"#,
+    ] {
+        let (reply, _) = post_raw(&canonical, Some(&token), Some(&session), message.into()).await;
+        assert_eq!(reply.status, 403, "{message}: {}", reply.body);
+    }
+    // A name given twice: whichever one rmcp reads, the admin tool does not run.
+    let twice = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"admin_stats","name":"echo","arguments":{"text":"x"}}}"#;
+    let (reply, _) = post_raw(&canonical, Some(&token), Some(&session), twice.into()).await;
+    assert!(
+        !reply.body.contains("sessions"),
+        "{} {}",
+        reply.status,
+        reply.body
+    );
+    // A message too large to read is refused, not passed on unread.
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"admin_stats","arguments":{{"pad":"{}"}}}}}}"#,
+        "x".repeat(mcp_server::MAX_MESSAGE_LEN)
+    );
+    let (reply, _) = post_raw(&canonical, Some(&token), Some(&session), huge).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
 
     // With it, in a session of its own.
     let admin_token = issuer.token(&canonical, json!({"scope": "mcp:tools mcp:admin"}));
@@ -168,6 +202,13 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
     let (reply, _) = post(&canonical, Some(&admin_token), Some(&admin_session), admin).await;
     let result = rpc_result(&reply);
     assert_ne!(result["result"]["isError"], true, "{result}");
+
+    // A token without `mcp:tools` may not even list the tools.
+    let bare = issuer.token(&canonical, json!({}));
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
+    let (reply, _) = post(&canonical, Some(&bare), Some(&session), list).await;
+    reply.assert_error(403, "Bearer", "insufficient_scope");
+    assert!(reply.www_authenticate()[0].contains(r#"scope="mcp:tools""#));
 
     // A token for another audience is refused before the MCP server sees the request.
     let elsewhere = issuer.token("https://other.example/mcp", json!({"scope": "mcp:tools"}));

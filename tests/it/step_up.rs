@@ -287,6 +287,57 @@ async fn a_missing_scope_is_answered_before_step_up() {
     assert_eq!(env.get("admin", &admin_mfa).await.status, 200);
 }
 
+/// A 401 that asks for a token names the route's scopes (RFC 6750 §3), so that a client asks
+/// for them; other 401s, about the proof or the authentication, do not.
+#[tokio::test]
+async fn a_scoped_routes_401s_that_ask_for_a_token_name_its_scopes() {
+    let env = Env::start().await;
+    let url = format!("{}/api/admin", env.base);
+    let rm = &env.metadata_url;
+    let reply = send("GET", &url, &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.www_authenticate(),
+        [
+            format!(r#"Bearer scope="admin", resource_metadata="{rm}""#),
+            format!(
+                r#"DPoP scope="admin", resource_metadata="{rm}", algs="ES256 ES384 PS256 RS256 EdDSA""#
+            ),
+        ]
+    );
+    let expired = env.issuer.token(
+        &env.resource,
+        json!({"scope": "admin", "iat": env.clock.now() - 7200, "exp": env.clock.now() - 3600}),
+    );
+    let reply = env.get("admin", &expired).await;
+    reply.assert_error(401, "Bearer", "invalid_token");
+    assert!(
+        reply.www_authenticate()[0]
+            .ends_with(&format!(r#", scope="admin", resource_metadata="{rm}""#)),
+        "{:?}",
+        reply.www_authenticate()
+    );
+    // A route without scopes says none.
+    let reply = send("GET", &format!("{}/api/anything", env.base), &[]).await;
+    assert_eq!(
+        reply.www_authenticate()[0],
+        format!(r#"Bearer resource_metadata="{rm}""#)
+    );
+    // A bound token without its proof: the proof is at fault, not the token's scopes.
+    let bound = env.token(
+        json!({"scope": "admin", "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+    );
+    let auth = format!("DPoP {bound}");
+    let reply = send("GET", &url, &[("authorization", &auth)]).await;
+    assert_eq!(reply.status, 401);
+    let challenges = reply.www_authenticate();
+    assert!(
+        challenges[0].starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{challenges:?}"
+    );
+    assert!(!challenges[0].contains("scope="), "{challenges:?}");
+}
+
 /// Nested layers: the route's step-up applies even though an outer layer admitted the token.
 #[tokio::test]
 async fn an_inner_step_up_layer_refuses_what_the_outer_guard_admitted() {

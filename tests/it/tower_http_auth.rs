@@ -73,13 +73,22 @@ mod authorizer {
         let (_issuer, base) = setup().await;
         let reply = send("GET", &format!("{base}/authz/whoami"), &[]).await;
         assert_eq!(reply.status, 401, "{}", reply.body);
-        assert_eq!(reply.www_authenticate(), ["Bearer realm=\"api\""]);
+        // The route's scope tells the client what to ask for (RFC 6750 §3).
+        assert_eq!(
+            reply.www_authenticate(),
+            [r#"Bearer realm="api", scope="read""#]
+        );
         let own = send("GET", &format!("{base}/layer/whoami"), &[]).await;
         assert_eq!(own.status, reply.status);
         assert_eq!(own.www_authenticate(), reply.www_authenticate());
 
         let reply = get_with_token(&format!("{base}/authz/whoami"), "not-a-jwt").await;
         reply.assert_error(401, "Bearer", "invalid_token");
+        assert!(
+            reply.www_authenticate()[0].ends_with(r#", scope="read""#),
+            "{:?}",
+            reply.www_authenticate()
+        );
     }
 
     #[tokio::test]
