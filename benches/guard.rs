@@ -498,13 +498,25 @@ fn ratio_summary(paths: &Paths) {
 }
 
 /// `GUARD_BENCH_PROFILE=<path>[:<n>]`: runs only `n` iterations of one path (default 500),
-/// inputs made first, for an instruction profile of the guard alone:
-/// `valgrind --tool=callgrind --toggle-collect='*guard::profiled*' <bench binary>`.
+/// inputs made first and the path warmed up (caches full) with as many runs, for a profile of
+/// the guard alone in its steady state:
+/// `valgrind --tool=callgrind --toggle-collect='*guard::profiled*' <bench binary>`. Prints
+/// the CPU time per iteration of the profiled runs.
 fn profile(paths: &Paths, spec: &str) {
     let (path, n) = spec.split_once(':').unwrap_or((spec, "500"));
     let n: usize = n.parse().expect("GUARD_BENCH_PROFILE=<path>:<count>");
+    for _ in 0..2 {
+        let warm_up = (0..n).map(|_| paths.input(path));
+        warm_up.for_each(|input| paths.run(path, input));
+    }
     let inputs: Vec<Input> = (0..n).map(|_| paths.input(path)).collect();
+    let uptime = || std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    eprintln!("profiled runs from uptime {}", uptime().trim());
+    let start = cpu_seconds();
     profiled(paths, path, inputs);
+    let per_run = (cpu_seconds() - start) / n as f64;
+    eprintln!("profiled runs until uptime {}", uptime().trim());
+    eprintln!("{path}: {:.2} µs per run (CPU time)", per_run * 1e6);
 }
 
 #[inline(never)]

@@ -19,8 +19,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
 use clap::Parser;
 use http::{Method, StatusCode};
+use http_body_util::LengthLimitError;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
@@ -44,8 +47,11 @@ pub const ADMIN_SCOPE: &str = "mcp:admin";
 /// The scope each tool needs on top of a valid token.
 pub const TOOL_SCOPES: [(&str, &str); 1] = [("admin_stats", ADMIN_SCOPE)];
 
-/// The largest JSON-RPC message read to find the tool (rmcp's own limit is 4 MiB).
-pub const MAX_MESSAGE_LEN: usize = 1 << 20;
+/// The largest JSON-RPC message: read whole to find the tool, and rmcp's limit too.
+pub const MAX_MESSAGE_LEN: usize = 4 << 20;
+
+/// The longest a message may take to arrive once the guard has admitted its token.
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An MCP server on `--listen`, its endpoint at `/mcp`.
 #[derive(Parser)]
@@ -126,17 +132,34 @@ fn required_scope(message: &[u8]) -> Option<&'static str> {
 /// Refuses a `tools/call` whose token lacks the tool's scope with the guard's own
 /// `403 insufficient_scope` challenge (`scope` and `resource_metadata`, RFC 6750 §3.1,
 /// RFC 9728 §5.1), before rmcp reads the message. Runs behind the guard's layer, which has
-/// admitted the token; the check re-reads it, it does not validate it again.
-async fn tool_scopes(State(guard): State<OAuthGuard>, request: Request, next: Next) -> Response {
+/// admitted the token; the check does not validate it again, but refuses it if it expired
+/// while the message arrived.
+async fn tool_scopes(
+    State((guard, message_timeout)): State<(OAuthGuard, Duration)>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    let Ok(message) = axum::body::to_bytes(body, MAX_MESSAGE_LEN).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    };
+    let message =
+        match tokio::time::timeout(message_timeout, axum::body::to_bytes(body, MAX_MESSAGE_LEN))
+            .await
+        {
+            Ok(Ok(message)) => message,
+            Ok(Err(e))
+                if std::error::Error::source(&e).is_some_and(|e| e.is::<LengthLimitError>()) =>
+            {
+                return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+            }
+            Ok(Err(_)) => return StatusCode::BAD_REQUEST.into_response(),
+            Err(_) => return StatusCode::REQUEST_TIMEOUT.into_response(),
+        };
     if let Some(scope) = required_scope(&message) {
-        let policy = Policy::default().scope(scope);
+        // The challenge names every scope the call needs, so that a client that replaces its
+        // scopes with the challenge's keeps `mcp:tools`.
+        let policy = Policy::default().scope(TOOLS_SCOPE).scope(scope);
         if let Err(refusal) = guard.check(&mut parts, &policy, Presence::Required).await {
             return guard.refusal_response(&refusal, Protocol::Http);
         }
@@ -145,20 +168,30 @@ async fn tool_scopes(State(guard): State<OAuthGuard>, request: Request, next: Ne
         .await
 }
 
-/// `/mcp` behind the guard; the metadata at its well-known path, outside it.
-pub fn app(guard: &OAuthGuard, host: &str) -> Result<Router, MetadataError> {
+/// `/mcp` behind the guard; the metadata at its well-known path, outside it. A message must
+/// arrive within `message_timeout` (408 otherwise).
+pub fn app(
+    guard: &OAuthGuard,
+    host: &str,
+    message_timeout: Duration,
+) -> Result<Router, MetadataError> {
     let metadata = guard
         .metadata()
         .scopes_supported(SCOPES)
         .resource_name("MCP example")
         .build()?;
     // rmcp refuses Host headers other than loopback by default (DNS rebinding); name ours.
-    let config = StreamableHttpServerConfig::default().with_allowed_hosts([host]);
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts([host])
+        .with_max_request_body_bytes(MAX_MESSAGE_LEN);
     let mcp: StreamableHttpService<Tools, LocalSessionManager> =
         StreamableHttpService::new(|| Ok(Tools), Default::default(), config);
     Ok(Router::new()
         .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(guard.clone(), tool_scopes))
+        .layer(middleware::from_fn_with_state(
+            (guard.clone(), message_timeout),
+            tool_scopes,
+        ))
         .layer(guard.layer().require_scope(TOOLS_SCOPE))
         .route_service(metadata.path(), metadata.service()))
 }
@@ -195,6 +228,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default()
         .to_owned();
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    axum::serve(listener, app(&guard, &host)?).await?;
+    axum::serve(listener, app(&guard, &host, MESSAGE_TIMEOUT)?).await?;
     Ok(())
 }

@@ -22,7 +22,7 @@ use crate::metadata::{GuardFacts, MetadataBuilder};
 use crate::metrics::{self, Decision, Started};
 use crate::mtls::{Mtls, MtlsMode, peer};
 use crate::policy::Policy;
-use crate::token::TokenValidator;
+use crate::token::{TokenError, TokenValidator};
 
 /// Default clock skew tolerated on `exp`, `nbf` and `iat` of access tokens.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -324,6 +324,11 @@ impl OAuthGuard {
                 refusal.issuer = Some(Arc::clone(&token.validated.issuer));
                 refusal
             };
+            // Admitted when the head arrived; a handler that reads the body first asks again
+            // later, when the token may have expired (same test as `Validated::check`).
+            if now.saturating_sub(inner.validator.rules.leeway) >= token.expires_at() {
+                return Err(refuse(TokenError::Expired.into()));
+            }
             let mut refresh = false;
             if token.admitted_by != inner.id {
                 refresh = self

@@ -224,7 +224,7 @@ async def scenario(binary, workdir):
                                               "authorization": f"Bearer {reader}"})
             challenge = refused.headers.get("www-authenticate", "")
             check(refused.status_code == 403 and 'error="insufficient_scope"' in challenge
-                  and 'scope="mcp:admin"' in challenge and "resource_metadata=" in challenge,
+                  and 'scope="mcp:tools mcp:admin"' in challenge and "resource_metadata=" in challenge,
                   f"admin_stats without mcp:admin: 403 naming the scope ({challenge})")
 
         tools, echo, admin = await session_with(server.url, auth.issuer, "interop-client")

@@ -4,9 +4,12 @@
 //! canonical URI, the admin tool's call refused with a scope challenge, and a token for another
 //! audience.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
@@ -63,6 +66,24 @@ async fn post_raw(
     )
 }
 
+/// Sends `bytes` on a new connection, then closes its sending side (`close`) or leaves it
+/// open, and returns the response's status line.
+async fn raw_status(host: &str, bytes: &str, close: bool) -> String {
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(bytes.as_bytes()).await.unwrap();
+    if close {
+        stream.shutdown().await.unwrap();
+    }
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !response.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "no response: {}", String::from_utf8_lossy(&response));
+        response.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 /// The JSON-RPC response in a reply, whether sent as JSON or as server-sent events.
 fn rpc_result(reply: &Reply) -> Value {
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -92,7 +113,8 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
         .await
         .unwrap();
     let host = base.trim_start_matches("http://").to_owned();
-    serve_on(listener, mcp_server::app(&guard, &host).unwrap());
+    let timeout = Duration::from_millis(300);
+    serve_on(listener, mcp_server::app(&guard, &host, timeout).unwrap());
 
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
@@ -156,7 +178,7 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
     assert_eq!(
         reply.www_authenticate(),
         [format!(
-            r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="mcp:admin", resource_metadata="{metadata_url}""#
+            r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="mcp:tools mcp:admin", resource_metadata="{metadata_url}""#
         )]
     );
     // Other spellings of the same call: an escaped name, extra members, the name last.
@@ -177,13 +199,29 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
         reply.status,
         reply.body
     );
-    // A message too large to read is refused, not passed on unread.
+    // A message too large to read (rmcp's limit too) is refused, not passed on unread; one cut
+    // short is a bad request; one that does not arrive in time, a timeout.
     let huge = format!(
         r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"admin_stats","arguments":{{"pad":"{}"}}}}}}"#,
         "x".repeat(mcp_server::MAX_MESSAGE_LEN)
     );
     let (reply, _) = post_raw(&canonical, Some(&token), Some(&session), huge).await;
     assert_eq!(reply.status, 413, "{}", reply.body);
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n\
+         mcp-session-id: {session}\r\ncontent-type: application/json\r\naccept: {ACCEPT}\r\n\
+         content-length: 100\r\n\r\n{{\"jsonrpc\""
+    );
+    assert!(
+        raw_status(&host, &head, true)
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+    assert!(
+        raw_status(&host, &head, false)
+            .await
+            .starts_with("HTTP/1.1 408")
+    );
 
     // With it, in a session of its own.
     let admin_token = issuer.token(&canonical, json!({"scope": "mcp:tools mcp:admin"}));

@@ -231,6 +231,62 @@ async fn an_inner_guard_checks_what_it_demands_of_a_token_an_outer_guard_admitte
     assert!(reply.www_authenticate()[0].contains("untrusted issuer"));
 }
 
+/// A handler that reads the body before asking the guard again (a per-tool scope check, say)
+/// may ask after the token expired: the inner check refuses it then, leeway and all.
+#[tokio::test]
+async fn a_token_that_expired_since_the_outer_admission_is_refused_inside() {
+    let issuer = TestIssuer::start().await;
+    let clock = TestClock::at(now());
+    let (listener, base) = bind().await;
+    let guard = issuer
+        .guard(AUD)
+        .clock(clock.clone())
+        .leeway(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    // Between the two layers, the time the body takes to arrive: the clock moves by `?late=`.
+    let late = {
+        let clock = clock.clone();
+        axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let clock = clock.clone();
+                async move {
+                    let by: i64 = request
+                        .uri()
+                        .query()
+                        .and_then(|q| q.strip_prefix("late="))
+                        .map_or(0, |n| n.parse().unwrap());
+                    clock.set(clock.now() + by);
+                    next.run(request).await
+                }
+            },
+        )
+    };
+    let app = Router::new()
+        .route("/x", get(whoami).layer(guard.layer().require_scope("read")))
+        .layer(late)
+        .layer(guard.layer());
+    serve_on(listener, app);
+    let t = clock.now();
+    let token = issuer.token(AUD, json!({"scope": "read", "iat": t, "exp": t + 100}));
+    // Within the leeway after `exp`: still admitted inside.
+    assert_eq!(
+        get_with_token(&format!("{base}/x?late=129"), &token)
+            .await
+            .status,
+        200
+    );
+    clock.set(t);
+    let reply = get_with_token(&format!("{base}/x?late=130"), &token).await;
+    reply.assert_error(401, "Bearer", "invalid_token");
+    assert!(
+        reply.www_authenticate()[0].contains("token expired"),
+        "{:?}",
+        reply.www_authenticate()
+    );
+}
+
 #[tokio::test]
 async fn an_inner_guard_holds_an_admitted_token_to_its_own_keys_rules_and_proof_policy() {
     let issuer = TestIssuer::start().await;
