@@ -13,6 +13,9 @@
 //! - `a_es256_verify`: A itself (`UnparsedPublicKey::verify`);
 //! - `floor_es256_verify_parsed_key`: the same signature with a key parsed beforehand, the
 //!   least one signature can cost;
+//! - `floor_new_token_parsed_key`: the signature of a new token each time (made beforehand,
+//!   like the other paths' inputs), with the key parsed beforehand: the floor of the paths
+//!   that see new tokens, whose inputs are not already in the CPU's caches;
 //! - `bearer_new_token`: a bearer access token (RFC 9068) the guard has not seen: one
 //!   signature, the claims, the token cache's insert;
 //! - `bearer_new_token_no_cache`: the same with `no_token_cache()`: no insert;
@@ -277,6 +280,8 @@ async fn introspecting_guard() -> OAuthGuard {
 /// client's work, not the guard's).
 enum Input {
     None,
+    /// A JWS's signing input and its decoded signature.
+    Jws(Vec<u8>, Vec<u8>),
     Head(Parts),
     Request(http::Request<Body>),
 }
@@ -300,6 +305,7 @@ struct Paths {
 const PATHS: &[&str] = &[
     "a_es256_verify",
     "floor_es256_verify_parsed_key",
+    "floor_new_token_parsed_key",
     "bearer_new_token",
     "bearer_new_token_no_cache",
     "bearer_cached_token",
@@ -352,6 +358,12 @@ impl Paths {
             "bearer_new_token" | "bearer_new_token_no_cache" => {
                 Input::Head(f.head(&f.token(false), None))
             }
+            "floor_new_token_parsed_key" => {
+                let token = f.token(false);
+                let (message, signature) = token.rsplit_once('.').expect("JWS");
+                let signature = URL_SAFE_NO_PAD.decode(signature).expect("signature");
+                Input::Jws(message.as_bytes().to_vec(), signature)
+            }
             "bearer_cached_token" => Input::Head(f.head(&f.bearer, None)),
             "introspection_cached_token" => Input::Head(f.head(OPAQUE_TOKEN, None)),
             "dpop_cached_token_fresh_proof" => {
@@ -384,6 +396,11 @@ impl Paths {
             ("floor_es256_verify_parsed_key", _) => {
                 self.parsed
                     .verify_sig(black_box(&self.message), black_box(&self.signature))
+                    .expect("floor verifies");
+            }
+            (_, Input::Jws(message, signature)) => {
+                self.parsed
+                    .verify_sig(black_box(&message), black_box(&signature))
                     .expect("floor verifies");
             }
             (path, Input::Head(mut parts)) => {
