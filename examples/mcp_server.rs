@@ -9,16 +9,18 @@
 //! ```
 //!
 //! Every request needs scope `mcp:tools` (named in the 401's `scope`, which clients ask for
-//! first); `admin_stats` also needs `mcp:admin`. A small middleware
-//! reads which tool a `tools/call` names and answers a token without the tool's scope with
-//! `403 insufficient_scope` naming it (and the metadata), so that the client can ask the
-//! authorization server for it (MCP's scope step-up); the tool checks it again itself.
+//! first); `admin_stats` also needs `mcp:admin`. A small middleware reads which tool a
+//! `tools/call` names and answers a token without the tool's scope with `403
+//! insufficient_scope` naming the scopes the call needs (and the metadata), so that the client
+//! can ask the authorization server for them (MCP's scope step-up); the tool checks it again
+//! itself. Each session belongs to the user who opened it.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -168,6 +170,64 @@ async fn tool_scopes(
         .await
 }
 
+/// The user behind each MCP session: who opened it (the token's issuer, subject and client),
+/// bounded in number and forgotten when idle for [`SESSION_IDLE`].
+#[derive(Clone)]
+pub struct SessionOwners(moka::sync::Cache<String, Arc<Owner>>);
+
+type Owner = (String, String, Option<String>);
+
+/// How long an unused session's owner is remembered; rmcp closes idle sessions sooner.
+pub const SESSION_IDLE: Duration = Duration::from_secs(60 * 60);
+
+impl Default for SessionOwners {
+    fn default() -> Self {
+        SessionOwners(
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(SESSION_IDLE)
+                .build(),
+        )
+    }
+}
+
+/// Binds each session to the user who opened it (MCP security best practices: session
+/// hijacking): a request naming a session opened with another user's token (or one this
+/// server no longer knows) gets `404`, as for an unknown session, so that a session id that
+/// leaks is no use to anyone else. Every request is still authorized by its own token; the
+/// session is never a credential.
+async fn session_owners(
+    State(owners): State<SessionOwners>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let owner = request.extensions().get::<AccessToken>().map(|t| {
+        let client = t.client_id().map(str::to_owned);
+        Arc::new((t.issuer().to_owned(), t.subject().to_owned(), client))
+    });
+    let Some(owner) = owner else {
+        return StatusCode::UNAUTHORIZED.into_response(); // the guard's layer is missing
+    };
+    let named = request.headers().get(SESSION_ID).cloned();
+    if let Some(id) = &named {
+        let known = id.to_str().ok().and_then(|id| owners.0.get(id));
+        if known.as_deref() != Some(&*owner) {
+            return (StatusCode::NOT_FOUND, "session not found").into_response();
+        }
+    }
+    let response = next.run(request).await;
+    if named.is_none()
+        && let Some(id) = response.headers().get(SESSION_ID)
+        && let Ok(id) = id.to_str()
+    {
+        owners.0.insert(id.to_owned(), owner);
+    }
+    response
+}
+
+/// The Streamable HTTP transport's session header.
+const SESSION_ID: &str = "mcp-session-id";
+
 /// `/mcp` behind the guard; the metadata at its well-known path, outside it. A message must
 /// arrive within `message_timeout` (408 otherwise).
 pub fn app(
@@ -191,6 +251,10 @@ pub fn app(
         .layer(middleware::from_fn_with_state(
             (guard.clone(), message_timeout),
             tool_scopes,
+        ))
+        .layer(middleware::from_fn_with_state(
+            SessionOwners::default(),
+            session_owners,
         ))
         .layer(guard.layer().require_scope(TOOLS_SCOPE))
         .route_service(metadata.path(), metadata.service()))

@@ -1,8 +1,8 @@
 //! `examples/mcp_server.rs` served for real and spoken to in MCP's Streamable HTTP transport
 //! (JSON-RPC in POSTs, answers as server-sent events): the 401 that sends a client to the
 //! metadata, the metadata that sends it to the issuer, a session with a token for the server's
-//! canonical URI, the admin tool's call refused with a scope challenge, and a token for another
-//! audience.
+//! canonical URI, the admin tool's call refused with a scope challenge, sessions bound to their
+//! user, and a token for another audience.
 
 use std::time::Duration;
 
@@ -240,6 +240,29 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
     let (reply, _) = post(&canonical, Some(&admin_token), Some(&admin_session), admin).await;
     let result = rpc_result(&reply);
     assert_ne!(result["result"]["isError"], true, "{result}");
+
+    // A session belongs to the user who opened it: another user's token that names it (a
+    // leaked session id) finds no session, and cannot close it either.
+    let bob = issuer.token(&canonical, json!({"sub": "bob", "scope": "mcp:tools"}));
+    let echo = call(10, "echo", json!({"text": "hi"}));
+    let (reply, _) = post(&canonical, Some(&bob), Some(&session), echo.clone()).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    let delete = http::Request::delete(&canonical)
+        .header("authorization", format!("Bearer {bob}"))
+        .header("mcp-session-id", &session)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let deleted = client().request(delete).await.unwrap();
+    assert_eq!(deleted.status(), 404);
+    let (reply, _) = post(&canonical, Some(&token), Some(&session), echo).await;
+    assert_eq!(
+        rpc_result(&reply)["result"]["content"][0]["text"],
+        "alice: hi"
+    );
+    // A session id the server never gave out is unknown too.
+    let list = json!({"jsonrpc": "2.0", "id": 11, "method": "tools/list"});
+    let (reply, _) = post(&canonical, Some(&token), Some("made-up"), list).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
 
     // A token without `mcp:tools` may not even list the tools.
     let bare = issuer.token(&canonical, json!({}));
