@@ -135,7 +135,8 @@ fn required_scope(message: &[u8]) -> Option<&'static str> {
 /// `403 insufficient_scope` challenge (`scope` and `resource_metadata`, RFC 6750 §3.1,
 /// RFC 9728 §5.1), before rmcp reads the message. Runs behind the guard's layer, which has
 /// admitted the token; the check does not validate it again, but refuses it if it expired
-/// while the message arrived.
+/// while the message arrived (within the guard's leeway after `exp`; a message slower than
+/// `message_timeout` gets 408 first).
 async fn tool_scopes(
     State((guard, message_timeout)): State<(OAuthGuard, Duration)>,
     request: Request,
@@ -145,6 +146,11 @@ async fn tool_scopes(
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
+    // A declared length over the limit is refused before any of it is read (nor invited with
+    // `100 Continue`).
+    if http_body::Body::size_hint(&body).lower() > MAX_MESSAGE_LEN as u64 {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
     let message =
         match tokio::time::timeout(message_timeout, axum::body::to_bytes(body, MAX_MESSAGE_LEN))
             .await
@@ -158,13 +164,15 @@ async fn tool_scopes(
             Ok(Err(_)) => return StatusCode::BAD_REQUEST.into_response(),
             Err(_) => return StatusCode::REQUEST_TIMEOUT.into_response(),
         };
-    if let Some(scope) = required_scope(&message) {
-        // The challenge names every scope the call needs, so that a client that replaces its
-        // scopes with the challenge's keeps `mcp:tools`.
-        let policy = Policy::default().scope(TOOLS_SCOPE).scope(scope);
-        if let Err(refusal) = guard.check(&mut parts, &policy, Presence::Required).await {
-            return guard.refusal_response(&refusal, Protocol::Http);
-        }
+    // Asked again once the message is in, whatever it is: the token may have expired while
+    // it arrived. The challenge names every scope the call needs, so that a client that
+    // replaces its scopes with the challenge's keeps `mcp:tools`.
+    let policy = match required_scope(&message) {
+        Some(scope) => Policy::default().scope(TOOLS_SCOPE).scope(scope),
+        None => Policy::default().scope(TOOLS_SCOPE),
+    };
+    if let Err(refusal) = guard.check(&mut parts, &policy, Presence::Required).await {
+        return guard.refusal_response(&refusal, Protocol::Http);
     }
     next.run(Request::from_parts(parts, Body::from(message)))
         .await

@@ -222,6 +222,13 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
             .await
             .starts_with("HTTP/1.1 408")
     );
+    // A declared length over the limit: refused at once, before any of it is read.
+    let too_long = head.replace(
+        "content-length: 100",
+        &format!("content-length: {}", mcp_server::MAX_MESSAGE_LEN + 1),
+    );
+    let status = raw_status(&host, &too_long, false).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 
     // With it, in a session of its own.
     let admin_token = issuer.token(&canonical, json!({"scope": "mcp:tools mcp:admin"}));
@@ -277,4 +284,64 @@ async fn the_mcp_example_sends_clients_to_its_metadata_and_serves_tokens_for_its
     let (reply, _) = post(&canonical, Some(&elsewhere), Some(&session), list).await;
     reply.assert_error(401, "Bearer", "invalid_token");
     assert!(reply.www_authenticate()[0].contains("resource_metadata="));
+}
+
+/// The guard admits a token when the request's head arrives; the message follows. Whatever the
+/// message, a token that expired meanwhile (beyond the leeway) is refused once it is in.
+/// `Expect: 100-continue` tells the test when the head has been admitted: the `100` comes
+/// when the server starts reading the body.
+#[tokio::test]
+async fn a_message_that_arrives_after_its_token_expired_is_refused() {
+    let issuer = TestIssuer::start().await;
+    let clock = TestClock::at(now());
+    let (listener, base) = bind().await;
+    let canonical = format!("{base}/mcp");
+    let guard = issuer
+        .guard(&canonical)
+        .resource(&canonical)
+        .clock(clock.clone())
+        .leeway(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let host = base.trim_start_matches("http://").to_owned();
+    let app = mcp_server::app(&guard, &host, mcp_server::MESSAGE_TIMEOUT).unwrap();
+    serve_on(listener, app);
+    let t = clock.now();
+    let token = issuer.token(
+        &canonical,
+        json!({"scope": "mcp:tools", "iat": t, "exp": t + 10}),
+    );
+    let message = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "it", "version": "1"}}})
+    .to_string();
+    let status_after = |late: i64| {
+        let (host, token, message, clock) = (&host, &token, &message, &clock);
+        async move {
+            clock.set(t);
+            let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n\
+                 content-type: application/json\r\naccept: {ACCEPT}\r\n\
+                 expect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+                message.len()
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            let interim = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+            clock.set(t + late);
+            stream.write_all(message.as_bytes()).await.unwrap();
+            let n = stream.read(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+    };
+    // Expired, but within the leeway: served.
+    let served = status_after(69).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let refused = status_after(70).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(refused.contains("token expired"), "{refused}");
 }
