@@ -119,7 +119,8 @@ impl TokenCache {
         if ttl.is_zero() {
             return;
         }
-        let until = Instant::now() + ttl;
+        let at = Instant::now();
+        let until = at + ttl;
         let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let entry = Slot {
             key,
@@ -128,33 +129,37 @@ impl TokenCache {
             until_unix: now.saturating_add(ttl_secs),
             referenced: false,
         };
-        if let Some(mut shard) = self.shard(&key) {
-            shard.insert(entry);
-        }
+        // The entry it replaces, if any, is dropped after the lock is released: freeing an
+        // old token's memory is no reason to hold up the shard's other requests.
+        let replaced = self
+            .shard(&key)
+            .and_then(|mut shard| shard.insert(entry, at));
+        drop(replaced);
     }
 }
 
 impl Shard {
-    fn insert(&mut self, entry: Slot) {
+    /// Keeps `entry` (at `now`); returns the entry it replaced or evicted, if any.
+    fn insert(&mut self, entry: Slot, now: Instant) -> Option<Slot> {
         let key = entry.key;
         if let Some(slot) = self.index.get(&key).and_then(|&i| self.slots.get_mut(i)) {
-            *slot = entry;
-            return;
+            return Some(std::mem::replace(slot, entry));
         }
         if self.slots.len() < self.capacity {
             self.index.insert(key, self.slots.len());
             self.slots.push(entry);
-        } else if let Some((i, slot)) = self.victim() {
-            let old = std::mem::replace(slot, entry);
-            self.index.remove(&old.key);
-            self.index.insert(key, i);
+            return None;
         }
+        let (i, slot) = self.victim(now)?;
+        let old = std::mem::replace(slot, entry);
+        self.index.remove(&old.key);
+        self.index.insert(key, i);
+        Some(old)
     }
 
-    /// The slot to reuse: the first the hand finds expired or not read since it last passed,
-    /// clearing the mark of those it passes. Within two turns at most.
-    fn victim(&mut self) -> Option<(usize, &mut Slot)> {
-        let now = Instant::now();
+    /// The slot to reuse: the first the hand finds expired at `now` or not read since it last
+    /// passed, clearing the mark of those it passes. Within two turns at most.
+    fn victim(&mut self, now: Instant) -> Option<(usize, &mut Slot)> {
         let len = self.slots.len();
         for _ in 0..=2 * len {
             let i = self.hand % len.max(1);
