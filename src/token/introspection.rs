@@ -35,6 +35,8 @@ pub const DEFAULT_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Default time one introspection request may take, end to end.
 pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default most introspection requests in flight to one issuer at once.
+pub const DEFAULT_INTROSPECTION_CONCURRENCY: usize = 32;
 /// Inactive answers remembered at most.
 const INACTIVE_CAPACITY: u64 = 10_000;
 /// The media type of a signed introspection answer (RFC 9701 §5).
@@ -205,6 +207,7 @@ pub struct Introspection {
     pub(crate) max_cache_ttl: Duration,
     pub(crate) inactive_cache_ttl: Duration,
     pub(crate) timeout: Duration,
+    pub(crate) concurrency: usize,
 }
 
 impl Introspection {
@@ -219,6 +222,7 @@ impl Introspection {
             max_cache_ttl: DEFAULT_INTROSPECTION_CACHE_TTL,
             inactive_cache_ttl: DEFAULT_INACTIVE_CACHE_TTL,
             timeout: DEFAULT_INTROSPECTION_TIMEOUT,
+            concurrency: DEFAULT_INTROSPECTION_CONCURRENCY,
         }
     }
 
@@ -257,9 +261,19 @@ impl Introspection {
         self
     }
 
-    /// Longest one introspection request may take (default 5 s); past it, `503`.
+    /// Longest one introspection request may take (default 5 s), waiting for a free slot
+    /// included ([`Introspection::max_concurrent_requests`]); past it, `503`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Most requests in flight to the endpoint at once (default 32; at least 1). Requests
+    /// for one token share one already; this bounds what many different tokens (say, a
+    /// flood of made-up opaque ones) can make the guard send: the others wait for a slot
+    /// within [`Introspection::timeout`], then get `503`.
+    pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.concurrency = requests.max(1);
         self
     }
 }
@@ -302,6 +316,8 @@ pub(crate) struct Introspector {
     timeout: Duration,
     inactive: Option<moka::sync::Cache<[u8; 32], ()>>,
     in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
+    /// One permit per request that may be in flight to the endpoint.
+    slots: tokio::sync::Semaphore,
 }
 
 impl Introspector {
@@ -332,6 +348,7 @@ impl Introspector {
             timeout: config.timeout,
             inactive,
             in_flight: Mutex::new(HashMap::new()),
+            slots: tokio::sync::Semaphore::new(config.concurrency.max(1)),
         })
     }
 
@@ -392,6 +409,12 @@ impl Introspector {
         let (headers, form) = self
             .request(token, issuer.issuer, now)
             .map_err(|e| unavailable(&e))?;
+        // One deadline for the wait for a slot and the request itself.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
+            .await
+            .map_err(|_| unavailable(&"every introspection slot stayed busy"))?
+            .map_err(|_| unavailable(&"closed"))?;
         let answer = self
             .client
             .post_form(
@@ -399,7 +422,7 @@ impl Introspector {
                 headers,
                 form,
                 MAX_INTROSPECTION_RESPONSE_LEN,
-                self.timeout,
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
             )
             .await
             .map_err(|e| unavailable(&e))?;

@@ -49,6 +49,18 @@ struct EndpointState {
     seen: Arc<Mutex<Vec<Seen>>>,
     calls: Arc<AtomicUsize>,
     issuer: Arc<Mutex<String>>,
+    /// Requests being answered now, and the most at once.
+    answering: Arc<AtomicUsize>,
+    most_at_once: Arc<AtomicUsize>,
+}
+
+/// Counts one request as being answered until dropped (answered, or its client went away).
+struct Answering(Arc<AtomicUsize>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// An authorization server with an introspection endpoint and metadata naming it.
@@ -63,6 +75,11 @@ async fn introspect(
     body: String,
 ) -> axum::response::Response {
     state.calls.fetch_add(1, Ordering::SeqCst);
+    let now_answering = state.answering.fetch_add(1, Ordering::SeqCst) + 1;
+    state
+        .most_at_once
+        .fetch_max(now_answering, Ordering::SeqCst);
+    let _answering = Answering(Arc::clone(&state.answering));
     let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
@@ -1222,6 +1239,59 @@ async fn concurrent_requests_with_different_tokens_never_share_an_answer() {
         }
     }
     assert_eq!(endpoint.calls(), 24);
+}
+
+/// Many different tokens at once (a flood of made-up opaque ones, say) never have more
+/// requests in flight to the endpoint than the guard allows; one that finds every slot busy
+/// until its timeout gets 503, never an admission.
+#[tokio::test]
+async fn requests_in_flight_to_the_endpoint_are_bounded() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint
+        .guard(|i| i.max_concurrent_requests(3))
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&guard).await;
+    let answer = |sub: &str| json!({"active": true, "iss": endpoint.base, "aud": AUD, "sub": sub, "exp": now() + 300});
+    for i in 0..12 {
+        let token = format!("many-{i}");
+        endpoint.answer(
+            &token,
+            Answer::Slow(Duration::from_millis(200), answer(&token)),
+        );
+    }
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let url = url.clone();
+        requests.spawn(async move { get_with_token(&url, &format!("many-{i}")).await.status });
+    }
+    let statuses = requests.join_all().await;
+    assert_eq!(statuses, vec![StatusCode::OK; 12]);
+    assert_eq!(endpoint.calls(), 12);
+    assert_eq!(endpoint.state.most_at_once.load(Ordering::SeqCst), 3);
+
+    // One slot and a 2 s timeout: one token's answer takes 1.5 s, so the other waits for the
+    // slot until 0.5 s are left, too little for its own 1.5 s answer.
+    let narrow = endpoint
+        .guard(|i| i.max_concurrent_requests(1).timeout(Duration::from_secs(2)))
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&narrow).await;
+    for token in ["first", "second"] {
+        endpoint.answer(
+            token,
+            Answer::Slow(Duration::from_millis(1500), answer(token)),
+        );
+    }
+    let (a, b) = tokio::join!(
+        get_with_token(&url, "first"),
+        get_with_token(&url, "second")
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 503]);
 }
 
 #[tokio::test]
