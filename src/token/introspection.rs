@@ -409,12 +409,19 @@ impl Introspector {
         let (headers, form) = self
             .request(token, issuer.issuer, now)
             .map_err(|e| unavailable(&e))?;
-        // One deadline for the wait for a slot and the request itself.
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
-            .await
-            .map_err(|_| unavailable(&"every introspection slot stayed busy"))?
-            .map_err(|_| unavailable(&"closed"))?;
+        // One deadline for the wait for a slot and the request itself (none for a timeout
+        // beyond the clock's range).
+        let deadline = tokio::time::Instant::now().checked_add(self.timeout);
+        let slot = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.slots.acquire())
+                .await
+                .map_err(|_| unavailable(&"every introspection slot stayed busy"))?,
+            None => self.slots.acquire().await,
+        };
+        let _slot = slot.map_err(|_| unavailable(&"closed"))?;
+        let remaining = deadline.map_or(self.timeout, |deadline| {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        });
         let answer = self
             .client
             .post_form(
@@ -422,7 +429,7 @@ impl Introspector {
                 headers,
                 form,
                 MAX_INTROSPECTION_RESPONSE_LEN,
-                deadline.saturating_duration_since(tokio::time::Instant::now()),
+                remaining,
             )
             .await
             .map_err(|e| unavailable(&e))?;
