@@ -262,7 +262,8 @@ impl Introspection {
     }
 
     /// Longest one introspection request may take (default 5 s), waiting for a free slot
-    /// included ([`Introspection::max_concurrent_requests`]); past it, `503`.
+    /// included ([`Introspection::max_concurrent_requests`]; a request still waiting at half
+    /// of it is not sent); past it, `503`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -271,7 +272,9 @@ impl Introspection {
     /// Most requests in flight to the endpoint at once (default 32; at least 1). Requests
     /// for one token share one already; this bounds what many different tokens (say, a
     /// flood of made-up opaque ones) can make the guard send: the others wait for a slot
-    /// within [`Introspection::timeout`], then get `503`.
+    /// within half of [`Introspection::timeout`], then get `503`. A request keeps its slot
+    /// until the endpoint answers or the timeout ends it, even when the request it serves
+    /// is abandoned.
     pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
         self.concurrency = requests.max(1);
         self
@@ -317,7 +320,7 @@ pub(crate) struct Introspector {
     inactive: Option<moka::sync::Cache<[u8; 32], ()>>,
     in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
     /// One permit per request that may be in flight to the endpoint.
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Introspector {
@@ -348,7 +351,7 @@ impl Introspector {
             timeout: config.timeout,
             inactive,
             in_flight: Mutex::new(HashMap::new()),
-            slots: tokio::sync::Semaphore::new(config.concurrency.max(1)),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
         })
     }
 
@@ -409,30 +412,45 @@ impl Introspector {
         let (headers, form) = self
             .request(token, issuer.issuer, now)
             .map_err(|e| unavailable(&e))?;
-        // One deadline for the wait for a slot and the request itself (none for a timeout
-        // beyond the clock's range).
-        let deadline = tokio::time::Instant::now().checked_add(self.timeout);
-        let slot = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, self.slots.acquire())
-                .await
-                .map_err(|_| unavailable(&"every introspection slot stayed busy"))?,
-            None => self.slots.acquire().await,
+        // The request holds a slot until it ends, answered or timed out on its own timeout,
+        // even when the request it serves is abandoned meanwhile: the slots bound what the
+        // endpoint is working on, not only what this side still waits for. A request that
+        // waited for a slot until less than half its timeout is left is not sent at all.
+        let started = tokio::time::Instant::now();
+        let send_by = started.checked_add(self.timeout / 2);
+        let deadline = started.checked_add(self.timeout);
+        let slot = match send_by {
+            Some(send_by) => {
+                tokio::time::timeout_at(send_by, Arc::clone(&self.slots).acquire_owned())
+                    .await
+                    .map_err(|_| unavailable(&"every introspection slot stayed busy"))?
+            }
+            None => Arc::clone(&self.slots).acquire_owned().await,
         };
-        let _slot = slot.map_err(|_| unavailable(&"closed"))?;
-        let remaining = deadline.map_or(self.timeout, |deadline| {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
+        let slot = slot.map_err(|_| unavailable(&"closed"))?;
+        let (client, endpoint, timeout) =
+            (self.client.clone(), self.endpoint.clone(), self.timeout);
+        let sent = tokio::spawn(async move {
+            let answer = client
+                .post_form(
+                    &endpoint,
+                    headers,
+                    form,
+                    MAX_INTROSPECTION_RESPONSE_LEN,
+                    timeout,
+                )
+                .await;
+            drop(slot);
+            answer
         });
-        let answer = self
-            .client
-            .post_form(
-                &self.endpoint,
-                headers,
-                form,
-                MAX_INTROSPECTION_RESPONSE_LEN,
-                remaining,
-            )
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let answer = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, sent)
+                .await
+                .map_err(|_| unavailable(&"timed out"))?,
+            None => sent.await,
+        }
+        .map_err(|e| unavailable(&e))?
+        .map_err(|e| unavailable(&e))?;
         if answer.status != http::StatusCode::OK {
             return Err(unavailable(&answer.status));
         }

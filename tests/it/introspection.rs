@@ -1292,6 +1292,46 @@ async fn requests_in_flight_to_the_endpoint_are_bounded() {
     let mut statuses = [a.status.as_u16(), b.status.as_u16()];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 503]);
+    // The one that waited past half its timeout was never sent.
+    let sent: Vec<String> = endpoint
+        .state
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.form.get("token").cloned())
+        .filter(|t| t == "first" || t == "second")
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+
+    // Clients that go away do not free their slots early: a slot is the endpoint's work,
+    // held until it answers. Two slots, two abandoned 1 s introspections, then a quick one.
+    let pair = endpoint
+        .guard(|i| i.max_concurrent_requests(2))
+        .build()
+        .await
+        .unwrap();
+    let url = serve_guard(&pair).await;
+    for token in ["gone-1", "gone-2"] {
+        endpoint.answer(token, Answer::Slow(Duration::from_secs(1), answer(token)));
+    }
+    endpoint.answer("quick", Answer::Json(answer("quick")));
+    let started = std::time::Instant::now();
+    let (gone_1, gone_2) = tokio::join!(
+        tokio::time::timeout(Duration::from_millis(100), get_with_token(&url, "gone-1")),
+        tokio::time::timeout(Duration::from_millis(100), get_with_token(&url, "gone-2"))
+    );
+    assert!(
+        gone_1.is_err() && gone_2.is_err(),
+        "the clients gave up first"
+    );
+    let quick = get_with_token(&url, "quick").await;
+    assert_eq!(quick.status, 200, "{}", quick.body);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "served before the abandoned introspections ended: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
