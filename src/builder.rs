@@ -515,7 +515,9 @@ impl OAuthGuardBuilder {
                         return Err(BuildError::MissingKeys(name));
                     }
                     let algorithms = &self.rules.algorithms;
-                    Some(introspector(&name, config, client, &keys, algorithms).await?)
+                    Some(std::sync::Arc::new(
+                        introspector(&name, config, client, &keys, algorithms).await?,
+                    ))
                 }
             };
             let trusted = TrustedIssuer {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, Uri, header};
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
 use super::cache::MAX_CACHE_TTL;
 use super::claims::{Confirmation, Expected, Validated};
@@ -281,30 +281,20 @@ impl Introspection {
     }
 }
 
-/// One shared introspection of one token, for every request that presents it meanwhile.
-type InFlight = Arc<OnceCell<Result<Arc<Validated>, TokenError>>>;
+/// The answer of one token's introspection, once it is in, for every request that presents
+/// the token meanwhile.
+type Shared = watch::Receiver<Option<Result<Arc<Validated>, TokenError>>>;
 
-/// Removes one request's entry from the in-flight map when dropped, unless a later request
-/// replaced it.
-struct Forget<'a> {
-    in_flight: &'a Mutex<HashMap<[u8; 32], InFlight>>,
+/// What an introspection needs of the request that started it, owned: it outlives that
+/// request when its client goes away.
+struct Question {
+    token: String,
     digest: [u8; 32],
-    cell: &'a InFlight,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if in_flight
-            .get(&self.digest)
-            .is_some_and(|c| Arc::ptr_eq(c, self.cell))
-        {
-            in_flight.remove(&self.digest);
-        }
-    }
+    issuer: Arc<str>,
+    audiences: Vec<String>,
+    leeway: i64,
+    now: i64,
+    local: Option<Arc<Validated>>,
 }
 
 /// An issuer's introspection endpoint, ready to ask.
@@ -318,9 +308,11 @@ pub(crate) struct Introspector {
     pub(crate) max_cache_ttl: Duration,
     timeout: Duration,
     inactive: Option<moka::sync::Cache<[u8; 32], ()>>,
-    in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
+    /// The introspections under way, by token digest; each entry is removed by the task
+    /// that answers it, never by a request that stops waiting.
+    in_flight: Mutex<HashMap<[u8; 32], Shared>>,
     /// One permit per request that may be in flight to the endpoint.
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: tokio::sync::Semaphore,
 }
 
 impl Introspector {
@@ -351,16 +343,17 @@ impl Introspector {
             timeout: config.timeout,
             inactive,
             in_flight: Mutex::new(HashMap::new()),
-            slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+            slots: tokio::sync::Semaphore::new(config.concurrency.max(1)),
         })
     }
 
     /// The issuer's answer for `token`, checked: an active token's claims, or why not. With
     /// `local`, a JWT that validated here, only its being active is asked (its own claims
     /// were checked) and `local` is returned. Concurrent calls for the same token share one
-    /// request.
+    /// introspection, which a task of its own runs to its end even if every call stops
+    /// waiting; each call waits at most the timeout from its own start.
     pub(crate) async fn validate(
-        &self,
+        self: &Arc<Self>,
         token: &str,
         digest: [u8; 32],
         issuer: Expected<'_>,
@@ -375,24 +368,81 @@ impl Introspector {
         {
             return Err(TokenError::Inactive);
         }
-        let cell = {
+        let deadline = tokio::time::Instant::now().checked_add(self.timeout);
+        let mut shared = {
             let mut in_flight = self
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(in_flight.entry(digest).or_default())
+            match in_flight.get(&digest) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let (answer, shared) = watch::channel(None);
+                    in_flight.insert(digest, shared.clone());
+                    let question = Question {
+                        token: token.to_owned(),
+                        digest,
+                        issuer: Arc::clone(issuer.issuer),
+                        audiences: issuer.audiences.to_vec(),
+                        leeway,
+                        now,
+                        local,
+                    };
+                    let this = Arc::clone(self);
+                    tokio::spawn(async move { this.answer(question, answer).await });
+                    shared
+                }
+            }
         };
-        // Forgotten when this request is done, or dropped (its client went away): a flood
-        // of tokens abandoned mid-request leaves nothing behind. Requests still waiting on
-        // the same answer hold the cell themselves.
-        let _forget = Forget {
-            in_flight: &self.in_flight,
-            digest,
-            cell: &cell,
+        let answered = shared.wait_for(Option::is_some);
+        let answered = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, answered)
+                .await
+                .map_err(|_| TokenError::IntrospectionUnavailable)?,
+            None => answered.await,
         };
-        cell.get_or_init(|| self.ask(token, digest, issuer, leeway, now, local))
-            .await
+        // A sender dropped unanswered (its task was cancelled): unavailable, never admitted.
+        let answer = answered.map_err(|_| TokenError::IntrospectionUnavailable)?;
+        answer
             .clone()
+            .unwrap_or(Err(TokenError::IntrospectionUnavailable))
+    }
+
+    /// Runs one introspection to its end, then forgets it and hands its answer to every
+    /// request waiting (a request arriving after it is forgotten asks afresh, and finds an
+    /// inactive answer in its cache).
+    async fn answer(
+        self: Arc<Self>,
+        question: Question,
+        answer: watch::Sender<Option<Result<Arc<Validated>, TokenError>>>,
+    ) {
+        let expected = Expected {
+            issuer: &question.issuer,
+            audiences: &question.audiences,
+        };
+        let result = self
+            .ask(
+                &question.token,
+                question.digest,
+                expected,
+                question.leeway,
+                question.now,
+                question.local.clone(),
+            )
+            .await;
+        {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if in_flight
+                .get(&question.digest)
+                .is_some_and(|shared| shared.same_channel(&answer.subscribe()))
+            {
+                in_flight.remove(&question.digest);
+            }
+        }
+        answer.send_replace(Some(result));
     }
 
     /// One request to the endpoint (RFC 7662 §2.1) and the checks of its answer (§2.2).
@@ -412,45 +462,33 @@ impl Introspector {
         let (headers, form) = self
             .request(token, issuer.issuer, now)
             .map_err(|e| unavailable(&e))?;
-        // The request holds a slot until it ends, answered or timed out on its own timeout,
-        // even when the request it serves is abandoned meanwhile: the slots bound what the
-        // endpoint is working on, not only what this side still waits for. A request that
-        // waited for a slot until less than half its timeout is left is not sent at all.
-        let started = tokio::time::Instant::now();
-        let send_by = started.checked_add(self.timeout / 2);
-        let deadline = started.checked_add(self.timeout);
+        // A slot is held until the endpoint answers or the timeout ends the request; the
+        // task running this outlives the requests it serves, so the slots bound what the
+        // endpoint is working on. An introspection that waited for a slot until half its
+        // timeout is not sent at all.
+        let send_by = tokio::time::Instant::now().checked_add(self.timeout / 2);
+        let acquired = self.slots.acquire();
         let slot = match send_by {
-            Some(send_by) => {
-                tokio::time::timeout_at(send_by, Arc::clone(&self.slots).acquire_owned())
-                    .await
-                    .map_err(|_| unavailable(&"every introspection slot stayed busy"))?
-            }
-            None => Arc::clone(&self.slots).acquire_owned().await,
+            Some(send_by) => tokio::time::timeout_at(send_by, acquired)
+                .await
+                .map_err(|_| unavailable(&"every introspection slot stayed busy"))?,
+            None => acquired.await,
         };
         let slot = slot.map_err(|_| unavailable(&"closed"))?;
-        let (client, endpoint, timeout) =
-            (self.client.clone(), self.endpoint.clone(), self.timeout);
-        let sent = tokio::spawn(async move {
-            let answer = client
-                .post_form(
-                    &endpoint,
-                    headers,
-                    form,
-                    MAX_INTROSPECTION_RESPONSE_LEN,
-                    timeout,
-                )
-                .await;
-            drop(slot);
-            answer
-        });
-        let answer = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, sent)
-                .await
-                .map_err(|_| unavailable(&"timed out"))?,
-            None => sent.await,
-        }
-        .map_err(|e| unavailable(&e))?
-        .map_err(|e| unavailable(&e))?;
+        let answer = self
+            .client
+            .post_form(
+                &self.endpoint,
+                headers,
+                form,
+                MAX_INTROSPECTION_RESPONSE_LEN,
+                self.timeout,
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        // Released once the answer is in: checking it (a signed answer may fetch keys) is
+        // not the endpoint's work.
+        drop(slot);
         if answer.status != http::StatusCode::OK {
             return Err(unavailable(&answer.status));
         }
@@ -610,8 +648,26 @@ impl Introspector {
 mod tests {
     use super::*;
 
+    /// An introspector for `url` with `timeout`.
+    fn introspector(url: &str, timeout: Duration) -> Arc<Introspector> {
+        let config = Introspection::new(IntrospectionAuth::tls_client_auth("api")).timeout(timeout);
+        let client = HttpClient::new(None).unwrap();
+        Arc::new(Introspector::new(config, url, client, &IssuerKeys::None, &[]).unwrap())
+    }
+
+    /// Waits (polling, at most 10 s) until no introspection is under way.
+    async fn until_none_in_flight(introspector: &Introspector) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !introspector.in_flight.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("an introspection was never forgotten");
+    }
+
     #[tokio::test]
-    async fn a_request_abandoned_mid_flight_leaves_nothing_behind() {
+    async fn a_request_abandoned_mid_flight_is_forgotten_once_its_introspection_ends() {
         // An endpoint that accepts the connection and never answers.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/introspect", listener.local_addr().unwrap());
@@ -619,9 +675,7 @@ mod tests {
             let _held = listener.accept().await;
             std::future::pending::<()>().await;
         });
-        let config = Introspection::new(IntrospectionAuth::tls_client_auth("api"));
-        let client = HttpClient::new(None).unwrap();
-        let introspector = Introspector::new(config, &url, client, &IssuerKeys::None, &[]).unwrap();
+        let introspector = introspector(&url, Duration::from_millis(300));
         let issuer: Arc<str> = "https://issuer.example".into();
         let audiences = ["https://api.example".to_owned()];
         let expected = Expected {
@@ -629,16 +683,16 @@ mod tests {
             audiences: &audiences,
         };
         let mut request = Box::pin(introspector.validate("opaque", [7; 32], expected, 0, 0, None));
-        // Polled once: the request is in flight.
+        // Polled once: the introspection is under way.
         let polled = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
         })
         .await;
         assert!(polled);
         assert_eq!(introspector.in_flight.lock().unwrap().len(), 1);
-        // Its client goes away: the request is dropped, and forgotten.
+        // Its client goes away; the introspection runs on to its timeout, then is forgotten.
         drop(request);
-        assert!(introspector.in_flight.lock().unwrap().is_empty());
+        until_none_in_flight(&introspector).await;
     }
 
     fn expected_for(issuer: &Arc<str>, audiences: &[String]) -> Expected<'static> {
@@ -700,7 +754,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_flood_of_abandoned_requests_leaves_the_in_flight_map_empty() {
+    async fn a_flood_of_abandoned_requests_leaves_nothing_behind_once_their_introspections_end() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/introspect", listener.local_addr().unwrap());
         tokio::spawn(async move {
@@ -709,9 +763,7 @@ mod tests {
                 held.push(connection);
             }
         });
-        let config = Introspection::new(IntrospectionAuth::tls_client_auth("api"));
-        let client = HttpClient::new(None).unwrap();
-        let introspector = Introspector::new(config, &url, client, &IssuerKeys::None, &[]).unwrap();
+        let introspector = introspector(&url, Duration::from_millis(300));
         let issuer: Arc<str> = "https://issuer.example".into();
         let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
         // 500 distinct tokens, and 50 requests sharing one, each polled once then dropped.
@@ -733,19 +785,18 @@ mod tests {
             pending.push(request);
         }
         assert_eq!(introspector.in_flight.lock().unwrap().len(), 501);
-        // Dropped in an order where the one sharing a cell with others goes first.
+        // Dropped in an order where the one sharing an introspection with others goes first;
+        // each introspection ends on its own (no slot, or the timeout), and is forgotten.
         pending.reverse();
         drop(pending);
-        assert!(introspector.in_flight.lock().unwrap().is_empty());
+        until_none_in_flight(&introspector).await;
     }
 
     #[tokio::test]
     async fn a_waiter_still_gets_its_answer_when_the_first_request_is_abandoned() {
         let body = r#"{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":4102444800}"#;
         let (url, calls) = slow_endpoint(Duration::from_millis(200), body).await;
-        let config = Introspection::new(IntrospectionAuth::tls_client_auth("api"));
-        let client = HttpClient::new(None).unwrap();
-        let introspector = Introspector::new(config, &url, client, &IssuerKeys::None, &[]).unwrap();
+        let introspector = introspector(&url, Duration::from_secs(5));
         let issuer: Arc<str> = "https://issuer.example".into();
         let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
         let now = 1_800_000_000;
@@ -764,7 +815,8 @@ mod tests {
             .expect("the waiter was left hanging")
             .expect("the waiter got no answer");
         assert_eq!(validated.subject.as_deref(), Some("alice"));
-        assert!(calls.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+        // One introspection for both, the first one's, which ran on without it.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(introspector.in_flight.lock().unwrap().is_empty());
         // A different token is asked about on its own, never served the shared answer.
         let other = introspector

@@ -13,7 +13,7 @@ pub(crate) struct TrustedIssuer {
     pub(crate) keys: IssuerKeys,
     /// Its introspection endpoint (RFC 7662), if tokens are checked there.
     #[cfg(feature = "fetch")]
-    pub(crate) introspection: Option<super::introspection::Introspector>,
+    pub(crate) introspection: Option<Arc<super::introspection::Introspector>>,
 }
 
 impl TrustedIssuer {

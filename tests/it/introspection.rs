@@ -1334,6 +1334,24 @@ async fn requests_in_flight_to_the_endpoint_are_bounded() {
     );
 }
 
+/// The introspection of a token runs on when the client that started it hangs up: a request
+/// arriving meanwhile with the same token waits for that one, never starts a second.
+#[tokio::test]
+async fn a_client_that_hangs_up_leaves_its_introspection_to_the_next_request() {
+    let endpoint = Endpoint::start().await;
+    let guard = endpoint.guard(|i| i).build().await.unwrap();
+    let url = serve_guard(&guard).await;
+    let answer = json!({"active": true, "iss": endpoint.base, "aud": AUD, "sub": "alice", "exp": now() + 300});
+    endpoint.answer("shared", Answer::Slow(Duration::from_millis(800), answer));
+    for _ in 0..3 {
+        let gone = tokio::time::timeout(Duration::from_millis(100), get_with_token(&url, "shared"));
+        assert!(gone.await.is_err(), "the client gave up first");
+    }
+    let reply = get_with_token(&url, "shared").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(endpoint.calls(), 1);
+}
+
 #[tokio::test]
 async fn extreme_cache_and_timeout_settings_do_not_panic() {
     let endpoint = Endpoint::start().await;
