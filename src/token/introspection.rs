@@ -285,6 +285,30 @@ impl Introspection {
 /// the token meanwhile.
 type Shared = watch::Receiver<Option<Result<Arc<Validated>, TokenError>>>;
 
+/// Removes one introspection's entry from the in-flight map when dropped: when its task is
+/// done, and also when the task panics, or is dropped with its runtime, polled or not.
+struct Forget {
+    introspector: Arc<Introspector>,
+    digest: [u8; 32],
+    shared: Shared,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .introspector
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight
+            .get(&self.digest)
+            .is_some_and(|shared| shared.same_channel(&self.shared))
+        {
+            in_flight.remove(&self.digest);
+        }
+    }
+}
+
 /// What an introspection needs of the request that started it, owned: it outlives that
 /// request when its client goes away.
 struct Question {
@@ -369,31 +393,38 @@ impl Introspector {
             return Err(TokenError::Inactive);
         }
         let deadline = tokio::time::Instant::now().checked_add(self.timeout);
-        let mut shared = {
+        let (mut shared, started) = {
             let mut in_flight = self
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match in_flight.get(&digest) {
-                Some(shared) => shared.clone(),
+                Some(shared) => (shared.clone(), None),
                 None => {
                     let (answer, shared) = watch::channel(None);
                     in_flight.insert(digest, shared.clone());
-                    let question = Question {
-                        token: token.to_owned(),
-                        digest,
-                        issuer: Arc::clone(issuer.issuer),
-                        audiences: issuer.audiences.to_vec(),
-                        leeway,
-                        now,
-                        local,
-                    };
-                    let this = Arc::clone(self);
-                    tokio::spawn(async move { this.answer(question, answer).await });
-                    shared
+                    (shared, Some(answer))
                 }
             }
         };
+        if let Some(answer) = started {
+            // Spawned outside the lock, which `Forget` takes when dropped.
+            let forget = Forget {
+                introspector: Arc::clone(self),
+                digest,
+                shared: shared.clone(),
+            };
+            let question = Question {
+                token: token.to_owned(),
+                digest,
+                issuer: Arc::clone(issuer.issuer),
+                audiences: issuer.audiences.to_vec(),
+                leeway,
+                now,
+                local,
+            };
+            tokio::spawn(Self::answer(question, answer, forget));
+        }
         let answered = shared.wait_for(Option::is_some);
         let answered = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, answered)
@@ -401,26 +432,34 @@ impl Introspector {
                 .map_err(|_| TokenError::IntrospectionUnavailable)?,
             None => answered.await,
         };
-        // A sender dropped unanswered (its task was cancelled): unavailable, never admitted.
+        // A sender dropped unanswered (its task panicked or was cancelled; it forgot itself):
+        // unavailable, never admitted.
         let answer = answered.map_err(|_| TokenError::IntrospectionUnavailable)?;
-        answer
+        let validated = answer
             .clone()
-            .unwrap_or(Err(TokenError::IntrospectionUnavailable))
+            .unwrap_or(Err(TokenError::IntrospectionUnavailable))?;
+        // Checked at the `now` of the request that started it: a request that joined it
+        // later holds it to its own.
+        if now.saturating_sub(leeway) >= validated.expires_at {
+            return Err(TokenError::Expired);
+        }
+        Ok(validated)
     }
 
     /// Runs one introspection to its end, then forgets it and hands its answer to every
     /// request waiting (a request arriving after it is forgotten asks afresh, and finds an
     /// inactive answer in its cache).
     async fn answer(
-        self: Arc<Self>,
         question: Question,
         answer: watch::Sender<Option<Result<Arc<Validated>, TokenError>>>,
+        forget: Forget,
     ) {
         let expected = Expected {
             issuer: &question.issuer,
             audiences: &question.audiences,
         };
-        let result = self
+        let result = forget
+            .introspector
             .ask(
                 &question.token,
                 question.digest,
@@ -430,18 +469,7 @@ impl Introspector {
                 question.local.clone(),
             )
             .await;
-        {
-            let mut in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if in_flight
-                .get(&question.digest)
-                .is_some_and(|shared| shared.same_channel(&answer.subscribe()))
-            {
-                in_flight.remove(&question.digest);
-            }
-        }
+        drop(forget);
         answer.send_replace(Some(result));
     }
 
@@ -666,6 +694,55 @@ mod tests {
         .expect("an introspection was never forgotten");
     }
 
+    /// An introspection whose task never ends normally (its runtime stops, before or while it
+    /// runs) is forgotten all the same: the next request for the token asks again, rather
+    /// than finding a channel that will never answer.
+    #[tokio::test]
+    async fn an_introspection_cut_short_with_its_runtime_is_forgotten() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok(connection) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        let introspector = introspector(&url, Duration::from_secs(30));
+        for run_first in [false, true] {
+            let other = Arc::clone(&introspector);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let issuer: Arc<str> = "https://issuer.example".into();
+                    let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+                    let mut request = Box::pin(other.validate("t", [9; 32], expected, 0, 0, None));
+                    let pending = std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
+                    })
+                    .await;
+                    assert!(pending);
+                    if run_first {
+                        // Let the task start its request.
+                        for _ in 0..100 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                });
+                assert_eq!(other.in_flight.lock().unwrap().len(), 1);
+                drop(runtime);
+            })
+            .join()
+            .unwrap();
+            assert!(
+                introspector.in_flight.lock().unwrap().is_empty(),
+                "run first: {run_first}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_request_abandoned_mid_flight_is_forgotten_once_its_introspection_ends() {
         // An endpoint that accepts the connection and never answers.
@@ -824,6 +901,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&*other.raw, "other");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_joins_an_introspection_holds_its_answer_to_its_own_now() {
+        let body = r#"{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":1800000100}"#;
+        let (url, calls) = slow_endpoint(Duration::from_millis(200), body).await;
+        let introspector = introspector(&url, Duration::from_secs(5));
+        let issuer: Arc<str> = "https://issuer.example".into();
+        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        let first = introspector.validate("t", [5; 32], expected, 0, 1_800_000_000, None);
+        let later = introspector.validate("t", [5; 32], expected, 0, 1_800_000_200, None);
+        let (first, later) = tokio::join!(first, later);
+        assert_eq!(first.unwrap().subject.as_deref(), Some("alice"));
+        assert_eq!(later.unwrap_err(), TokenError::Expired);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// What the claims reader admits, the claims map handlers read must read too: otherwise an
