@@ -683,6 +683,19 @@ mod tests {
         Arc::new(Introspector::new(config, url, client, &IssuerKeys::None, &[]).unwrap())
     }
 
+    /// An endpoint that accepts every connection and never answers; its URL.
+    async fn silent_endpoint() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok(connection) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        url
+    }
+
     /// Waits (polling, at most 10 s) until no introspection is under way.
     async fn until_none_in_flight(introspector: &Introspector) {
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -699,14 +712,7 @@ mod tests {
     /// than finding a channel that will never answer.
     #[tokio::test]
     async fn an_introspection_cut_short_with_its_runtime_is_forgotten() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok(connection) = listener.accept().await {
-                held.push(connection);
-            }
-        });
+        let url = silent_endpoint().await;
         let introspector = introspector(&url, Duration::from_secs(30));
         for run_first in [false, true] {
             let other = Arc::clone(&introspector);
@@ -745,13 +751,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_abandoned_mid_flight_is_forgotten_once_its_introspection_ends() {
-        // An endpoint that accepts the connection and never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _held = listener.accept().await;
-            std::future::pending::<()>().await;
-        });
+        let url = silent_endpoint().await;
         let introspector = introspector(&url, Duration::from_millis(300));
         let issuer: Arc<str> = "https://issuer.example".into();
         let audiences = ["https://api.example".to_owned()];
@@ -832,14 +832,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_of_abandoned_requests_leaves_nothing_behind_once_their_introspections_end() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok(connection) = listener.accept().await {
-                held.push(connection);
-            }
-        });
+        let url = silent_endpoint().await;
         let introspector = introspector(&url, Duration::from_millis(300));
         let issuer: Arc<str> = "https://issuer.example".into();
         let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
