@@ -446,6 +446,8 @@ impl OAuthGuardBuilder {
                 mtls: self.mtls_configured || self.issuers.iter().any(|i| i.mtls_mode.is_some()),
             }
         });
+        let cache =
+            (self.cache_capacity > 0).then(|| Arc::new(TokenCache::new(self.cache_capacity)));
         #[cfg(feature = "fetch")]
         let mut client: Option<HttpClient> = None;
         let mut issuers = HashMap::new();
@@ -515,8 +517,9 @@ impl OAuthGuardBuilder {
                         return Err(BuildError::MissingKeys(name));
                     }
                     let algorithms = &self.rules.algorithms;
-                    Some(std::sync::Arc::new(
-                        introspector(&name, config, client, &keys, algorithms).await?,
+                    let cache = cache.clone();
+                    Some(Arc::new(
+                        introspector(&name, config, client, &keys, algorithms, cache).await?,
                     ))
                 }
             };
@@ -550,7 +553,7 @@ impl OAuthGuardBuilder {
                 validator: TokenValidator {
                     issuers,
                     rules: self.rules,
-                    cache: (self.cache_capacity > 0).then(|| TokenCache::new(self.cache_capacity)),
+                    cache,
                     #[cfg(feature = "fetch")]
                     opaque_issuer,
                 },
@@ -582,6 +585,7 @@ async fn introspector(
     client: HttpClient,
     keys: &IssuerKeys,
     algorithms: &[Algorithm],
+    cache: Option<Arc<TokenCache>>,
 ) -> Result<Introspector, BuildError> {
     let endpoint = match &config.endpoint {
         Some(url) => url.clone(),
@@ -589,7 +593,7 @@ async fn introspector(
             .await
             .map_err(|e| BuildError::Discovery(issuer.to_owned(), e))?,
     };
-    Introspector::new(config, &endpoint, client, keys, algorithms)
+    Introspector::new(config, &endpoint, client, keys, algorithms, cache)
         .map_err(|e| BuildError::InvalidIntrospectionEndpoint(issuer.to_owned(), e))
 }
 

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, Uri, header};
 use tokio::sync::watch;
 
-use super::cache::MAX_CACHE_TTL;
+use super::cache::{MAX_CACHE_TTL, TokenCache};
 use super::claims::{Confirmation, Expected, Validated};
 use super::error::TokenError;
 use super::fetch::{Answer, FetchError, HttpClient, parse_url};
@@ -337,16 +337,21 @@ pub(crate) struct Introspector {
     in_flight: Mutex<HashMap<[u8; 32], Shared>>,
     /// One permit per request that may be in flight to the endpoint.
     slots: tokio::sync::Semaphore,
+    /// The guard's verified-token cache, where an introspection keeps its active answer
+    /// itself: it is not lost when every request that waited for it has gone.
+    cache: Option<Arc<TokenCache>>,
 }
 
 impl Introspector {
-    /// `keys` and `algorithms` verify signed answers, when `config` asks for them.
+    /// `keys` and `algorithms` verify signed answers, when `config` asks for them; active
+    /// answers go into `cache`.
     pub(crate) fn new(
         config: Introspection,
         endpoint: &str,
         client: HttpClient,
         keys: &IssuerKeys,
         algorithms: &[Algorithm],
+        cache: Option<Arc<TokenCache>>,
     ) -> Result<Self, FetchError> {
         let inactive_ttl = config.inactive_cache_ttl.min(MAX_CACHE_TTL);
         let inactive = (!inactive_ttl.is_zero()).then(|| {
@@ -368,6 +373,7 @@ impl Introspector {
             inactive,
             in_flight: Mutex::new(HashMap::new()),
             slots: tokio::sync::Semaphore::new(config.concurrency.max(1)),
+            cache,
         })
     }
 
@@ -469,6 +475,16 @@ impl Introspector {
                 question.local.clone(),
             )
             .await;
+        // Kept before it is forgotten: a request arriving after that finds it cached.
+        if let (Ok(validated), Some(cache)) = (&result, &forget.introspector.cache) {
+            let max_ttl = forget.introspector.max_cache_ttl;
+            cache.insert(
+                question.digest,
+                Arc::clone(validated),
+                question.now,
+                max_ttl,
+            );
+        }
         drop(forget);
         answer.send_replace(Some(result));
     }
@@ -680,7 +696,8 @@ mod tests {
     fn introspector(url: &str, timeout: Duration) -> Arc<Introspector> {
         let config = Introspection::new(IntrospectionAuth::tls_client_auth("api")).timeout(timeout);
         let client = HttpClient::new(None).unwrap();
-        Arc::new(Introspector::new(config, url, client, &IssuerKeys::None, &[]).unwrap())
+        let cache = Some(Arc::new(TokenCache::new(100)));
+        Arc::new(Introspector::new(config, url, client, &IssuerKeys::None, &[], cache).unwrap())
     }
 
     /// An endpoint that accepts every connection and never answers; its URL.
@@ -894,6 +911,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&*other.raw, "other");
+    }
+
+    /// An active answer that comes in after every request for it has gone is kept in the
+    /// verified-token cache all the same: the next request does not ask again.
+    #[tokio::test]
+    async fn an_answer_nobody_waits_for_any_more_is_cached() {
+        let body = r#"{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":4102444800}"#;
+        let (url, calls) = slow_endpoint(Duration::from_millis(200), body).await;
+        let introspector = introspector(&url, Duration::from_secs(5));
+        let issuer: Arc<str> = "https://issuer.example".into();
+        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        let now = 1_800_000_000;
+        let mut request = Box::pin(introspector.validate("t", [6; 32], expected, 0, now, None));
+        let pending = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
+        })
+        .await;
+        assert!(pending);
+        drop(request);
+        until_none_in_flight(&introspector).await;
+        let cache = introspector.cache.as_ref().unwrap();
+        let cached = cache
+            .get(&[6; 32], now, 0)
+            .expect("the answer was not kept");
+        assert_eq!(cached.subject.as_deref(), Some("alice"));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -36,7 +36,7 @@ use jwt::JwtRules;
 pub(crate) struct TokenValidator {
     pub(crate) issuers: HashMap<String, TrustedIssuer>,
     pub(crate) rules: JwtRules,
-    pub(crate) cache: Option<TokenCache>,
+    pub(crate) cache: Option<Arc<TokenCache>>,
     /// The issuer whose introspection endpoint takes the tokens that are not JWTs.
     #[cfg(feature = "fetch")]
     pub(crate) opaque_issuer: Option<String>,
