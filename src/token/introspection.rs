@@ -739,13 +739,9 @@ mod tests {
                     .build()
                     .unwrap();
                 runtime.block_on(async {
-                    let issuer: Arc<str> = "https://issuer.example".into();
-                    let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+                    let expected = expected();
                     let mut request = Box::pin(other.validate("t", [9; 32], expected, 0, 0, None));
-                    let pending = std::future::poll_fn(|cx| {
-                        std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
-                    })
-                    .await;
+                    let pending = pending_after_one_poll(&mut request).await;
                     assert!(pending);
                     if run_first {
                         // Let the task start its request.
@@ -770,18 +766,10 @@ mod tests {
     async fn a_request_abandoned_mid_flight_is_forgotten_once_its_introspection_ends() {
         let url = silent_endpoint().await;
         let introspector = introspector(&url, Duration::from_millis(300));
-        let issuer: Arc<str> = "https://issuer.example".into();
-        let audiences = ["https://api.example".to_owned()];
-        let expected = Expected {
-            issuer: &issuer,
-            audiences: &audiences,
-        };
+        let expected = expected();
         let mut request = Box::pin(introspector.validate("opaque", [7; 32], expected, 0, 0, None));
         // Polled once: the introspection is under way.
-        let polled = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
-        })
-        .await;
+        let polled = pending_after_one_poll(&mut request).await;
         assert!(polled);
         assert_eq!(introspector.in_flight.lock().unwrap().len(), 1);
         // Its client goes away; the introspection runs on to its timeout, then is forgotten.
@@ -789,10 +777,26 @@ mod tests {
         until_none_in_flight(&introspector).await;
     }
 
-    fn expected_for(issuer: &Arc<str>, audiences: &[String]) -> Expected<'static> {
-        let issuer: &'static Arc<str> = Box::leak(Box::new(Arc::clone(issuer)));
-        let audiences: &'static [String] = audiences.to_vec().leak();
+    /// What the tests' tokens must say: issuer `https://issuer.example`, audience
+    /// `https://api.example`.
+    fn expected() -> Expected<'static> {
+        let issuer: &'static Arc<str> = Box::leak(Box::new("https://issuer.example".into()));
+        let audiences: &'static [String] = vec!["https://api.example".to_owned()].leak();
         Expected { issuer, audiences }
+    }
+
+    /// An active answer for alice, expiring at `exp`.
+    fn alice_until(exp: i64) -> &'static str {
+        let body = format!(
+            r#"{{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":{exp}}}"#
+        );
+        Box::leak(body.into_boxed_str())
+    }
+
+    /// Whether `request`, polled once, is still pending (its introspection under way).
+    async fn pending_after_one_poll<F: Future>(request: &mut std::pin::Pin<Box<F>>) -> bool {
+        std::future::poll_fn(|cx| std::task::Poll::Ready(request.as_mut().poll(cx).is_pending()))
+            .await
     }
 
     /// An endpoint that reads each whole request, waits `delay`, then answers `body`; and how
@@ -851,8 +855,7 @@ mod tests {
     async fn a_flood_of_abandoned_requests_leaves_nothing_behind_once_their_introspections_end() {
         let url = silent_endpoint().await;
         let introspector = introspector(&url, Duration::from_millis(300));
-        let issuer: Arc<str> = "https://issuer.example".into();
-        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        let expected = expected();
         // 500 distinct tokens, and 50 requests sharing one, each polled once then dropped.
         let mut pending = Vec::new();
         for i in 0..550u32 {
@@ -864,10 +867,7 @@ mod tests {
                 [0xff; 32]
             };
             let mut request = Box::pin(introspector.validate("t", digest, expected, 0, 0, None));
-            let is_pending = std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
-            })
-            .await;
+            let is_pending = pending_after_one_poll(&mut request).await;
             assert!(is_pending);
             pending.push(request);
         }
@@ -881,20 +881,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_still_gets_its_answer_when_the_first_request_is_abandoned() {
-        let body = r#"{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":4102444800}"#;
-        let (url, calls) = slow_endpoint(Duration::from_millis(200), body).await;
+        let (url, calls) = slow_endpoint(Duration::from_millis(200), alice_until(4102444800)).await;
         let introspector = introspector(&url, Duration::from_secs(5));
-        let issuer: Arc<str> = "https://issuer.example".into();
-        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        let expected = expected();
         let now = 1_800_000_000;
         let mut first = Box::pin(introspector.validate("shared", [3; 32], expected, 0, now, None));
         let mut second = Box::pin(introspector.validate("shared", [3; 32], expected, 0, now, None));
         for request in [&mut first, &mut second] {
-            let is_pending = std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
-            })
-            .await;
-            assert!(is_pending);
+            assert!(pending_after_one_poll(request).await);
         }
         drop(first);
         let validated = tokio::time::timeout(Duration::from_secs(5), second)
@@ -917,17 +911,12 @@ mod tests {
     /// verified-token cache all the same: the next request does not ask again.
     #[tokio::test]
     async fn an_answer_nobody_waits_for_any_more_is_cached() {
-        let body = r#"{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":4102444800}"#;
-        let (url, calls) = slow_endpoint(Duration::from_millis(200), body).await;
+        let (url, calls) = slow_endpoint(Duration::from_millis(200), alice_until(4102444800)).await;
         let introspector = introspector(&url, Duration::from_secs(5));
-        let issuer: Arc<str> = "https://issuer.example".into();
-        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        let expected = expected();
         let now = 1_800_000_000;
         let mut request = Box::pin(introspector.validate("t", [6; 32], expected, 0, now, None));
-        let pending = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(request.as_mut().poll(cx).is_pending())
-        })
-        .await;
+        let pending = pending_after_one_poll(&mut request).await;
         assert!(pending);
         drop(request);
         until_none_in_flight(&introspector).await;
@@ -941,11 +930,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_joins_an_introspection_holds_its_answer_to_its_own_now() {
-        let body = r#"{"active":true,"iss":"https://issuer.example","aud":"https://api.example","sub":"alice","exp":1800000100}"#;
-        let (url, calls) = slow_endpoint(Duration::from_millis(200), body).await;
+        let (url, calls) = slow_endpoint(Duration::from_millis(200), alice_until(1800000100)).await;
         let introspector = introspector(&url, Duration::from_secs(5));
-        let issuer: Arc<str> = "https://issuer.example".into();
-        let expected = expected_for(&issuer, &["https://api.example".to_owned()]);
+        let expected = expected();
         let first = introspector.validate("t", [5; 32], expected, 0, 1_800_000_000, None);
         let later = introspector.validate("t", [5; 32], expected, 0, 1_800_000_200, None);
         let (first, later) = tokio::join!(first, later);
