@@ -329,7 +329,7 @@ pub(crate) struct Introspector {
     /// For signed answers (RFC 9701): the issuer's keys and the algorithms allowed.
     signed: Option<(IssuerKeys, Vec<Algorithm>)>,
     pub(crate) jwts: bool,
-    pub(crate) max_cache_ttl: Duration,
+    max_cache_ttl: Duration,
     timeout: Duration,
     inactive: Option<moka::sync::Cache<[u8; 32], ()>>,
     /// The introspections under way, by token digest; each entry is removed by the task

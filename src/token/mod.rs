@@ -59,17 +59,20 @@ impl TokenValidator {
             return Ok(hit);
         }
         let (validated, max_ttl) = self.validate_uncached(token, digest, now).await?;
-        cache.insert(digest, validated.clone(), now, max_ttl);
+        if let Some(max_ttl) = max_ttl {
+            cache.insert(digest, validated.clone(), now, max_ttl);
+        }
         Ok(validated)
     }
 
-    /// The token validated, and how long its validation may be reused.
+    /// The token validated, and how long its validation may be reused; `None` when the
+    /// introspection that answered has put it in the cache itself.
     async fn validate_uncached(
         &self,
         token: &str,
         digest: [u8; 32],
         now: i64,
-    ) -> Result<(Arc<Validated>, std::time::Duration), TokenError> {
+    ) -> Result<(Arc<Validated>, Option<std::time::Duration>), TokenError> {
         #[cfg(feature = "fetch")]
         let leeway = self.rules.leeway;
         #[cfg(feature = "fetch")]
@@ -84,7 +87,7 @@ impl TokenValidator {
             let validated = introspector
                 .validate(token, digest, issuer.expected(), leeway, now, None)
                 .await?;
-            return Ok((validated, introspector.max_cache_ttl));
+            return Ok((validated, None));
         }
         let validated =
             Arc::new(jwt::validate(token, digest, &self.issuers, &self.rules, now).await?);
@@ -103,8 +106,8 @@ impl TokenValidator {
                     Some(validated),
                 )
                 .await?;
-            return Ok((validated, introspector.max_cache_ttl));
+            return Ok((validated, None));
         }
-        Ok((validated, cache::MAX_CACHE_TTL))
+        Ok((validated, Some(cache::MAX_CACHE_TTL)))
     }
 }
