@@ -63,7 +63,8 @@ const PATH: &str = "/api/whoami";
 const REPLAY_CAPACITY: u64 = 50_000_000;
 /// Requests per path in one round of the summary.
 const SUMMARY_BATCH: usize = 1_000;
-/// Rounds of the summary; the median counts.
+/// Rounds of the summary; the median counts. `GUARD_BENCH_ROUNDS=<n>` sets another number,
+/// for comparisons finer than one run's spread.
 const SUMMARY_ROUNDS: usize = 7;
 
 fn now() -> i64 {
@@ -473,6 +474,18 @@ fn time_batch(paths: &Paths, path: &str) -> f64 {
 /// path's ratio is its time over the mean of the two A batches around it, so that a change of
 /// the machine's pace between batches cancels out. The median ratio over the rounds counts.
 fn ratio_summary(paths: &Paths) {
+    let rounds = std::env::var("GUARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(SUMMARY_ROUNDS);
+    // `GUARD_BENCH_PATHS=<path>,<path>`: only those (A is always timed).
+    let only = std::env::var("GUARD_BENCH_PATHS").ok();
+    let timed = |path: &str| {
+        path == PATHS[0]
+            || only
+                .as_deref()
+                .is_none_or(|o| o.split(',').any(|p| p == path))
+    };
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); PATHS.len()];
     let mut a_times = Vec::new();
     for path in PATHS {
@@ -480,9 +493,13 @@ fn ratio_summary(paths: &Paths) {
             paths.run(path, paths.input(path));
         }
     }
-    for _ in 0..SUMMARY_ROUNDS {
+    for _ in 0..rounds {
         let mut before = time_batch(paths, PATHS[0]);
         for (i, path) in PATHS.iter().enumerate().skip(1) {
+            if !timed(path) {
+                ratios[i].push(f64::NAN);
+                continue;
+            }
             let t = time_batch(paths, path);
             let after = time_batch(paths, PATHS[0]);
             ratios[i].push(t / ((before + after) / 2.0));
@@ -495,11 +512,13 @@ fn ratio_summary(paths: &Paths) {
     println!();
     println!("Each path as a ratio to A, one aws-lc-rs ES256 verify with the key parsed per call");
     println!(
-        "(median of {SUMMARY_ROUNDS} interleaved rounds of {SUMMARY_BATCH}, process CPU time; A took {:.1} µs)",
+        "(median of {rounds} interleaved rounds of {SUMMARY_BATCH}, process CPU time; A took {:.1} µs)",
         median(a_times) * 1e6
     );
     for (path, ratio) in PATHS.iter().zip(&medians) {
-        println!("  {path:<34} {ratio:>6.3}");
+        if timed(path) {
+            println!("  {path:<34} {ratio:>6.3}");
+        }
     }
     let at = |name: &str| {
         PATHS
@@ -508,10 +527,12 @@ fn ratio_summary(paths: &Paths) {
             .map_or(0.0, |i| medians[i])
     };
     let layer = at("axum_layer_cached_token") - at("axum_bare_router");
-    println!(
-        "  {:<34} {:>+6.3}",
-        "axum layer over the bare router", layer
-    );
+    if layer.is_finite() {
+        println!(
+            "  {:<34} {:>+6.3}",
+            "axum layer over the bare router", layer
+        );
+    }
 }
 
 /// `GUARD_BENCH_PROFILE=<path>[:<n>]`: runs only `n` iterations of one path (default 500),

@@ -30,9 +30,11 @@ pub(crate) struct JwtRules {
     pub(crate) require_at_jwt_typ: bool,
 }
 
-/// Validates `token` against the trusted issuers at time `now` (RFC 9068 §4).
+/// Validates `token`, whose protected header decodes to `header_json` ([`jose_header`]),
+/// against the trusted issuers at time `now` (RFC 9068 §4).
 pub(crate) async fn validate(
     token: &str,
+    header_json: &[u8],
     digest: [u8; 32],
     issuers: &HashMap<String, TrustedIssuer>,
     rules: &JwtRules,
@@ -40,8 +42,7 @@ pub(crate) async fn validate(
 ) -> Result<Validated, TokenError> {
     let jws = CompactJws::split(token).map_err(|_| TokenError::Malformed)?;
     let decode = |part: &str| jws::decode(part).ok_or(TokenError::Malformed);
-    let header_json = decode(jws.header)?;
-    let header = Header::parse(&header_json)?;
+    let header = Header::parse(header_json)?;
     // `none`, HMAC and unknown names have no `Algorithm`: never allowed (RFC 9068 §4 check 6).
     let alg = Algorithm::from_name(header.alg()).ok_or(TokenError::AlgorithmNotAllowed)?;
     if !rules.algorithms.contains(&alg) {
@@ -85,16 +86,14 @@ pub(crate) async fn validate(
     .map(|validated| validated.with_payload(payload))
 }
 
-/// Whether `token` is shaped as a JOSE object in compact form (RFC 7515 §7.1, RFC 7516 §7.1):
-/// a first dot-separated part that is the base64url of a JSON object. Such a token is a JWT
-/// for the local checks, which refuse it if it is not a valid one (an unsecured JWT with its
-/// empty signature, a JWE, a part missing); it is never sent to introspection. Anything else
-/// is an opaque token.
-#[cfg(feature = "fetch")]
-pub(crate) fn is_jws(token: &str) -> bool {
-    token.split_once('.').is_some_and(|(header, _)| {
-        jws::decode(header).is_some_and(|header| header.trim_ascii_start().starts_with(b"{"))
-    })
+/// The first part of `token` decoded, when `token` is shaped as a JOSE object in compact form
+/// (RFC 7515 §7.1, RFC 7516 §7.1): a first dot-separated part that is the base64url of a JSON
+/// object. Such a token is a JWT for the local checks, which refuse it if it is not a valid
+/// one (an unsecured JWT with its empty signature, a JWE, a part missing); it is never sent
+/// to introspection. Anything else (`None`) is an opaque token.
+pub(crate) fn jose_header(token: &str) -> Option<Vec<u8>> {
+    let (header, _) = token.split_once('.')?;
+    jws::decode(header).filter(|header| header.trim_ascii_start().starts_with(b"{"))
 }
 
 /// RFC 9068 §4: `typ` is `at+jwt` or `application/at+jwt`, compared case-insensitively

@@ -75,8 +75,9 @@ impl TokenValidator {
     ) -> Result<(Arc<Validated>, Option<std::time::Duration>), TokenError> {
         #[cfg(feature = "fetch")]
         let leeway = self.rules.leeway;
+        let header = jwt::jose_header(token);
         #[cfg(feature = "fetch")]
-        if !jwt::is_jws(token) {
+        if header.is_none() {
             // Opaque: only the configured issuer can tell what it is.
             let issuer = self
                 .opaque_issuer
@@ -89,8 +90,9 @@ impl TokenValidator {
                 .await?;
             return Ok((validated, None));
         }
+        let header = header.ok_or(TokenError::Malformed)?;
         let validated =
-            Arc::new(jwt::validate(token, digest, &self.issuers, &self.rules, now).await?);
+            Arc::new(jwt::validate(token, &header, digest, &self.issuers, &self.rules, now).await?);
         #[cfg(feature = "fetch")]
         if let Some(issuer) = self.issuers.get(&*validated.issuer)
             && let Some(introspector) = issuer.introspection.as_ref().filter(|i| i.jwts)

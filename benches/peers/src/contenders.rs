@@ -114,6 +114,17 @@ impl Raw {
         self.issuer.verify_sig(&jws.message, &jws.signature).is_ok()
     }
 
+    /// The token's signature verified by ring 0.17 (jwt-authorizer's crypto, through
+    /// jsonwebtoken 9), which parses the point on every call as jsonwebtoken does.
+    pub fn ring(&self, jws: &SplitJws) -> bool {
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            &self.issuer_point,
+        )
+        .verify(&jws.message, &jws.signature)
+        .is_ok()
+    }
+
     /// The floor of the proof's signature: `ParsedPublicKey::verify_sig` with the client key.
     pub fn floor_proof(&self, proof: &SplitJws) -> bool {
         self.client
@@ -137,6 +148,8 @@ pub struct Guard {
     /// Row 1: bearer tokens, each new to this guard (its token cache stays on, as by default:
     /// a new token costs its verification and its insertion into the cache).
     pub bearer_new: OAuthGuard,
+    /// Row 1 again, with its token cache off: what the insertion costs.
+    pub bearer_new_uncached: OAuthGuard,
     /// Row 2: the same bearer token every call, a cache hit after the first.
     pub bearer_seen: OAuthGuard,
     /// Row 3: DPoP required, the bound token seen before, a new proof every call.
@@ -162,6 +175,13 @@ impl Guard {
                 .await
                 .expect("the bearer guard builds")
         };
+        let uncached = OAuthGuard::builder()
+            .trust(Self::issuer(fixture))
+            .require_at_jwt_typ()
+            .no_token_cache()
+            .build()
+            .await
+            .expect("the bearer guard without a cache builds");
         let dpop = || async {
             let origin = BaseUrl::parse(ORIGIN).expect("the origin is a base URL");
             OAuthGuard::builder()
@@ -178,6 +198,7 @@ impl Guard {
         let bare = axum::Router::new().route(PATH, axum::routing::get(hello));
         Guard {
             bearer_new: bearer().await,
+            bearer_new_uncached: uncached,
             bearer_seen: bearer().await,
             dpop_seen: dpop().await,
             dpop_new: dpop().await,

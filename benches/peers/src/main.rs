@@ -106,9 +106,13 @@ enum Col {
     Floor,
     /// The same on the round's new tokens and proofs, one per call as the contenders get them.
     FloorNew,
+    /// Row 1 by this crate with its token cache off.
+    GuardUncached,
+    /// Row 1's new tokens verified by ring, jwt-authorizer's crypto.
+    RingNew,
 }
 
-const COLS: [Col; 8] = [
+const COLS: [Col; 10] = [
     Col::Guard,
     Col::JwtAuthorizer,
     Col::Huskarl,
@@ -117,6 +121,8 @@ const COLS: [Col; 8] = [
     Col::Jsonwebtoken,
     Col::Floor,
     Col::FloorNew,
+    Col::GuardUncached,
+    Col::RingNew,
 ];
 
 impl Col {
@@ -130,6 +136,8 @@ impl Col {
             Col::Jsonwebtoken => "jsonwebtoken",
             Col::Floor => "floor",
             Col::FloorNew => "floor, new",
+            Col::GuardUncached => "guard, no cache",
+            Col::RingNew => "ring, new",
         }
     }
 }
@@ -288,6 +296,20 @@ fn cells<'a>(rt: &'a Runtime, f: &'a Fixture, c: &'a Contenders) -> Vec<Cell<'a>
                 let tokens: Vec<SplitJws> = r.new_tokens.iter().map(|t| SplitJws::new(t)).collect();
                 timed!(tokens.iter(), |t| assert!(c.raw.floor(black_box(t)))).into()
             }));
+            cells.push(cell(row, C::RingNew, move |r| {
+                let tokens: Vec<SplitJws> = r.new_tokens.iter().map(|t| SplitJws::new(t)).collect();
+                timed!(tokens.iter(), |t| assert!(c.raw.ring(black_box(t)))).into()
+            }));
+            cells.push(cell(row, C::GuardUncached, move |r| {
+                let mut heads = bearer_heads(&tokens(r));
+                rt.block_on(async {
+                    timed!(heads.iter_mut(), |p| assert!(
+                        g.check(&g.bearer_new_uncached, p).await,
+                        "oauth-guard without a cache refused"
+                    ))
+                })
+                .into()
+            }));
         }
     }
 
@@ -439,6 +461,8 @@ fn check_everyone(rt: &Runtime, f: &Fixture, c: &Contenders) {
         "verify",
     );
     must(!raw.floor(&forged), "the floor", "refuse the forged token");
+    must(raw.ring(&raw.token), "ring", "verify the token");
+    must(!raw.ring(&forged), "ring", "refuse the forged token");
 
     let g = &c.guard;
     let ja = &c.jwt_authorizer;
@@ -455,7 +479,7 @@ fn check_everyone(rt: &Runtime, f: &Fixture, c: &Contenders) {
             } else {
                 "refuse a forged bearer token"
             };
-            for guard in [&g.bearer_new, &g.bearer_seen] {
+            for guard in [&g.bearer_new, &g.bearer_new_uncached, &g.bearer_seen] {
                 must(
                     g.check(guard, &mut head(&token, None)).await == valid,
                     "oauth-guard",
@@ -736,7 +760,9 @@ fn footnotes() {
          signature for rows 1–2, the proof's (client key) for row 3, both for row 4; no floor for a \
          router. \"floor, new\": the same verifications of the round's new tokens and proofs, one \
          per call, each split and decoded beforehand: what a signature costs when its input is \
-         new, not already in the CPU's caches (rows 1, 3 and 4).",
+         new, not already in the CPU's caches (rows 1, 3 and 4). \"ring, new\": row 1's new tokens \
+         verified by ring 0.17 (UnparsedPublicKey, ECDSA_P256_SHA256_FIXED), the crypto \
+         jwt-authorizer runs on: its floor.",
         "Inputs: the same for every contender. ES256 access tokens as RFC 9068 §2 (typ at+jwt; iss, \
          aud, exp, iat, sub, client_id, jti, scope), one issuer key with a kid in a static JWK Set; \
          bound ones carry cnf.jkt, the RFC 7638 thumbprint of the client's P-256 key. DPoP proofs \
@@ -747,7 +773,9 @@ fn footnotes() {
          require_at_jwt_typ(); one guard per row; token cache on (the default). Row 1: every token \
          new to the guard, so each costs its verification and its insertion into the cache. Rows \
          3–4: Dpop::required(PublicUri::fixed(origin)) with a MemoryReplayStore large enough for \
-         every proof of the run. Row 5: guard.layer() on an axum 0.8 Router.",
+         every proof of the run. Row 5: guard.layer() on an axum 0.8 Router. \"guard, no cache\": \
+         row 1 by a guard built with no_token_cache(): the difference is what inserting a new \
+         token into the cache costs.",
         "jwt-authorizer: Authorizer::extract_token(headers) + check_auth(token) (what its layer does \
          per request), keys from_jwks_text, Validation with iss and aud (exp checked by default). It \
          has no DPoP. Row 5: its AuthorizationLayer on an axum 0.7 Router (it is written for axum \
