@@ -119,10 +119,13 @@ mod backend {
 
     use super::{Algorithm, KeyParams, PublicKey, VerifyError, decoded};
 
+    /// ECDSA keys are parsed for DER signatures: a JWS signature (`R || S`, RFC 7518 §3.4)
+    /// is re-encoded on the stack ([`ecdsa_der`]) rather than by aws-lc-rs's fixed-size
+    /// format, which builds two bignums and a heap buffer for every signature.
     fn algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
         match alg {
-            Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
-            Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+            Algorithm::ES256 => &signature::ECDSA_P256_SHA256_ASN1,
+            Algorithm::ES384 => &signature::ECDSA_P384_SHA384_ASN1,
             Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
             Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
@@ -159,9 +162,50 @@ mod backend {
         raw: &[u8],
         _: &str,
     ) -> Result<(), VerifyError> {
+        let mut der = [0; MAX_ECDSA_DER_LEN];
+        let signature = match key.alg {
+            Algorithm::ES256 => ecdsa_der(raw, 32, &mut der),
+            Algorithm::ES384 => ecdsa_der(raw, 48, &mut der),
+            _ => Some(raw),
+        }
+        .ok_or(VerifyError::BadSignature)?;
         key.key
-            .verify_sig(input, raw)
+            .verify_sig(input, signature)
             .map_err(|_| VerifyError::BadSignature)
+    }
+
+    /// The longest `ECDSA-Sig-Value` of P-384: two 49-octet INTEGERs in a SEQUENCE.
+    const MAX_ECDSA_DER_LEN: usize = 2 + 2 * (2 + 49);
+
+    /// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` in DER (RFC 3279 §2.2.3)
+    /// from a JWS ECDSA signature: `R || S`, each exactly `size` octets (RFC 7518 §3.4).
+    /// `None` for any other length, or when `R` or `S` is zero (never a valid signature).
+    fn ecdsa_der<'a>(
+        fixed: &[u8],
+        size: usize,
+        out: &'a mut [u8; MAX_ECDSA_DER_LEN],
+    ) -> Option<&'a [u8]> {
+        if fixed.len() != 2 * size || size > 48 {
+            return None;
+        }
+        let (r, s) = fixed.split_at(size);
+        let mut len = 2;
+        for value in [r, s] {
+            // Minimal: leading zeros dropped, one added when the high bit is set so the
+            // value stays positive (X.690 §8.3).
+            let value = value.get(value.iter().position(|b| *b != 0)?..)?;
+            let pad = usize::from(value.first().is_some_and(|b| b & 0x80 != 0));
+            let integer = out.get_mut(len..len + 2 + pad + value.len())?;
+            integer[0] = 0x02;
+            integer[1] = u8::try_from(pad + value.len()).ok()?;
+            integer[2] = 0;
+            integer.get_mut(2 + pad..)?.copy_from_slice(value);
+            len += integer.len();
+        }
+        // At most 2 × 51 octets of content: the short form of the length.
+        out[0] = 0x30;
+        out[1] = u8::try_from(len - 2).ok()?;
+        out.get(..len)
     }
 
     /// `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` in DER
@@ -206,6 +250,103 @@ mod backend {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::signature::Signature;
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED,
+            ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, UnparsedPublicKey,
+        };
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+        fn der(fixed: &[u8], size: usize) -> Option<Vec<u8>> {
+            ecdsa_der(fixed, size, &mut [0; MAX_ECDSA_DER_LEN]).map(<[u8]>::to_vec)
+        }
+
+        #[test]
+        fn ecdsa_der_is_minimal_and_positive() {
+            let mut fixed = [0u8; 64];
+            fixed[31] = 0x01;
+            fixed[32] = 0x80;
+            // R = 1: one octet. S with its high bit set: a zero octet first.
+            let mut expected = vec![0x30, 0x26, 0x02, 0x01, 0x01, 0x02, 0x21, 0x00, 0x80];
+            expected.extend_from_slice(&[0; 31]);
+            assert_eq!(der(&fixed, 32).unwrap(), expected);
+            // The longest: P-384 with both high bits set.
+            let der384 = der(&[0xff; 96], 48).unwrap();
+            assert_eq!(der384.len(), MAX_ECDSA_DER_LEN);
+            assert_eq!(der384[..5], [0x30, 0x66, 0x02, 0x31, 0x00]);
+            // Zero is never a signature value; any other length is not a JWS signature.
+            let mut zero_s = [0x11u8; 64];
+            zero_s[32..].fill(0);
+            assert_eq!(der(&zero_s, 32), None);
+            assert_eq!(der(&[0; 64], 32), None);
+            for len in [0, 1, 63, 65, 96, 128] {
+                assert_eq!(der(&vec![0x11; len], 32), None, "{len}");
+            }
+            assert_eq!(der(&[0x11; 98], 49), None);
+        }
+
+        struct Signer {
+            fixed: &'static dyn VerificationAlgorithm,
+            pair: EcdsaKeyPair,
+            key: PublicKey,
+        }
+
+        fn signer(alg: Algorithm) -> Signer {
+            let (signing, fixed): (_, &'static dyn VerificationAlgorithm) = match alg {
+                Algorithm::ES256 => (&ECDSA_P256_SHA256_FIXED_SIGNING, &ECDSA_P256_SHA256_FIXED),
+                _ => (&ECDSA_P384_SHA384_FIXED_SIGNING, &ECDSA_P384_SHA384_FIXED),
+            };
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, &SystemRandom::new()).unwrap();
+            let pair = EcdsaKeyPair::from_pkcs8(signing, pkcs8.as_ref()).unwrap();
+            let point = pair.public_key().as_ref();
+            let (x, y) = point[1..].split_at((point.len() - 1) / 2);
+            let (x, y) = (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y));
+            let key = PublicKey::new(alg, KeyParams::Ec { x: &x, y: &y }).unwrap();
+            Signer { fixed, pair, key }
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+            /// The stack-encoded DER signature is accepted exactly when aws-lc-rs's own
+            /// fixed-size format accepts the JWS signature: genuine ones, and genuine ones with
+            /// an octet changed, cut, extended, or with `R` or `S` zeroed, given leading zero
+            /// octets, or set above the group order.
+            #[test]
+            fn der_verification_agrees_with_the_fixed_format(
+                p384 in proptest::bool::ANY,
+                msg in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+                edit in 0usize..8,
+                at in 0usize..96,
+                byte in proptest::num::u8::ANY,
+            ) {
+                static SIGNERS: std::sync::OnceLock<[Signer; 2]> = std::sync::OnceLock::new();
+                let signers = SIGNERS
+                    .get_or_init(|| [signer(Algorithm::ES256), signer(Algorithm::ES384)]);
+                let s = &signers[usize::from(p384)];
+                let mut sig = s.pair.sign(&SystemRandom::new(), &msg).unwrap().as_ref().to_vec();
+                let half = sig.len() / 2;
+                let at = at % sig.len();
+                match edit {
+                    0 => {}
+                    1 => sig[at] ^= byte | 1,
+                    2 => sig.truncate(at),
+                    3 => sig.push(byte),
+                    4 => sig[..half].fill(0),
+                    5 => sig[half..at.max(half + 1)].fill(0),
+                    6 => sig[half..].fill(0xff),
+                    _ => sig[..at.min(half)].fill(0),
+                }
+                let text = URL_SAFE_NO_PAD.encode(&sig);
+                let ours = s.key.verify(&msg, &Signature::decode(&text).unwrap()).is_ok();
+                let point = s.pair.public_key().as_ref();
+                let theirs = UnparsedPublicKey::new(s.fixed, point).verify(&msg, &sig).is_ok();
+                proptest::prop_assert_eq!(ours, theirs);
+                proptest::prop_assert!(edit != 0 || ours, "a genuine signature is refused");
+            }
+        }
 
         #[test]
         fn rsa_public_key_der_is_minimal_and_positive() {
