@@ -190,21 +190,25 @@ mod backend {
         }
         let (r, s) = fixed.split_at(size);
         let mut len = 2;
+        let mut put = |bytes: &[u8]| {
+            out.get_mut(len..len + bytes.len())?.copy_from_slice(bytes);
+            len += bytes.len();
+            Some(())
+        };
         for value in [r, s] {
             // Minimal: leading zeros dropped, one added when the high bit is set so the
             // value stays positive (X.690 §8.3).
             let value = value.get(value.iter().position(|b| *b != 0)?..)?;
-            let pad = usize::from(value.first().is_some_and(|b| b & 0x80 != 0));
-            let integer = out.get_mut(len..len + 2 + pad + value.len())?;
-            integer[0] = 0x02;
-            integer[1] = u8::try_from(pad + value.len()).ok()?;
-            integer[2] = 0;
-            integer.get_mut(2 + pad..)?.copy_from_slice(value);
-            len += integer.len();
+            let pad = value.first().is_some_and(|b| b & 0x80 != 0);
+            put(&[0x02, u8::try_from(value.len() + usize::from(pad)).ok()?])?;
+            if pad {
+                put(&[0])?;
+            }
+            put(value)?;
         }
         // At most 2 × 51 octets of content: the short form of the length.
-        out[0] = 0x30;
-        out[1] = u8::try_from(len - 2).ok()?;
+        let content = u8::try_from(len - 2).ok()?;
+        out.get_mut(..2)?.copy_from_slice(&[0x30, content]);
         out.get(..len)
     }
 
