@@ -370,6 +370,28 @@ impl BaseUrl {
     pub fn path_prefix(&self) -> &str {
         &self.path_prefix
     }
+
+    /// Whether `uri` is exactly this base URL followed by `path`, compared in place.
+    pub(crate) fn is_followed_by(&self, uri: &str, path: &str) -> bool {
+        uri.strip_prefix(self.scheme.as_str())
+            .and_then(|rest| rest.strip_prefix("://"))
+            .and_then(|rest| rest.strip_prefix(self.authority.as_str()))
+            .and_then(|rest| rest.strip_prefix(self.path_prefix.as_str()))
+            == Some(path)
+    }
+
+    /// The length of this base URL followed by `path`.
+    pub(crate) fn len_with(&self, path: &str) -> usize {
+        let scheme = self.scheme.as_str().len() + "://".len();
+        scheme + self.authority.len() + self.path_prefix.len() + path.len()
+    }
+}
+
+/// Whether normalization leaves a path as it is (RFC 3986 §6.2.2): every octet a `path`
+/// character and none a `%`. A base URL, normalized already, followed by such a path is then
+/// its own normal form, within [`MAX_HTU_LEN`].
+pub(crate) fn is_normal_path(path: &str) -> bool {
+    path.starts_with('/') && path.bytes().all(is_path_char)
 }
 
 impl fmt::Display for BaseUrl {

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use http::request::Parts;
 
+use origin::RequestHtus;
+
 pub use htu::HtuError;
 pub use nonce::{DpopNonces, NonceCheck};
 pub use origin::PublicUri;
@@ -24,15 +26,6 @@ pub use proof::{ProofError, ProofPolicy, VerifiedProof};
 pub use replay::{
     MemoryReplayStore, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError, ReplayWindow,
 };
-
-/// Whether a proof's `htu` claim names one of the request's URIs, each already normalized
-/// (RFC 9449 §4.3 item 9, RFC 3986 §6.2.2–§6.2.3). A claim sent in normal form, as clients
-/// normally send it, is found as it is: normalization is idempotent, so it could only
-/// normalize to itself.
-fn htu_names_one_of(claimed: &str, htus: &[String]) -> bool {
-    htus.iter().any(|h| h == claimed)
-        || htu::normalize_htu(claimed).is_ok_and(|c| htus.contains(&c))
-}
 
 /// `DPoP-Nonce` response header (RFC 9449 §8.1).
 pub const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
@@ -338,8 +331,8 @@ impl Dpop {
             .public_uri
             .as_ref()
             .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
-        let htus = origin::request_htus(parts, public).map_err(DpopError::RequestUri)?;
-        if !htu_names_one_of(&verified.htu, &htus) {
+        let htus = RequestHtus::of(parts, public).map_err(DpopError::RequestUri)?;
+        if !htus.named_by(&verified.htu) {
             return Err(DpopError::Proof(ProofError::HtuMismatch));
         }
         self.check_nonce(verified.nonce.as_deref(), now)
@@ -359,8 +352,8 @@ impl Dpop {
             .public_uri
             .as_ref()
             .ok_or(DpopError::RequestUri(HtuError::UntrustedPeer))?;
-        let htus = origin::request_htus(parts, public).map_err(DpopError::RequestUri)?;
-        let htu_matches = |claimed: &str| htu_names_one_of(claimed, &htus);
+        let htus = RequestHtus::of(parts, public).map_err(DpopError::RequestUri)?;
+        let htu_matches = |claimed: &str| htus.named_by(claimed);
         let (verified, client) = proof::verify_proof_matching(
             proof,
             parts.method.as_str(),
@@ -472,20 +465,40 @@ mod tests {
             prop_assert!(fresh.iter().all(|n| *n <= 1), "{fresh:?}");
         }
 
-        /// The exact-match shortcut never changes the answer: a claim matches exactly when
-        /// its normal form is one of the request's URIs.
+        /// Neither shortcut changes the answer: a claim names the request exactly when its
+        /// normal form is one of the request's URIs built and normalized in full, whether the
+        /// claim is in normal form or not and whether the request's path is or not; and the
+        /// request is refused for the same reasons.
         #[test]
-        fn htu_shortcut_agrees_with_normalizing_every_claim(
-            claim in "(https?|HTTPS?)://(api\\.example|API\\.EXAMPLE|%61pi\\.example)(:443|:80|:)?(/|/r|/%72|/a/\\.\\./r|/r%2F|)",
+        fn htu_shortcuts_agree_with_normalizing_everything(
+            claim in "(https?|HTTPS?)://(api\\.example|API\\.EXAMPLE|%61pi\\.example|\\[::1\\])(:443|:80|:8443|:)?(/v1)?(/|/r|/%72|/a/\\.\\./r|/r%2F|/r:@!|//r|)",
+            path in "(/|/r|/%72|/a/\\.\\./r|/r%2F|/r:@!|//r|/r%2f|/%zz|/r\\?q=1|/\\.)",
+            prefix in proptest::sample::select(vec!["", "/v1", "/V1"]),
+            long in proptest::bool::weighted(0.1),
         ) {
-            let htus = vec![
-                htu::normalize_htu("https://api.example/r").unwrap(),
-                htu::normalize_htu("http://api.example/").unwrap(),
+            let bases = vec![
+                htu::BaseUrl::parse(&format!("https://api.example{prefix}")).unwrap(),
+                htu::BaseUrl::parse("HTTP://API.example:80/").unwrap(),
+                htu::BaseUrl::parse("https://[0:0::1]:8443").unwrap(),
             ];
-            let slow = htu::normalize_htu(&claim).is_ok_and(|c| htus.contains(&c));
-            prop_assert_eq!(htu_names_one_of(&claim, &htus), slow);
-            for h in &htus {
-                prop_assert!(htu_names_one_of(h, &htus));
+            let public = PublicUri::Fixed(bases);
+            let path = if long { format!("{path}{}", "a".repeat(crate::limits::MAX_HTU_LEN)) } else { path };
+            let Ok(request) = http::Request::get(&path).body(()) else {
+                return Err(proptest::test_runner::TestCaseError::reject("not a request target"));
+            };
+            let (parts, ()) = request.into_parts();
+            let slow = origin::request_htus(&parts, &public);
+            let fast = RequestHtus::of(&parts, &public);
+            match (&slow, &fast) {
+                (Ok(htus), Ok(fast)) => {
+                    let named = htu::normalize_htu(&claim).is_ok_and(|c| htus.contains(&c));
+                    prop_assert_eq!(fast.named_by(&claim), named, "{} {}", claim, path);
+                    for h in htus {
+                        prop_assert!(fast.named_by(h), "{} {}", h, path);
+                    }
+                }
+                (Err(slow), Err(fast)) => prop_assert_eq!(slow, fast),
+                _ => prop_assert!(false, "{path}: {slow:?} but {:?}", fast.as_ref().err()),
             }
         }
     }

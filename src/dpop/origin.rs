@@ -8,9 +8,11 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::{AsHeaderName, FORWARDED, HOST};
 
-use super::htu::{BaseUrl, HtuError, Scheme, normalize_htu};
+use super::htu::{self, BaseUrl, HtuError, Scheme, normalize_htu};
 use crate::http_syntax;
-use crate::limits::{MAX_FORWARDED_HEADER_LEN, MAX_HOST_HEADER_LEN, MAX_PREFIX_HEADER_LEN};
+use crate::limits::{
+    MAX_FORWARDED_HEADER_LEN, MAX_HOST_HEADER_LEN, MAX_HTU_LEN, MAX_PREFIX_HEADER_LEN,
+};
 use crate::transport;
 
 /// Where the guard learns the public origin (scheme, host, port, and mount point) that a
@@ -104,6 +106,45 @@ impl PublicUri {
             PublicUri::TrustForwarded { proxies, .. } => !proxies.is_empty(),
             PublicUri::DangerousHostHeader => true,
         }
+    }
+}
+
+/// The `htu` values a DPoP proof for this request may carry (RFC 9449 §4.3 check 9): one per
+/// configured public base URL, or the one the trusted proxy or the request names.
+pub(crate) enum RequestHtus<'a> {
+    /// Each configured base URL followed by the request's path, which normalization would
+    /// leave as it is: compared in place, nothing built.
+    Bases { bases: &'a [BaseUrl], path: &'a str },
+    /// The URIs, normalized.
+    Normalized(Vec<String>),
+}
+
+impl<'a> RequestHtus<'a> {
+    pub(crate) fn of(
+        parts: &'a http::request::Parts,
+        public: &'a PublicUri,
+    ) -> Result<Self, HtuError> {
+        if let PublicUri::Fixed(bases) = public {
+            let path = request_path(parts);
+            if htu::is_normal_path(path) {
+                if bases.iter().any(|b| b.len_with(path) > MAX_HTU_LEN) {
+                    return Err(HtuError::TooLong);
+                }
+                return Ok(RequestHtus::Bases { bases, path });
+            }
+        }
+        request_htus(parts, public).map(RequestHtus::Normalized)
+    }
+
+    /// Whether a proof's `htu` claim names one of these URIs (RFC 9449 §4.3 check 9, RFC
+    /// 3986 §6.2.2–§6.2.3). A claim sent in normal form, as clients normally send it, is
+    /// found as it is: normalization is idempotent, so it could only normalize to itself.
+    pub(crate) fn named_by(&self, claimed: &str) -> bool {
+        let found = |uri: &str| match self {
+            RequestHtus::Bases { bases, path } => bases.iter().any(|b| b.is_followed_by(uri, path)),
+            RequestHtus::Normalized(htus) => htus.iter().any(|h| h == uri),
+        };
+        found(claimed) || normalize_htu(claimed).is_ok_and(|c| found(&c))
     }
 }
 
