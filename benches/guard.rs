@@ -566,6 +566,14 @@ fn profiled(paths: &Paths, path: &str, inputs: Vec<Input>) {
 
 fn main() {
     let paths = Paths::new();
+    if std::env::var("GUARD_BENCH_SIZES").is_ok() {
+        let mut parts = paths.fixture.head(&paths.fixture.bearer, None);
+        let fut = paths
+            .bearer
+            .check(&mut parts, &paths.policy, Presence::Required);
+        eprintln!("check future: {} bytes", std::mem::size_of_val(&fut));
+        return;
+    }
     if let Ok(spec) = std::env::var("GUARD_BENCH_PROFILE") {
         return profile(&paths, &spec);
     }

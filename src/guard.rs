@@ -331,8 +331,7 @@ impl OAuthGuard {
             }
             let mut refresh = false;
             if token.admitted_by != inner.id {
-                refresh = self
-                    .admit_nested(parts, &token, now)
+                refresh = Box::pin(self.admit_nested(parts, &token, now))
                     .await
                     .map_err(refuse)?;
             }
@@ -391,11 +390,10 @@ impl OAuthGuard {
                 let proof = extract::dpop_proof(&parts.headers)
                     .map_err(|e| refuse(e.into()))?
                     .ok_or_else(|| refuse(DpopError::MissingProof.into()))?;
-                let (verified, refresh) = inner
-                    .dpop
-                    .verify(parts, proof, &validated.digest, jkt, now)
-                    .await
-                    .map_err(|e| refuse(e.into()))?;
+                let (verified, refresh) =
+                    Box::pin(inner.dpop.verify(parts, proof, &validated.digest, jkt, now))
+                        .await
+                        .map_err(|e| refuse(e.into()))?;
                 if refresh {
                     dpop_nonce = inner.dpop.fresh_nonce(now);
                 }

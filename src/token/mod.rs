@@ -49,16 +49,19 @@ impl TokenValidator {
         now: i64,
     ) -> Result<Arc<Validated>, TokenError> {
         let digest = TokenCache::key(token);
-        let Some(cache) = &self.cache else {
-            return self
-                .validate_uncached(token, digest, now)
-                .await
-                .map(|(v, _)| v);
-        };
-        if let Some(hit) = cache.get(&digest, now, self.rules.leeway) {
+        let hit = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&digest, now, self.rules.leeway));
+        if let Some(hit) = hit {
             return Ok(hit);
         }
-        let (validated, max_ttl) = self.validate_uncached(token, digest, now).await?;
+        // Boxed: its state (signature checks, key fetches, introspection) is far larger than
+        // a cache hit's, and every request's future would otherwise carry room for it.
+        let (validated, max_ttl) = Box::pin(self.validate_uncached(token, digest, now)).await?;
+        let Some(cache) = &self.cache else {
+            return Ok(validated);
+        };
         if let Some(max_ttl) = max_ttl {
             cache.insert(digest, validated.clone(), now, max_ttl);
         }

@@ -283,3 +283,20 @@ async fn malformed_signatures_and_algorithm_confusion_are_refused() {
     jwk.as_object_mut().unwrap().remove("alg");
     assert!(KeySet::from_json(json!({"keys": [jwk]}).to_string().as_bytes()).is_err());
 }
+
+/// What every request awaits stays small: the state of the steps only some requests take (a
+/// signature check, a key fetch, introspection, a DPoP proof) is boxed when a request takes
+/// them, so a request with a cached token does not carry and move kilobytes of room for
+/// them. (The layer's future holds this one.)
+#[tokio::test]
+async fn a_request_waits_on_a_future_of_at_most_512_bytes() {
+    let fx = Fx::new(1_000_000);
+    let guard = fx.guard(|d| d).await;
+    let (mut parts, ()) = http::Request::get(URL).body(()).unwrap().into_parts();
+    let policy = Policy::default();
+    let future = guard.check(&mut parts, &policy, Presence::Required);
+    let size = std::mem::size_of_val(&future);
+    eprintln!("OAuthGuard::check: a future of {size} bytes");
+    assert!(size <= 512, "OAuthGuard::check: a future of {size} bytes");
+    assert!(future.await.is_err(), "no credentials, no admission");
+}
