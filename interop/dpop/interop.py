@@ -12,87 +12,31 @@ retry after `use_dpop_nonce`. It exits non-zero unless every check below holds.
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
 import jwskate
 import requests
-from requests.adapters import HTTPAdapter
 from requests_oauth2client import DPoPKey, DPoPToken, InvalidUseDPoPNonceResponse
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import (  # noqa: E402
+    Process, challenge, check, failures, finish, recording_session, stop_on_sigterm)
 
 ISSUER = "https://issuer.interop.example"
 AUDIENCE = "https://api.interop.example"
 ALGS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"]
-STARTUP_TIMEOUT_S = 60
 
 
-class Recorder(HTTPAdapter):
-    """Remembers every exchange, including the library's own nonce retry."""
+class Server(Process):
+    """examples/resource_server demanding DPoP proofs with server nonces."""
 
-    def __init__(self):
-        super().__init__()
-        self.exchanges = []
-
-    def send(self, request, **kwargs):
-        response = super().send(request, **kwargs)
-        self.exchanges.append((dict(request.headers), response))
-        return response
-
-
-def session():
-    s = requests.Session()
-    recorder = Recorder()
-    s.mount("http://", recorder)
-    return s, recorder
-
-
-failures = []
-
-
-def check(condition, what):
-    print(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
-    return condition
-
-
-def challenge(response):
-    return response.headers.get("WWW-Authenticate", "")
-
-
-class Server:
     def __init__(self, command, workdir, name, jwks_path, *extra):
-        self.log_path = os.path.join(workdir, f"{name}.log")
-        self.log = open(self.log_path, "w")
-        args = [*command, "--listen", "127.0.0.1:0", "--issuer", ISSUER,
-                "--audience", AUDIENCE, "--jwks", jwks_path, "--realm", "interop",
-                "--dpop", "required", "--dpop-nonce", *extra]
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        self.base = None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline and self.process.poll() is None:
-            with open(self.log_path) as f:
-                for line in f:
-                    if line.startswith("listening on "):
-                        self.base = line.split()[-1]
-            if self.base:
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{name} did not start:\n{open(self.log_path).read()}")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        super().__init__(name, [*command, "--listen", "127.0.0.1:0", "--issuer", ISSUER,
+                                "--audience", AUDIENCE, "--jwks", jwks_path, "--realm", "interop",
+                                "--dpop", "required", "--dpop-nonce", *extra], workdir)
+        self.base = self.ready(self.wait_for_line, "listening on ").split()[-1]
 
 
 def main():
@@ -129,11 +73,8 @@ def main():
                 s.stop()
             if failures:
                 for s in servers:
-                    print(f"--- {s.log_path}\n{open(s.log_path).read()}")
-    if failures:
-        print(f"{len(failures)} interop check(s) failed")
-        sys.exit(1)
-    print("DPoP interop: all checks passed")
+                    s.print_log()
+    finish("DPoP interop")
 
 
 def run(a, b, c, mint):
@@ -141,7 +82,7 @@ def run(a, b, c, mint):
     for alg in ALGS:
         key = DPoPKey.generate(alg=alg)
         token = DPoPToken(mint(key.dpop_jkt), _dpop_key=key)
-        s, rec = session()
+        s, rec = recording_session()
 
         # First call: the library sends a proof without nonce, gets use_dpop_nonce, retries.
         r = s.get(url, auth=token)
@@ -165,15 +106,15 @@ def run(a, b, c, mint):
 
         # Replay the proof of that successful request, byte for byte.
         sent = rec.exchanges[-1][0]
-        replay = requests.post(url, headers={"Authorization": sent["Authorization"],
-                                             "DPoP": sent["DPoP"]})
+        replay = requests.post(url, headers={"Authorization": sent.headers["Authorization"],
+                                             "DPoP": sent.headers["DPoP"]})
         check(replay.status_code == 401 and challenge(replay).startswith("DPoP ")
               and 'error="invalid_dpop_proof"' in challenge(replay),
               f"{alg}: the replayed proof is refused ({replay.status_code} {challenge(replay)})")
 
     key = DPoPKey.generate(alg="ES256")
     token = DPoPToken(mint(key.dpop_jkt), _dpop_key=key)
-    s, rec = session()
+    s, rec = recording_session()
     check(s.get(url, auth=token).status_code == 200, "nonce obtained from server a")
 
     # Server b shares a's secret: a's nonce works there at once.
@@ -208,6 +149,5 @@ def run(a, b, c, mint):
 
 
 if __name__ == "__main__":
-    # Stopped from outside, still stop the servers (the finally blocks run on SystemExit).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_on_sigterm()
     main()

@@ -16,10 +16,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,15 +25,13 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import Process, finish, free_port, require, stop_on_sigterm  # noqa: E402
+
 ISSUER = "https://issuer.interop.example"
 AUDIENCE = "https://grpc.interop.example"
 CHECK = "/grpc.health.v1.Health/Check"
 WATCH = "/grpc.health.v1.Health/Watch"
-SERVER_START_TIMEOUT = 60  # seconds; the binary is already built
-
-passed = 0
-
-
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -59,35 +53,6 @@ def thumbprint(jwk: dict) -> str:
     return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
-def check(condition: bool, what: str) -> None:
-    global passed
-    if not condition:
-        print(f"FAIL: {what}", file=sys.stderr)
-        print(f"interop: {passed} passed, 1 failed")
-        sys.exit(1)
-    passed += 1
-    print(f"ok: {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"the server exited early with {server.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit("the server did not start listening")
-
-
 def metadata(error: grpc.RpcError) -> dict:
     """A trailers-only answer carries its headers as trailing metadata; look at both."""
     found = {}
@@ -101,18 +66,15 @@ def main() -> None:
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     binary = sys.argv[1]
-    workdir = tempfile.mkdtemp(prefix="grpc-interop-")
-
     issuer_key = ec.generate_private_key(ec.SECP256R1())
     issuer_jwk = dict(public_jwk(issuer_key), kid="interop-1", alg="ES256", use="sig")
-    jwks_path = os.path.join(workdir, "jwks.json")
-    with open(jwks_path, "w") as f:
-        json.dump({"keys": [issuer_jwk]}, f)
-
     port = free_port()
     public_url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
+    with tempfile.TemporaryDirectory(prefix="grpc-interop-") as workdir:
+        jwks_path = os.path.join(workdir, "jwks.json")
+        with open(jwks_path, "w") as f:
+            json.dump({"keys": [issuer_jwk]}, f)
+        server = Process("resource_server", [
             binary,
             "--grpc",
             "--listen", f"127.0.0.1:{port}",
@@ -122,20 +84,16 @@ def main() -> None:
             "--dpop", "required",
             "--dpop-nonce",
             "--public-url", public_url,
-        ],
-    )
-    try:
-        wait_for_port(port, server)
-        run(port, public_url, issuer_key)
-    finally:
-        server.terminate()
+        ], workdir)
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(f"interop: {passed} passed, 0 failed")
+            server.ready(server.wait_for_port, port)
+            run(port, public_url, issuer_key)
+        except BaseException:
+            server.stop()
+            server.print_log()
+            raise
+        server.stop()
+    finish("gRPC interop")
 
 
 def run(port: int, public_url: str, issuer_key: ec.EllipticCurvePrivateKey) -> None:
@@ -184,40 +142,40 @@ def run(port: int, public_url: str, issuer_key: ec.EllipticCurvePrivateKey) -> N
         # 1. No nonce yet: the server asks for one, in metadata.
         try:
             stub.Check(request, metadata=auth(proof(CHECK)), timeout=10)
-            check(False, "a proof without nonce is refused")
+            require(False, "a proof without nonce is refused")
         except grpc.RpcError as e:
             md = metadata(e)
-            check(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"no nonce: UNAUTHENTICATED ({e.code()})")
-            check(
+            require(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"no nonce: UNAUTHENTICATED ({e.code()})")
+            require(
                 any('error="use_dpop_nonce"' in v for v in md.get("www-authenticate", [])),
                 f"no nonce: www-authenticate says use_dpop_nonce ({md.get('www-authenticate')})",
             )
-            check(bool(md.get("dpop-nonce")), "no nonce: dpop-nonce metadata present")
+            require(bool(md.get("dpop-nonce")), "no nonce: dpop-nonce metadata present")
             nonce = md["dpop-nonce"][0]
 
         # 2. With the nonce: the call succeeds and the handler saw the token.
         good = proof(CHECK, nonce)
         response, call = stub.Check.with_call(request, metadata=auth(good), timeout=10)
-        check(response.status == health_pb2.HealthCheckResponse.SERVING, "DPoP call answers SERVING")
+        require(response.status == health_pb2.HealthCheckResponse.SERVING, "DPoP call answers SERVING")
         initial = dict(call.initial_metadata())
-        check(initial.get("x-subject") == "interop-client", f"handler saw the subject ({initial})")
-        check(initial.get("x-binding") == "dpop", "handler saw a DPoP-bound token")
+        require(initial.get("x-subject") == "interop-client", f"handler saw the subject ({initial})")
+        require(initial.get("x-binding") == "dpop", "handler saw a DPoP-bound token")
 
         # 3. The same proof again: replay, refused.
         try:
             stub.Check(request, metadata=auth(good), timeout=10)
-            check(False, "a replayed proof is refused")
+            require(False, "a replayed proof is refused")
         except grpc.RpcError as e:
             md = metadata(e)
-            check(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"replay: UNAUTHENTICATED ({e.code()})")
-            check(
+            require(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"replay: UNAUTHENTICATED ({e.code()})")
+            require(
                 any('error="invalid_dpop_proof"' in v for v in md.get("www-authenticate", [])),
                 f"replay: www-authenticate says invalid_dpop_proof ({md.get('www-authenticate')})",
             )
 
         # 4. A server stream: one proof for the whole call.
         updates = list(stub.Watch(request, metadata=auth(proof(WATCH, nonce)), timeout=10))
-        check(
+        require(
             len(updates) == 2 and all(u.status == health_pb2.HealthCheckResponse.SERVING for u in updates),
             "one proof authorizes a Watch stream",
         )
@@ -225,17 +183,16 @@ def run(port: int, public_url: str, issuer_key: ec.EllipticCurvePrivateKey) -> N
         # 5. No credentials at all.
         try:
             stub.Check(request, timeout=10)
-            check(False, "a call without credentials is refused")
+            require(False, "a call without credentials is refused")
         except grpc.RpcError as e:
             md = metadata(e)
-            check(e.code() == grpc.StatusCode.UNAUTHENTICATED, "no token: UNAUTHENTICATED")
-            check(
+            require(e.code() == grpc.StatusCode.UNAUTHENTICATED, "no token: UNAUTHENTICATED")
+            require(
                 any(v.startswith("DPoP") for v in md.get("www-authenticate", [])),
                 "no token: a DPoP challenge",
             )
 
 
 if __name__ == "__main__":
-    # Stopped from outside, still stop the server (the finally block runs on SystemExit).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_on_sigterm()
     main()

@@ -17,8 +17,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,28 +34,15 @@ from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuth
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import Process, check, failures, finish, free_port, stop_on_sigterm  # noqa: E402
+
 # The clients the authorization server knows: id -> (secret, the scopes it may be granted).
 # The server, as real ones do, grants only the scopes asked for that the client is allowed.
 CLIENTS = {
     "interop-client": ("interop-secret", {"mcp:tools"}),
     "interop-admin": ("interop-admin-secret", {"mcp:tools", "mcp:admin"}),
 }
-STARTUP_TIMEOUT_S = 60
-
-failures = []
-
-
-def check(condition, what):
-    print(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
-    return condition
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AuthorizationServer:
@@ -149,34 +134,14 @@ class MemoryStorage:
         self.client = client_info
 
 
-class McpServer:
+class McpServer(Process):
     def __init__(self, binary, issuer, workdir):
         port = free_port()
         self.url = f"http://127.0.0.1:{port}/mcp"
-        self.log_path = os.path.join(workdir, "mcp_server.log")
-        self.log = open(self.log_path, "w")
-        args = [binary, "--listen", f"127.0.0.1:{port}", "--issuer", issuer,
-                "--jwks", f"{issuer}/jwks", "--public-url", self.url]
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"mcp_server did not start:\n{open(self.log_path).read()}")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        super().__init__("mcp_server", [binary, "--listen", f"127.0.0.1:{port}", "--issuer", issuer,
+                                        "--jwks", f"{issuer}/jwks", "--public-url", self.url],
+                         workdir)
+        self.ready(self.wait_for_port, port)
 
 
 async def session_with(server_url, issuer, client_id):
@@ -261,7 +226,7 @@ async def scenario(binary, workdir):
         server.stop()
         auth.http.shutdown()
         if failures:
-            print(open(server.log_path).read())
+            server.print_log()
 
 
 def main():
@@ -269,10 +234,9 @@ def main():
         sys.exit("usage: interop.py PATH/TO/mcp_server")
     with tempfile.TemporaryDirectory() as workdir:
         asyncio.run(scenario(sys.argv[1], workdir))
-    if failures:
-        sys.exit(f"{len(failures)} check(s) failed")
-    print("mcp interop: all checks passed")
+    finish("MCP interop")
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     main()

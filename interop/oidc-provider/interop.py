@@ -28,20 +28,21 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests_oauth2client import BearerToken, DPoPToken, OAuth2Client
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402
+from common import challenge, check, failures, finish, stop_on_sigterm  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AUDIENCE = "https://api.interop.example"
 SCOPE = "read"
-STARTUP_TIMEOUT_S = 60
 HTTP_TIMEOUT_S = 10
 # The guard reuses an active introspection answer this long (the example's default is 60 s).
 INTROSPECTION_CACHE_TTL_S = 1
@@ -50,43 +51,12 @@ REVOCATION_SLACK_S = 5
 POLL_S = 0.1
 
 
-failures = []
-
-
-def check(condition, what):
-    print(("PASS " if condition else "FAIL ") + what, flush=True)
-    if not condition:
-        failures.append(what)
-    return condition
-
-
-class Recorder(HTTPAdapter):
-    """Remembers every exchange of a session, including a client library's own retries."""
-
-    def __init__(self):
-        super().__init__()
-        self.exchanges = []
-
-    def send(self, request, **kwargs):
-        kwargs["timeout"] = kwargs.get("timeout") or HTTP_TIMEOUT_S
-        response = super().send(request, **kwargs)
-        self.exchanges.append((request, response))
-        return response
-
-
 def session():
-    s = requests.Session()
-    recorder = Recorder()
-    s.mount("http://", recorder)
-    return s, recorder
+    return common.recording_session(timeout=HTTP_TIMEOUT_S)
 
 
 def get(url, **kwargs):
     return requests.get(url, timeout=HTTP_TIMEOUT_S, **kwargs)
-
-
-def challenge(response):
-    return response.headers.get("WWW-Authenticate", "")
 
 
 def b64url_json(part):
@@ -104,57 +74,15 @@ def jwt_parts(token):
         return None
 
 
-class Process:
-    """A child process whose output goes to a log file that the checks read."""
+class Process(common.Process):
+    """A child process started in this directory (where provider.mjs is)."""
 
     def __init__(self, name, args, workdir, env=None, stdin=None):
-        self.name = name
-        self.log_path = os.path.join(workdir, f"{name}.log")
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(args, stdin=stdin, stdout=self.log,
-                                        stderr=subprocess.STDOUT, env=env, cwd=HERE)
-
-    def lines(self):
-        with open(self.log_path) as f:
-            return f.read().splitlines()
-
-    def wait_for_line(self, prefix, after=0, timeout=STARTUP_TIMEOUT_S):
-        """The first line from index `after` on that starts with `prefix`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines()[after:]:
-                if line.startswith(prefix):
-                    return line
-            if self.process.poll() is not None:
-                break
-            time.sleep(POLL_S)
-        raise RuntimeError(f"{self.name}: no line '{prefix}...' within {timeout} s "
-                           f"(exit status {self.process.poll()}):\n" + "\n".join(self.lines()))
+        super().__init__(name, args, workdir, env=env, stdin=stdin, cwd=HERE)
 
     def ready(self, prefix):
         """The line that says the process is ready; stops it if that line never comes."""
-        try:
-            return self.wait_for_line(prefix)
-        except Exception:
-            self.stop()
-            raise
-
-    def stop(self):
-        if self.process.poll() is None:
-            if self.process.stdin:
-                self.process.stdin.close()  # the provider exits on end of input
-                try:
-                    self.process.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        return super().ready(self.wait_for_line, prefix)
 
 
 class Provider(Process):
@@ -220,11 +148,9 @@ def main():
                 p.stop()
             if failures:
                 for p in processes:
-                    print(f"--- {p.log_path}\n{open(p.log_path).read()}")
-    if failures:
-        print(f"oidc-provider interop: {len(failures)} check(s) failed")
-        sys.exit(1)
-    print(f"oidc-provider interop: all checks passed in {time.monotonic() - started:.1f} s")
+                    p.print_log()
+    print(f"oidc-provider interop: {time.monotonic() - started:.1f} s")
+    finish("oidc-provider interop")
 
 
 def run(provider, clients, command, workdir, processes):
@@ -262,7 +188,7 @@ def run(provider, clients, command, workdir, processes):
                     workdir)
     processes.append(wrong)
     try:
-        status = wrong.process.wait(STARTUP_TIMEOUT_S)
+        status = wrong.process.wait(common.STARTUP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         status = None
     check(status not in (None, 0)
@@ -391,6 +317,5 @@ def run(provider, clients, command, workdir, processes):
 
 
 if __name__ == "__main__":
-    # Stopped from outside, still stop the processes (the finally blocks run on SystemExit).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_on_sigterm()
     main()
