@@ -7,44 +7,60 @@ use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::access_token::AccessToken;
+use crate::layer::AnonymousRequest;
 
 /// Why an extractor found no usable token.
 ///
 /// ```
 /// use tower_oauth_guard::AccessToken;
 ///
-/// // Without the guard's layer in front, the extractor refuses (500: a wiring mistake, not the
-/// // client's); `Option<AccessToken>` serves routes whose guard admits anonymous requests.
+/// // Behind `guard.layer().optional()`, `Option<AccessToken>` serves anonymous requests too;
+/// // `AccessToken` answers them with the guard's own 401 challenge. With no guard layer in
+/// // front at all, `AccessToken` answers 500: a wiring mistake, not the client's.
 /// async fn maybe(token: Option<AccessToken>) -> &'static str {
 ///     if token.is_some() { "hello" } else { "hello, stranger" }
 /// }
 /// # let _ = maybe;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TokenRejection {
-    /// No guard layer ran for this route (or it was optional and the request anonymous).
-    NoToken,
+    /// No guard layer ran for this route: `500`, logged as an error.
+    NoGuard,
+    /// The route's guard lets requests without credentials through
+    /// ([`optional`](crate::OAuthGuardLayer::optional)) and this one had none: the guard's
+    /// `401` for a missing token ([`AnonymousRequest::challenge`]).
+    Anonymous(AnonymousRequest),
     /// The claims do not deserialize into the handler's type.
     ClaimsShape,
 }
 
 impl IntoResponse for TokenRejection {
     fn into_response(self) -> Response {
-        let (challenge, reason) = match self {
-            TokenRejection::NoToken => ("Bearer", "no_token"),
-            TokenRejection::ClaimsShape => (
-                "Bearer error=\"invalid_token\", error_description=\"unexpected token claims\"",
-                "claims_shape",
-            ),
-        };
-        tracing::info!(reason, "extractor refused request");
-        let mut response = StatusCode::UNAUTHORIZED.into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
-        );
-        response
+        match self {
+            TokenRejection::NoGuard => {
+                tracing::error!(
+                    reason = "no_guard",
+                    "an AccessToken extractor on a route without the guard's layer"
+                );
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+            TokenRejection::Anonymous(anonymous) => {
+                tracing::debug!(reason = "no_token", "extractor refused request");
+                anonymous.challenge()
+            }
+            TokenRejection::ClaimsShape => {
+                tracing::info!(reason = "claims_shape", "extractor refused request");
+                let mut response = StatusCode::UNAUTHORIZED.into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer error=\"invalid_token\", error_description=\"unexpected token claims\"",
+                    ),
+                );
+                response
+            }
+        }
     }
 }
 
@@ -52,11 +68,13 @@ impl<S: Send + Sync> FromRequestParts<S> for AccessToken {
     type Rejection = TokenRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<AccessToken>()
-            .cloned()
-            .ok_or(TokenRejection::NoToken)
+        if let Some(token) = parts.extensions.get::<AccessToken>() {
+            return Ok(token.clone());
+        }
+        Err(match parts.extensions.get::<AnonymousRequest>() {
+            Some(anonymous) => TokenRejection::Anonymous(anonymous.clone()),
+            None => TokenRejection::NoGuard,
+        })
     }
 }
 

@@ -244,6 +244,23 @@ impl OAuthGuard {
             .into_response(&self.inner.challenge, protocol)
     }
 
+    /// The refusal a request without credentials gets on a route that requires a token under
+    /// `policy`: `401` with the guard's challenge, no error code (RFC 6750 §3.1, RFC 9449
+    /// §7.1), naming the route's scopes.
+    pub(crate) fn no_credentials_refusal(&self, policy: &Policy) -> Refusal {
+        let now = self.inner.clock.now_unix();
+        let refusal = self.refuse(
+            CredentialsError::Missing.into(),
+            None,
+            self.inner.dpop.mode,
+            now,
+        );
+        Refusal {
+            route_scope: policy.scope_param(),
+            ..refusal
+        }
+    }
+
     fn accepted_schemes(mode: DpopMode) -> Vec<Scheme> {
         match mode {
             DpopMode::Disabled => vec![Scheme::Bearer],

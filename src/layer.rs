@@ -117,6 +117,36 @@ impl<S> Layer<S> for OAuthGuardLayer {
     }
 }
 
+/// In the request extensions of a request an [`optional`](OAuthGuardLayer::optional) layer let
+/// through without credentials: a handler that needs a token after all answers with
+/// [`AnonymousRequest::challenge`], the `401` a route requiring one would have given (RFC 6750
+/// §3.1, RFC 9449 §7.1, with the guard's realm, schemes, `resource_metadata` and the route's
+/// scopes). The axum extractors do so themselves.
+///
+/// ```
+/// use tower_oauth_guard::AnonymousRequest;
+///
+/// fn handle(request: &http::Request<()>) -> Option<http::Response<String>> {
+///     let anonymous = request.extensions().get::<AnonymousRequest>()?;
+///     Some(anonymous.challenge())
+/// }
+/// # let _ = handle;
+/// ```
+#[derive(Clone, Debug)]
+pub struct AnonymousRequest {
+    layer: OAuthGuardLayer,
+    protocol: Protocol,
+}
+
+impl AnonymousRequest {
+    /// The guard's answer to a request without credentials on this route.
+    pub fn challenge<B: Default>(&self) -> Response<B> {
+        let guard = &self.layer.guard;
+        let refusal = guard.no_credentials_refusal(&self.layer.policy);
+        guard.refusal_response(&refusal, self.protocol)
+    }
+}
+
 /// The service produced by [`OAuthGuardLayer`].
 ///
 /// ```
@@ -176,6 +206,11 @@ where
                 Ok(admission) => {
                     if let Some(token) = admission.token {
                         parts.extensions.insert(token);
+                    } else {
+                        let layer = layer.clone();
+                        parts
+                            .extensions
+                            .insert(AnonymousRequest { layer, protocol });
                     }
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
                     // An inner guard's nonce (in its refusal, or its own refresh) is the one

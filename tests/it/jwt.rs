@@ -431,6 +431,84 @@ async fn optional_routes_serve_anonymous_requests() {
     reply.assert_error(401, "Bearer", "invalid_token");
 }
 
+/// A handler that needs a token, behind a layer that lets anonymous requests through, answers
+/// an anonymous request with the guard's own 401: the one a route requiring a token gives
+/// (schemes, realm, `resource_metadata`, the route's scope), byte for byte. With no guard
+/// layer in front at all, the extractor answers 500: a wiring mistake, not a challenge the
+/// client could meet.
+#[tokio::test]
+async fn a_token_extractor_answers_as_its_guard_or_as_a_wiring_mistake() {
+    #[derive(Deserialize)]
+    struct Subject {
+        sub: String,
+    }
+    let issuer = TestIssuer::start().await;
+    let (listener, base) = bind().await;
+    let resource = format!("{base}/api");
+    let guard = issuer
+        .guard(&resource)
+        .realm("extractors")
+        .resource(&resource)
+        .build()
+        .await
+        .unwrap();
+    let subject = |t: AccessToken| async move { t.subject().to_owned() };
+    let typed = |Claims(c): Claims<Subject>| async move { c.sub };
+    let app = Router::new()
+        .route(
+            "/api/required",
+            get(subject).layer(guard.layer().require_scope("read")),
+        )
+        .route(
+            "/api/optional",
+            get(subject).layer(guard.layer().require_scope("read").optional()),
+        )
+        .route(
+            "/api/typed",
+            get(typed).layer(guard.layer().require_scope("read").optional()),
+        )
+        .route("/api/unguarded", get(subject))
+        .route("/api/unguarded-typed", get(typed));
+    serve_on(listener, app);
+
+    let required = send("GET", &format!("{base}/api/required"), &[]).await;
+    assert_eq!(required.status, 401);
+    let expected = required.www_authenticate();
+    assert_eq!(expected.len(), 1, "{expected:?}");
+    for part in [
+        "Bearer ",
+        "realm=\"extractors\"",
+        "scope=\"read\"",
+        "resource_metadata=\"",
+    ] {
+        assert!(expected[0].contains(part), "{part} in {expected:?}");
+    }
+    for route in ["optional", "typed"] {
+        let anonymous = send("GET", &format!("{base}/api/{route}"), &[]).await;
+        assert_eq!(anonymous.status, 401, "{route}: {}", anonymous.body);
+        assert_eq!(anonymous.www_authenticate(), expected, "{route}");
+    }
+    // With a token, the same routes serve it.
+    let token = issuer.token(&resource, json!({"scope": "read"}));
+    for route in ["required", "optional", "typed"] {
+        let reply = get_with_token(&format!("{base}/api/{route}"), &token).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.body.as_str()),
+            (200, "alice"),
+            "{route}"
+        );
+    }
+    for route in ["unguarded", "unguarded-typed"] {
+        for headers in [vec![], vec![("authorization", format!("Bearer {token}"))]] {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let reply = send("GET", &format!("{base}/api/{route}"), &headers).await;
+            assert_eq!(reply.status, 500, "{route}");
+            assert!(reply.www_authenticate().is_empty(), "{route}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn typed_claims_and_custom_requirements() {
     #[derive(Deserialize)]
