@@ -134,16 +134,24 @@ impl<S> Layer<S> for OAuthGuardLayer {
 /// ```
 #[derive(Clone, Debug)]
 pub struct AnonymousRequest {
-    layer: OAuthGuardLayer,
+    guard: OAuthGuard,
+    policy: Arc<Policy>,
     protocol: Protocol,
 }
 
 impl AnonymousRequest {
+    pub(crate) fn new(guard: &OAuthGuard, policy: &Arc<Policy>, protocol: Protocol) -> Self {
+        AnonymousRequest {
+            guard: guard.clone(),
+            policy: Arc::clone(policy),
+            protocol,
+        }
+    }
+
     /// The guard's answer to a request without credentials on this route.
     pub fn challenge<B: Default>(&self) -> Response<B> {
-        let guard = &self.layer.guard;
-        let refusal = guard.no_credentials_refusal(&self.layer.policy);
-        guard.refusal_response(&refusal, self.protocol)
+        let refusal = self.guard.no_credentials_refusal(&self.policy);
+        self.guard.refusal_response(&refusal, self.protocol)
     }
 }
 
@@ -207,10 +215,9 @@ where
                     if let Some(token) = admission.token {
                         parts.extensions.insert(token);
                     } else {
-                        let layer = layer.clone();
-                        parts
-                            .extensions
-                            .insert(AnonymousRequest { layer, protocol });
+                        let anonymous =
+                            AnonymousRequest::new(&layer.guard, &layer.policy, protocol);
+                        parts.extensions.insert(anonymous);
                     }
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
                     // An inner guard's nonce (in its refusal, or its own refresh) is the one

@@ -59,7 +59,7 @@
 use tonic::server::NamedService;
 
 use crate::access_token::AccessToken;
-use crate::layer::OAuthGuardService;
+use crate::layer::{AnonymousRequest, OAuthGuardService};
 
 /// A guarded service answers to the gRPC name of the service it guards, so it can be given
 /// to `Server::add_service` directly.
@@ -84,7 +84,10 @@ pub fn access_token<T>(request: &tonic::Request<T>) -> Option<&AccessToken> {
     request.extensions().get::<AccessToken>()
 }
 
-/// Like [`access_token`], as a `Status` for handlers that use `?`.
+/// Like [`access_token`], as a `Status` for handlers that use `?`. Behind an
+/// [`optional`](crate::OAuthGuardLayer::optional) layer, an anonymous request gets the guard's
+/// own answer (`UNAUTHENTICATED`, its challenge in `www-authenticate`); with no guard layer
+/// in front at all, `INTERNAL`: a wiring mistake, not the client's.
 ///
 /// ```
 /// use tonic::{Request, Response, Status};
@@ -98,7 +101,20 @@ pub fn access_token<T>(request: &tonic::Request<T>) -> Option<&AccessToken> {
 /// assert!(tower_oauth_guard::tonic::access_token(&Request::new(())).is_none());
 /// ```
 pub fn require_access_token<T>(request: &tonic::Request<T>) -> Result<&AccessToken, tonic::Status> {
-    access_token(request).ok_or_else(|| tonic::Status::unauthenticated("no access token"))
+    if let Some(token) = access_token(request) {
+        return Ok(token);
+    }
+    let Some(anonymous) = request.extensions().get::<AnonymousRequest>() else {
+        tracing::error!(
+            reason = "no_guard",
+            "require_access_token on a request no guard layer saw"
+        );
+        return Err(tonic::Status::internal("no guard layer for this service"));
+    };
+    // The guard answers a gRPC request with its status and challenge in the headers.
+    let answer = anonymous.challenge::<()>();
+    Err(tonic::Status::from_header_map(answer.headers())
+        .unwrap_or_else(|| tonic::Status::unauthenticated("no access token")))
 }
 
 /// Installs this crate's rustls provider (aws-lc-rs, else ring) as the process default, unless

@@ -12,7 +12,7 @@ use tower_http::auth::AsyncAuthorizeRequest;
 use crate::challenge::Protocol;
 use crate::guard::OAuthGuard;
 use crate::guard::Presence;
-use crate::layer::OAuthGuardLayer;
+use crate::layer::{AnonymousRequest, OAuthGuardLayer};
 use crate::policy::Policy;
 
 /// An [`OAuthGuard`] with a route policy, as tower-http's [`AsyncAuthorizeRequest`]; made by
@@ -130,6 +130,9 @@ where
                 Ok(admission) => {
                     if let Some(token) = admission.token {
                         parts.extensions.insert(token);
+                    } else {
+                        let anonymous = AnonymousRequest::new(&this.guard, &this.policy, protocol);
+                        parts.extensions.insert(anonymous);
                     }
                     if admission.dpop_nonce.is_some() {
                         tracing::debug!(

@@ -141,6 +141,51 @@ async fn missing_token_is_unauthenticated_with_a_challenge() {
     assert!(challenges.iter().all(|c| !c.contains("error=")));
 }
 
+/// Behind an optional layer, a handler that needs a token (`require_access_token`) answers an
+/// anonymous call with the guard's own status and challenges, as the required layer does.
+#[tokio::test]
+async fn an_anonymous_call_behind_an_optional_layer_gets_the_guards_challenge() {
+    let issuer = TestIssuer::start().await;
+    let guard = builder(&issuer).build().await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = Server::builder()
+        .layer(guard.layer().optional())
+        .add_service(example::health_service());
+    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+    let challenges = |status: &Status| -> Vec<String> {
+        let values = status.metadata().get_all("www-authenticate").iter();
+        values.map(|v| v.to_str().unwrap().to_owned()).collect()
+    };
+
+    let required = client(serve_whole(&guard).await)
+        .await
+        .check(check_request(&[]))
+        .await;
+    let required = assert_refused(&required, Code::Unauthenticated, "Bearer realm=\"grpc\"");
+    let reply = client(addr).await.check(check_request(&[])).await;
+    let anonymous = assert_refused(&reply, Code::Unauthenticated, "Bearer realm=\"grpc\"");
+    assert_eq!(challenges(&anonymous), challenges(&required));
+    assert_eq!(challenges(&anonymous).len(), 2);
+    // A token is still served.
+    let token = issuer.token(AUD, json!({}));
+    assert_ok(
+        &client(addr)
+            .await
+            .check(check_request(&[bearer(&token)]))
+            .await,
+        "bearer",
+    );
+}
+
+/// A handler that needs a token on a service no guard layer wraps: a wiring mistake.
+#[test]
+fn require_access_token_without_a_guard_layer_is_internal() {
+    let request = Request::new(());
+    let status = tower_oauth_guard::tonic::require_access_token(&request).unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+}
+
 #[tokio::test]
 async fn invalid_tokens_are_unauthenticated() {
     let issuer = TestIssuer::start().await;

@@ -47,6 +47,12 @@ mod authorizer {
                 "/layer/whoami",
                 get(whoami).layer(guard.layer().require_scope("read")),
             )
+            .route(
+                "/authz-optional/whoami",
+                get(whoami).layer(AsyncRequireAuthorizationLayer::new(
+                    guard.layer().require_scope("read").optional().authorizer(),
+                )),
+            )
     }
 
     async fn setup() -> (TestIssuer, String) {
@@ -81,6 +87,11 @@ mod authorizer {
         let own = send("GET", &format!("{base}/layer/whoami"), &[]).await;
         assert_eq!(own.status, reply.status);
         assert_eq!(own.www_authenticate(), reply.www_authenticate());
+        // An optional authorizer lets the request through; the handler's extractor, which
+        // needs a token, answers with the same challenge.
+        let anonymous = send("GET", &format!("{base}/authz-optional/whoami"), &[]).await;
+        assert_eq!(anonymous.status, reply.status, "{}", anonymous.body);
+        assert_eq!(anonymous.www_authenticate(), reply.www_authenticate());
 
         let reply = get_with_token(&format!("{base}/authz/whoami"), "not-a-jwt").await;
         reply.assert_error(401, "Bearer", "invalid_token");
