@@ -25,7 +25,7 @@ use crate::layer::AnonymousRequest;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TokenRejection {
-    /// No guard layer ran for this route: `500`, logged as an error.
+    /// No guard layer ran for this route: `500`, logged as an error (the first time).
     NoGuard,
     /// The route's guard lets requests without credentials through
     /// ([`optional`](crate::OAuthGuardLayer::optional)) and this one had none: the guard's
@@ -39,10 +39,7 @@ impl IntoResponse for TokenRejection {
     fn into_response(self) -> Response {
         match self {
             TokenRejection::NoGuard => {
-                tracing::error!(
-                    reason = "no_guard",
-                    "an AccessToken extractor on a route without the guard's layer"
-                );
+                crate::layer::log_missing_guard("AccessToken extractor");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }
             TokenRejection::Anonymous(anonymous) => {

@@ -155,6 +155,27 @@ impl AnonymousRequest {
     }
 }
 
+/// Logs a handler that asked for a token on a request no guard layer saw: a wiring mistake,
+/// answered 500. At `error` once per process, then at `debug`, so that clients cannot flood
+/// the log through a mis-wired route.
+pub(crate) fn log_missing_guard(asked_by: &'static str) {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(
+            reason = "no_guard",
+            asked_by,
+            "no guard layer for this request"
+        );
+    } else {
+        tracing::error!(
+            reason = "no_guard",
+            asked_by,
+            "no guard layer for this request: the route is wired without the guard's layer \
+             (logged once; later ones at debug)"
+        );
+    }
+}
+
 /// The service produced by [`OAuthGuardLayer`].
 ///
 /// ```
@@ -213,6 +234,8 @@ where
             {
                 Ok(admission) => {
                     if let Some(token) = admission.token {
+                        // An outer optional layer's mark does not outlive the token found here.
+                        parts.extensions.remove::<AnonymousRequest>();
                         parts.extensions.insert(token);
                     } else {
                         let anonymous =

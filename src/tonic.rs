@@ -105,16 +105,18 @@ pub fn require_access_token<T>(request: &tonic::Request<T>) -> Result<&AccessTok
         return Ok(token);
     }
     let Some(anonymous) = request.extensions().get::<AnonymousRequest>() else {
-        tracing::error!(
-            reason = "no_guard",
-            "require_access_token on a request no guard layer saw"
-        );
+        crate::layer::log_missing_guard("require_access_token");
         return Err(tonic::Status::internal("no guard layer for this service"));
     };
-    // The guard answers a gRPC request with its status and challenge in the headers.
+    // The guard answers a gRPC request with its status and challenge in the headers; a call
+    // it took for plain HTTP (gRPC-web, HTTP/1.1) still gets the challenge in the metadata.
     let answer = anonymous.challenge::<()>();
-    Err(tonic::Status::from_header_map(answer.headers())
-        .unwrap_or_else(|| tonic::Status::unauthenticated("no access token")))
+    Err(
+        tonic::Status::from_header_map(answer.headers()).unwrap_or_else(|| {
+            let metadata = tonic::metadata::MetadataMap::from_headers(answer.headers().clone());
+            tonic::Status::with_metadata(tonic::Code::Unauthenticated, "no access token", metadata)
+        }),
+    )
 }
 
 /// Installs this crate's rustls provider (aws-lc-rs, else ring) as the process default, unless
@@ -135,5 +137,47 @@ pub fn install_tls_provider() -> bool {
             true
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::challenge::Protocol;
+    use crate::policy::Policy;
+    use crate::{Issuer, KeySet, OAuthGuard};
+
+    const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+
+    /// A call the guard took for plain HTTP (gRPC-web, HTTP/1.1) has no `grpc-status` in the
+    /// guard's answer; the status still carries the guard's challenge.
+    #[tokio::test]
+    async fn an_anonymous_call_answered_as_http_keeps_the_challenge() {
+        let guard = OAuthGuard::builder()
+            .trust(
+                Issuer::new("https://issuer.example")
+                    .audience("https://api.example")
+                    .jwks(KeySet::from_json(JWKS).unwrap()),
+            )
+            .realm("grpc-web")
+            .build()
+            .await
+            .unwrap();
+        let policy = Arc::new(Policy::default().scope("read"));
+        for protocol in [Protocol::Http, Protocol::Grpc] {
+            let mut request = tonic::Request::new(());
+            let anonymous = AnonymousRequest::new(&guard, &policy, protocol);
+            request.extensions_mut().insert(anonymous);
+            let status = require_access_token(&request).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{protocol:?}");
+            let challenge = status.metadata().get("www-authenticate");
+            assert_eq!(
+                challenge.and_then(|v| v.to_str().ok()),
+                Some(r#"Bearer realm="grpc-web", scope="read""#),
+                "{protocol:?}: {status:?}"
+            );
+        }
     }
 }

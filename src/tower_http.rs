@@ -129,6 +129,8 @@ where
             {
                 Ok(admission) => {
                     if let Some(token) = admission.token {
+                        // An outer optional layer's mark does not outlive the token found here.
+                        parts.extensions.remove::<AnonymousRequest>();
                         parts.extensions.insert(token);
                     } else {
                         let anonymous = AnonymousRequest::new(&this.guard, &this.policy, protocol);

@@ -9,7 +9,7 @@ use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower_oauth_guard::{AccessToken, Claims, Issuer, OAuthGuard};
+use tower_oauth_guard::{AccessToken, AnonymousRequest, Claims, Issuer, OAuthGuard};
 
 const AUD: &str = "https://api.example";
 
@@ -454,6 +454,26 @@ async fn a_token_extractor_answers_as_its_guard_or_as_a_wiring_mistake() {
         .unwrap();
     let subject = |t: AccessToken| async move { t.subject().to_owned() };
     let typed = |Claims(c): Claims<Subject>| async move { c.sub };
+    let token = issuer.token(&resource, json!({"scope": "read"}));
+    // An outer optional layer lets an anonymous request through, something between the
+    // layers then adds credentials, and an inner layer admits them: the handler sees the
+    // token and no anonymous mark.
+    let marks = |request: axum::extract::Request| async move {
+        let e = request.extensions();
+        let token = e.get::<AccessToken>().map(|t| t.subject().to_owned());
+        format!("{token:?} {}", e.get::<AnonymousRequest>().is_some())
+    };
+    let authorization = format!("Bearer {token}");
+    let add_credentials =
+        axum::middleware::map_request(move |mut request: axum::extract::Request| {
+            let value = authorization.parse().unwrap();
+            async move {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value);
+                request
+            }
+        });
     let app = Router::new()
         .route(
             "/api/required",
@@ -466,6 +486,13 @@ async fn a_token_extractor_answers_as_its_guard_or_as_a_wiring_mistake() {
         .route(
             "/api/typed",
             get(typed).layer(guard.layer().require_scope("read").optional()),
+        )
+        .route(
+            "/api/nested",
+            get(marks)
+                .layer(guard.layer())
+                .layer::<_, std::convert::Infallible>(add_credentials)
+                .layer(guard.layer().optional()),
         )
         .route("/api/unguarded", get(subject))
         .route("/api/unguarded-typed", get(typed));
@@ -488,8 +515,9 @@ async fn a_token_extractor_answers_as_its_guard_or_as_a_wiring_mistake() {
         assert_eq!(anonymous.status, 401, "{route}: {}", anonymous.body);
         assert_eq!(anonymous.www_authenticate(), expected, "{route}");
     }
+    let nested = send("GET", &format!("{base}/api/nested"), &[]).await;
+    assert_eq!(nested.body, r#"Some("alice") false"#);
     // With a token, the same routes serve it.
-    let token = issuer.token(&resource, json!({"scope": "read"}));
     for route in ["required", "optional", "typed"] {
         let reply = get_with_token(&format!("{base}/api/{route}"), &token).await;
         assert_eq!(
