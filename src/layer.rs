@@ -158,6 +158,7 @@ impl AnonymousRequest {
 /// Logs a handler that asked for a token on a request no guard layer saw: a wiring mistake,
 /// answered 500. At `error` once per process, then at `debug`, so that clients cannot flood
 /// the log through a mis-wired route.
+#[cfg(any(feature = "axum", feature = "tonic"))]
 pub(crate) fn log_missing_guard(asked_by: &'static str) {
     static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
