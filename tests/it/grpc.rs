@@ -20,7 +20,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_layer::Layer;
 use tower_oauth_guard::{BaseUrl, NonceSecret};
-use tower_oauth_guard::{Dpop, DpopNonces, OAuthGuard, OAuthGuardBuilder, PublicUri};
+use tower_oauth_guard::{
+    Dpop, DpopNonces, OAuthGuard, OAuthGuardBuilder, OAuthGuardLayer, PublicUri,
+};
 
 const AUD: &str = "https://grpc.example";
 const CHECK: &str = "/grpc.health.v1.Health/Check";
@@ -39,13 +41,24 @@ fn dpop() -> Dpop {
 
 /// Serves the example's health service behind `guard.layer()` for the whole server.
 async fn serve_whole(guard: &OAuthGuard) -> SocketAddr {
+    serve_behind(guard.layer()).await
+}
+
+/// Serves the example's health service behind `layer` for the whole server.
+async fn serve_behind(layer: OAuthGuardLayer) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = Server::builder()
-        .layer(guard.layer())
+        .layer(layer)
         .add_service(example::health_service());
     tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
     addr
+}
+
+/// Every `www-authenticate` of a refusal, in order.
+fn challenges(status: &Status) -> Vec<String> {
+    let values = status.metadata().get_all("www-authenticate").iter();
+    values.map(|v| v.to_str().unwrap().to_owned()).collect()
 }
 
 async fn client(addr: SocketAddr) -> HealthClient<Channel> {
@@ -130,12 +143,7 @@ async fn missing_token_is_unauthenticated_with_a_challenge() {
     let reply = client.check(check_request(&[])).await;
     let status = assert_refused(&reply, Code::Unauthenticated, "Bearer realm=\"grpc\"");
     // Both accepted schemes are offered, without an error code (RFC 6750 §3.1).
-    let challenges: Vec<_> = status
-        .metadata()
-        .get_all("www-authenticate")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let challenges = challenges(&status);
     assert_eq!(challenges.len(), 2, "{challenges:?}");
     assert!(challenges[1].starts_with("DPoP realm=\"grpc\", algs=\""));
     assert!(challenges.iter().all(|c| !c.contains("error=")));
@@ -147,16 +155,7 @@ async fn missing_token_is_unauthenticated_with_a_challenge() {
 async fn an_anonymous_call_behind_an_optional_layer_gets_the_guards_challenge() {
     let issuer = TestIssuer::start().await;
     let guard = builder(&issuer).build().await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = Server::builder()
-        .layer(guard.layer().optional())
-        .add_service(example::health_service());
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
-    let challenges = |status: &Status| -> Vec<String> {
-        let values = status.metadata().get_all("www-authenticate").iter();
-        values.map(|v| v.to_str().unwrap().to_owned()).collect()
-    };
+    let addr = serve_behind(guard.layer().optional()).await;
 
     let required = client(serve_whole(&guard).await)
         .await
