@@ -9,6 +9,7 @@ use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::access_token::AccessToken;
 use crate::challenge::Protocol;
 use crate::dpop::DPOP_NONCE;
 use crate::guard::OAuthGuard;
@@ -155,6 +156,25 @@ impl AnonymousRequest {
     }
 }
 
+/// Hands an admitted request's identity to the inner service through the request extensions:
+/// its token, or for a request admitted without credentials the [`AnonymousRequest`] mark;
+/// never both (an outer optional layer's mark does not outlive a token found here).
+pub(crate) fn hand_off(
+    parts: &mut http::request::Parts,
+    token: Option<AccessToken>,
+    guard: &OAuthGuard,
+    policy: &Arc<Policy>,
+    protocol: Protocol,
+) {
+    if let Some(token) = token {
+        parts.extensions.remove::<AnonymousRequest>();
+        parts.extensions.insert(token);
+    } else {
+        let anonymous = AnonymousRequest::new(guard, policy, protocol);
+        parts.extensions.insert(anonymous);
+    }
+}
+
 /// Logs a handler that asked for a token on a request no guard layer saw: a wiring mistake,
 /// answered 500. At `error` once per process, then at `debug`, so that clients cannot flood
 /// the log through a mis-wired route.
@@ -234,15 +254,13 @@ where
                 .await
             {
                 Ok(admission) => {
-                    if let Some(token) = admission.token {
-                        // An outer optional layer's mark does not outlive the token found here.
-                        parts.extensions.remove::<AnonymousRequest>();
-                        parts.extensions.insert(token);
-                    } else {
-                        let anonymous =
-                            AnonymousRequest::new(&layer.guard, &layer.policy, protocol);
-                        parts.extensions.insert(anonymous);
-                    }
+                    hand_off(
+                        &mut parts,
+                        admission.token,
+                        &layer.guard,
+                        &layer.policy,
+                        protocol,
+                    );
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
                     // An inner guard's nonce (in its refusal, or its own refresh) is the one
                     // the client must use next: it is not overwritten.

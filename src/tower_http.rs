@@ -12,7 +12,7 @@ use tower_http::auth::AsyncAuthorizeRequest;
 use crate::challenge::Protocol;
 use crate::guard::OAuthGuard;
 use crate::guard::Presence;
-use crate::layer::{AnonymousRequest, OAuthGuardLayer};
+use crate::layer::{OAuthGuardLayer, hand_off};
 use crate::policy::Policy;
 
 /// An [`OAuthGuard`] with a route policy, as tower-http's [`AsyncAuthorizeRequest`]; made by
@@ -128,14 +128,13 @@ where
                 .await
             {
                 Ok(admission) => {
-                    if let Some(token) = admission.token {
-                        // An outer optional layer's mark does not outlive the token found here.
-                        parts.extensions.remove::<AnonymousRequest>();
-                        parts.extensions.insert(token);
-                    } else {
-                        let anonymous = AnonymousRequest::new(&this.guard, &this.policy, protocol);
-                        parts.extensions.insert(anonymous);
-                    }
+                    hand_off(
+                        &mut parts,
+                        admission.token,
+                        &this.guard,
+                        &this.policy,
+                        protocol,
+                    );
                     if admission.dpop_nonce.is_some() {
                         tracing::debug!(
                             "fresh DPoP-Nonce not sent: AsyncAuthorizeRequest cannot add it to \
