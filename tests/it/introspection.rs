@@ -230,11 +230,15 @@ async fn serve_guard(guard: &OAuthGuard) -> String {
     format!("{}/api/whoami", serve(app).await)
 }
 
+/// Builds the guard and serves `/api/whoami` behind it; returns the route's URL.
+async fn serve_built(guard: OAuthGuardBuilder) -> String {
+    serve_guard(&guard.build().await.unwrap()).await
+}
+
 #[tokio::test]
 async fn an_active_opaque_token_is_admitted_with_the_claims_of_the_answer() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     endpoint.active("opaque-1", json!({}));
 
     let reply = get_with_token(&url, "opaque-1").await;
@@ -269,12 +273,7 @@ async fn inactive_and_unknown_tokens_are_refused_and_briefly_remembered() {
     }
     assert_eq!(endpoint.calls(), 1, "an inactive answer is reused");
     // Without a remembered answer, each request asks.
-    let guard = endpoint
-        .guard(|i| i.inactive_cache_ttl(Duration::ZERO))
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i.inactive_cache_ttl(Duration::ZERO))).await;
     for _ in 0..2 {
         get_with_token(&url, "never-issued")
             .await
@@ -319,17 +318,15 @@ async fn an_endpoint_that_cannot_answer_gets_503_never_admission() {
     // Unreachable: nothing listens there any more.
     let (listener, gone) = bind().await;
     drop(listener);
-    let guard = OAuthGuard::builder()
-        .trust(
+    let url = serve_built(
+        OAuthGuard::builder().trust(
             Issuer::new(&endpoint.base).audience(AUD).introspection(
                 Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
                     .endpoint(format!("{gone}/introspect")),
             ),
-        )
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+        ),
+    )
+    .await;
     get_with_token(&url, "anything")
         .await
         .assert_error(503, "Bearer", "invalid_token");
@@ -338,8 +335,7 @@ async fn an_endpoint_that_cannot_answer_gets_503_never_admission() {
 #[tokio::test]
 async fn the_answer_is_checked_like_a_jwt() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     let refused = [
         ("other-issuer", json!({"iss": "https://other.example"})),
         ("issuer-number", json!({"iss": 7})),
@@ -417,8 +413,7 @@ async fn cnf_in_the_answer_binds_the_token_to_a_dpop_key() {
 #[tokio::test]
 async fn cnf_x5t_in_the_answer_requires_the_certificate() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     endpoint.active(
         "cert-bound",
         json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
@@ -432,8 +427,7 @@ async fn cnf_x5t_in_the_answer_requires_the_certificate() {
 #[tokio::test]
 async fn concurrent_requests_with_one_token_share_one_introspection() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     let mut answer = json!({"active": true, "iss": endpoint.base, "aud": AUD, "exp": now() + 300});
     answer["sub"] = json!("alice");
     endpoint.answer("shared", Answer::Slow(Duration::from_millis(300), answer));
@@ -466,13 +460,7 @@ async fn an_answer_is_reused_no_longer_than_its_bound_or_the_tokens_exp() {
     assert_eq!(endpoint.calls(), 2);
     // The guard's clock past the answer's `exp`: the kept answer is not served.
     let clock = TestClock::at(now());
-    let guard = endpoint
-        .guard(|i| i)
-        .clock(clock.clone())
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i).clock(clock.clone())).await;
     endpoint.active("short", json!({"exp": now() + 30}));
     assert_eq!(get_with_token(&url, "short").await.status, 200);
     assert_eq!(get_with_token(&url, "short").await.status, 200);
@@ -537,8 +525,7 @@ async fn a_revocation_sensitive_issuer_is_asked_about_its_jwts_too() {
 #[tokio::test]
 async fn opaque_tokens_without_an_introspecting_issuer_are_malformed() {
     let issuer = TestIssuer::start().await;
-    let guard = issuer.guard(AUD).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(issuer.guard(AUD)).await;
     get_with_token(&url, "opaque")
         .await
         .assert_error(401, "Bearer", "invalid_token");
@@ -547,18 +534,12 @@ async fn opaque_tokens_without_an_introspecting_issuer_are_malformed() {
 #[tokio::test]
 async fn the_endpoint_is_discovered_from_the_issuers_metadata() {
     let endpoint = Endpoint::start().await;
-    let guard = OAuthGuard::builder()
-        .trust(
-            Issuer::new(&endpoint.base)
-                .audience(AUD)
-                .introspection(Introspection::new(IntrospectionAuth::client_secret_basic(
-                    "api", "s",
-                ))),
-        )
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(
+        OAuthGuard::builder().trust(Issuer::new(&endpoint.base).audience(AUD).introspection(
+            Introspection::new(IntrospectionAuth::client_secret_basic("api", "s")),
+        )),
+    )
+    .await;
     endpoint.active("discovered", json!({}));
     assert_eq!(get_with_token(&url, "discovered").await.status, 200);
     assert_eq!(endpoint.calls(), 1);
@@ -638,8 +619,7 @@ async fn private_key_jwt_and_tls_client_auth_identify_the_guard() {
 
     // tls_client_auth (RFC 8705 §2): the client id in the form, no secret anywhere.
     let auth = IntrospectionAuth::tls_client_auth("api");
-    let guard = endpoint.guard_with(auth, |i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard_with(auth, |i| i)).await;
     endpoint.active("mtls-auth", json!({}));
     assert_eq!(get_with_token(&url, "mtls-auth").await.status, 200);
     let seen = endpoint.last();
@@ -652,8 +632,7 @@ async fn private_key_jwt_and_tls_client_auth_identify_the_guard() {
 async fn client_secret_basic_form_encodes_the_id_and_secret() {
     let endpoint = Endpoint::start().await;
     let auth = IntrospectionAuth::client_secret_basic("a:b c", "p@ss/w:rd+");
-    let guard = endpoint.guard_with(auth, |i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard_with(auth, |i| i)).await;
     endpoint.active("basic", json!({}));
     assert_eq!(get_with_token(&url, "basic").await.status, 200);
     let basic = format!("Basic {}", STANDARD.encode("a%3Ab+c:p%40ss%2Fw%3Ard%2B"));
@@ -837,8 +816,7 @@ fn leak(body: String) -> &'static str {
 #[tokio::test]
 async fn a_repeated_or_escaped_active_member_is_read_as_the_claims_map_reads_it() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     let claims = format!(
         r#""iss":"{}","aud":"{AUD}","sub":"mallory","exp":{}"#,
         endpoint.base,
@@ -885,8 +863,7 @@ async fn a_repeated_or_escaped_active_member_is_read_as_the_claims_map_reads_it(
 #[tokio::test]
 async fn aud_of_any_other_shape_in_the_answer_is_refused() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     let refused = [
         ("aud-nested", json!({"aud": [[AUD]]})),
         ("aud-object", json!({"aud": {AUD: AUD}})),
@@ -918,17 +895,15 @@ async fn a_redirecting_endpoint_is_not_followed() {
         }),
     );
     let base = serve(redirector).await;
-    let guard = OAuthGuard::builder()
-        .trust(
+    let url = serve_built(
+        OAuthGuard::builder().trust(
             Issuer::new(&endpoint.base).audience(AUD).introspection(
                 Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
                     .endpoint(format!("{base}/introspect")),
             ),
-        )
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+        ),
+    )
+    .await;
     let reply = get_with_token(&url, "redirected").await;
     reply.assert_error(503, "Bearer", "invalid_token");
     assert_eq!(endpoint.calls(), 0, "the redirect was followed");
@@ -937,8 +912,7 @@ async fn a_redirecting_endpoint_is_not_followed() {
 #[tokio::test]
 async fn an_answer_past_the_size_bound_is_503_and_one_within_it_is_read() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     endpoint.active("padded-70k", json!({"pad": "x".repeat(70 * 1024)}));
     let reply = get_with_token(&url, "padded-70k").await;
     reply.assert_error(503, "Bearer", "invalid_token");
@@ -972,8 +946,8 @@ async fn dripping_endpoint() -> String {
 #[tokio::test]
 async fn a_body_dripped_slower_than_the_timeout_is_cut_off_with_503() {
     let endpoint = dripping_endpoint().await;
-    let guard = OAuthGuard::builder()
-        .trust(
+    let url = serve_built(
+        OAuthGuard::builder().trust(
             Issuer::new("https://issuer.example")
                 .audience(AUD)
                 .introspection(
@@ -981,11 +955,9 @@ async fn a_body_dripped_slower_than_the_timeout_is_cut_off_with_503() {
                         .endpoint(endpoint)
                         .timeout(Duration::from_millis(500)),
                 ),
-        )
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+        ),
+    )
+    .await;
     let started = std::time::Instant::now();
     get_with_token(&url, "dripped")
         .await
@@ -1134,8 +1106,7 @@ async fn a_signed_introspection_answer_is_never_an_access_token() {
     // An RS whose client id is also its audience (common): the issuer's signed answers name
     // it in `aud`; replayed as a bearer token they must still be refused.
     let issuer = TestIssuer::start().await;
-    let guard = issuer.guard("api").build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(issuer.guard("api")).await;
     let key = issuer.key(0);
     let mut header = at_header(&key.kid);
     header.typ = Some("token-introspection+jwt".into());
@@ -1185,12 +1156,7 @@ async fn an_active_answer_is_not_reused_past_max_cache_ttl_on_the_guards_clock()
 #[tokio::test]
 async fn a_revocation_shows_once_the_bound_has_passed_in_real_time() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint
-        .guard(|i| i.max_cache_ttl(Duration::from_secs(1)))
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i.max_cache_ttl(Duration::from_secs(1)))).await;
     endpoint.active("revoked-later", json!({"exp": now() + 86_400}));
     assert_eq!(get_with_token(&url, "revoked-later").await.status, 200);
     endpoint.answer("revoked-later", Answer::Json(json!({"active": false})));
@@ -1208,8 +1174,7 @@ async fn a_revocation_shows_once_the_bound_has_passed_in_real_time() {
 #[tokio::test]
 async fn concurrent_requests_with_different_tokens_never_share_an_answer() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     let base = endpoint.base.clone();
     for i in 0..24 {
         let answer = json!({
@@ -1273,12 +1238,10 @@ async fn requests_in_flight_to_the_endpoint_are_bounded() {
 
     // One slot and a 2 s timeout: one token's answer takes 1.5 s, so the other waits for the
     // slot until 0.5 s are left, too little for its own 1.5 s answer.
-    let narrow = endpoint
-        .guard(|i| i.max_concurrent_requests(1).timeout(Duration::from_secs(2)))
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&narrow).await;
+    let url = serve_built(
+        endpoint.guard(|i| i.max_concurrent_requests(1).timeout(Duration::from_secs(2))),
+    )
+    .await;
     for token in ["first", "second"] {
         endpoint.answer(
             token,
@@ -1306,12 +1269,7 @@ async fn requests_in_flight_to_the_endpoint_are_bounded() {
 
     // Clients that go away do not free their slots early: a slot is the endpoint's work,
     // held until it answers. Two slots, two abandoned 1 s introspections, then a quick one.
-    let pair = endpoint
-        .guard(|i| i.max_concurrent_requests(2))
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&pair).await;
+    let url = serve_built(endpoint.guard(|i| i.max_concurrent_requests(2))).await;
     for token in ["gone-1", "gone-2"] {
         endpoint.answer(token, Answer::Slow(Duration::from_secs(1), answer(token)));
     }
@@ -1339,8 +1297,7 @@ async fn requests_in_flight_to_the_endpoint_are_bounded() {
 #[tokio::test]
 async fn a_client_that_hangs_up_leaves_its_introspection_to_the_next_request() {
     let endpoint = Endpoint::start().await;
-    let guard = endpoint.guard(|i| i).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(endpoint.guard(|i| i)).await;
     let answer = json!({"active": true, "iss": endpoint.base, "aud": AUD, "sub": "alice", "exp": now() + 300});
     endpoint.answer("shared", Answer::Slow(Duration::from_millis(800), answer));
     for _ in 0..3 {
@@ -1406,18 +1363,17 @@ async fn tokens_that_are_not_the_introspecting_issuers_never_reach_its_endpoint(
     // and JWS-looking tokens must never be shown to B (RFC 7662 §4: a token leaks to B).
     let a = TestIssuer::start().await;
     let endpoint = Endpoint::start().await;
-    let guard = OAuthGuard::builder()
-        .trust(Issuer::new(&a.issuer).audience(AUD).jwks_url(a.jwks_url()))
-        .trust(
-            Issuer::new(&endpoint.base).audience(AUD).introspection(
-                Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
-                    .endpoint(endpoint.url()),
+    let url = serve_built(
+        OAuthGuard::builder()
+            .trust(Issuer::new(&a.issuer).audience(AUD).jwks_url(a.jwks_url()))
+            .trust(
+                Issuer::new(&endpoint.base).audience(AUD).introspection(
+                    Introspection::new(IntrospectionAuth::client_secret_basic("api", "s"))
+                        .endpoint(endpoint.url()),
+                ),
             ),
-        )
-        .build()
-        .await
-        .unwrap();
-    let url = serve_guard(&guard).await;
+    )
+    .await;
     let good = a.token(AUD, json!({}));
     assert_eq!(get_with_token(&url, &good).await.status, 200);
     let key = a.key(0);
@@ -1504,8 +1460,7 @@ async fn secrets_and_tokens_stay_out_of_debug_logs_and_answers() {
         assert!(!debug.contains(secret), "{debug}");
     }
     let basic = STANDARD.encode(format!("api:{secret}"));
-    let guard = OAuthGuard::builder().trust(issuer).build().await.unwrap();
-    let url = serve_guard(&guard).await;
+    let url = serve_built(OAuthGuard::builder().trust(issuer)).await;
     // Failures of every kind, each logged.
     for (suffix, answer) in [
         ("-500", Answer::Status(500)),
