@@ -305,7 +305,12 @@ impl OAuthGuard {
         started.decided(match &decided {
             Ok(admission) => Decision {
                 admitted: true,
-                reason: "admitted",
+                // An optional route's request without credentials: let through, not
+                // authenticated.
+                reason: match admission.token {
+                    Some(_) => "admitted",
+                    None => "anonymous",
+                },
                 binding: admission
                     .token
                     .as_ref()

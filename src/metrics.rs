@@ -15,7 +15,8 @@
 //!   decided; a stricter layer inside it (a route's own scopes) adds a count only when it
 //!   refuses the request.
 //! - `reason` is the refusal's stable code ([`Rejection::reason`](crate::Rejection::reason)),
-//!   `admitted` for admitted requests.
+//!   `admitted` for admitted requests, and `anonymous` for a request without credentials that
+//!   an optional layer let through unauthenticated (`outcome` `admitted`, `binding` `none`).
 //! - `binding` is how the token was bound: `bearer`, `dpop` (RFC 9449) or `mtls` (RFC 8705)
 //!   once admitted; for a refusal, the scheme the client presented (`bearer`, `dpop`), or
 //!   `none` without credentials.

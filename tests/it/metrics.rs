@@ -293,3 +293,45 @@ async fn a_failed_key_refresh_and_a_full_replay_store_are_counted() {
     assert_eq!(requests("admitted", "admitted", "dpop", iss), 1);
     assert_eq!(requests("refused", &refused, "dpop", iss), 1);
 }
+
+/// A request without credentials that an optional layer lets through is counted apart from
+/// authenticated admissions, and a refusal on a required route as before.
+#[tokio::test(flavor = "current_thread")]
+async fn an_anonymous_request_on_an_optional_route_is_counted_as_anonymous() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let issuer = TestIssuer::start().await;
+    let guard = issuer.guard(AUD).build().await.unwrap();
+    let anonymous = || http::Request::get("/r").body(()).unwrap().into_parts().0;
+    for presence in [Presence::Optional, Presence::Optional, Presence::Required] {
+        let decided = guard
+            .check(&mut anonymous(), &Policy::default(), presence)
+            .await;
+        assert_eq!(decided.is_ok(), presence == Presence::Optional);
+    }
+    assert!(
+        decide(&guard, &issuer.token(AUD, json!({})), None)
+            .await
+            .is_ok()
+    );
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let requests = |outcome, reason, binding, issuer| {
+        let labels = [
+            ("outcome", outcome),
+            ("reason", reason),
+            ("binding", binding),
+            ("issuer", issuer),
+        ];
+        counter(&snapshot, "oauth_guard_requests_total", &labels)
+    };
+    assert_eq!(requests("admitted", "anonymous", "none", "none"), 2);
+    assert_eq!(
+        requests("refused", "credentials_missing", "none", "none"),
+        1
+    );
+    let iss = issuer.issuer.as_str();
+    assert_eq!(requests("admitted", "admitted", "bearer", iss), 1);
+    assert_eq!(requests("admitted", "admitted", "none", "none"), 0);
+}
