@@ -205,6 +205,17 @@ fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
         .sum()
 }
 
+/// `oauth_guard_requests_total` with these `outcome`, `reason`, `binding` and `issuer`.
+fn requests_counted(snapshot: &Snapshot, [outcome, reason, binding, issuer]: [&str; 4]) -> u64 {
+    let labels = [
+        ("outcome", outcome),
+        ("reason", reason),
+        ("binding", binding),
+        ("issuer", issuer),
+    ];
+    counter(snapshot, "oauth_guard_requests_total", &labels)
+}
+
 type Snapshot = Vec<(
     metrics_util::CompositeKey,
     Option<metrics::Unit>,
@@ -277,21 +288,13 @@ async fn a_failed_key_refresh_and_a_full_replay_store_are_counted() {
         (1, 0, 0)
     );
     let iss = issuer.issuer.as_str();
-    let requests = |outcome, reason: &str, binding, issuer| {
-        let labels = [
-            ("outcome", outcome),
-            ("reason", reason),
-            ("binding", binding),
-            ("issuer", issuer),
-        ];
-        counter(&snapshot, "oauth_guard_requests_total", &labels)
-    };
+    let requests = |labels| requests_counted(&snapshot, labels);
     assert_eq!(
-        requests("refused", "token_unknown_key", "bearer", "none"),
+        requests(["refused", "token_unknown_key", "bearer", "none"]),
         1
     );
-    assert_eq!(requests("admitted", "admitted", "dpop", iss), 1);
-    assert_eq!(requests("refused", &refused, "dpop", iss), 1);
+    assert_eq!(requests(["admitted", "admitted", "dpop", iss]), 1);
+    assert_eq!(requests(["refused", &refused, "dpop", iss]), 1);
 }
 
 /// A request without credentials that an optional layer lets through is counted apart from
@@ -317,21 +320,13 @@ async fn an_anonymous_request_on_an_optional_route_is_counted_as_anonymous() {
     );
 
     let snapshot = snapshotter.snapshot().into_vec();
-    let requests = |outcome, reason, binding, issuer| {
-        let labels = [
-            ("outcome", outcome),
-            ("reason", reason),
-            ("binding", binding),
-            ("issuer", issuer),
-        ];
-        counter(&snapshot, "oauth_guard_requests_total", &labels)
-    };
-    assert_eq!(requests("admitted", "anonymous", "none", "none"), 2);
+    let requests = |labels| requests_counted(&snapshot, labels);
+    assert_eq!(requests(["admitted", "anonymous", "none", "none"]), 2);
     assert_eq!(
-        requests("refused", "credentials_missing", "none", "none"),
+        requests(["refused", "credentials_missing", "none", "none"]),
         1
     );
     let iss = issuer.issuer.as_str();
-    assert_eq!(requests("admitted", "admitted", "bearer", iss), 1);
-    assert_eq!(requests("admitted", "admitted", "none", "none"), 0);
+    assert_eq!(requests(["admitted", "admitted", "bearer", iss]), 1);
+    assert_eq!(requests(["admitted", "admitted", "none", "none"]), 0);
 }
