@@ -7,7 +7,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::access_token::AccessToken;
-use crate::layer::AnonymousRequest;
+use crate::guard::AnonymousRequest;
 
 /// Why an extractor found no usable token.
 ///

@@ -164,6 +164,44 @@ pub struct Admission {
     pub dpop_nonce: Option<String>,
 }
 
+/// In the request extensions of a request an [`optional`](crate::OAuthGuardLayer::optional) layer let
+/// through without credentials: a handler that needs a token after all answers with
+/// [`AnonymousRequest::challenge`], the `401` a route requiring one would have given (RFC 6750
+/// §3.1, RFC 9449 §7.1, with the guard's realm, schemes, `resource_metadata` and the route's
+/// scopes). The axum extractors do so themselves.
+///
+/// ```
+/// use tower_oauth_guard::AnonymousRequest;
+///
+/// fn handle(request: &http::Request<()>) -> Option<http::Response<String>> {
+///     let anonymous = request.extensions().get::<AnonymousRequest>()?;
+///     Some(anonymous.challenge())
+/// }
+/// # let _ = handle;
+/// ```
+#[derive(Clone, Debug)]
+pub struct AnonymousRequest {
+    guard: OAuthGuard,
+    policy: Arc<Policy>,
+    protocol: Protocol,
+}
+
+impl AnonymousRequest {
+    pub(crate) fn new(guard: &OAuthGuard, policy: &Arc<Policy>, protocol: Protocol) -> Self {
+        AnonymousRequest {
+            guard: guard.clone(),
+            policy: Arc::clone(policy),
+            protocol,
+        }
+    }
+
+    /// The guard's answer to a request without credentials on this route.
+    pub fn challenge<B: Default>(&self) -> Response<B> {
+        let refusal = self.guard.no_credentials_refusal(&self.policy);
+        self.guard.refusal_response(&refusal, self.protocol)
+    }
+}
+
 /// A refused request: why, and the scheme the client used.
 ///
 /// ```
@@ -291,7 +329,8 @@ impl OAuthGuard {
         let started = Started::now();
         // A request an outer guard layer admitted is counted once, there; this guard counts
         // it again only if it refuses it.
-        let nested = parts.extensions.get::<AccessToken>().is_some();
+        let nested = parts.extensions.get::<AccessToken>().is_some()
+            || parts.extensions.get::<AnonymousRequest>().is_some();
         let decided = self
             .run(parts, policy, presence)
             .await

@@ -12,8 +12,8 @@ use tower_service::Service;
 use crate::access_token::AccessToken;
 use crate::challenge::Protocol;
 use crate::dpop::DPOP_NONCE;
-use crate::guard::OAuthGuard;
 use crate::guard::Presence;
+use crate::guard::{AnonymousRequest, OAuthGuard};
 use crate::policy::{Policy, Requirement};
 
 /// Applies an [`OAuthGuard`] and a route [`Policy`] to a service.
@@ -115,44 +115,6 @@ impl<S> Layer<S> for OAuthGuardLayer {
             inner,
             layer: self.clone(),
         }
-    }
-}
-
-/// In the request extensions of a request an [`optional`](OAuthGuardLayer::optional) layer let
-/// through without credentials: a handler that needs a token after all answers with
-/// [`AnonymousRequest::challenge`], the `401` a route requiring one would have given (RFC 6750
-/// §3.1, RFC 9449 §7.1, with the guard's realm, schemes, `resource_metadata` and the route's
-/// scopes). The axum extractors do so themselves.
-///
-/// ```
-/// use tower_oauth_guard::AnonymousRequest;
-///
-/// fn handle(request: &http::Request<()>) -> Option<http::Response<String>> {
-///     let anonymous = request.extensions().get::<AnonymousRequest>()?;
-///     Some(anonymous.challenge())
-/// }
-/// # let _ = handle;
-/// ```
-#[derive(Clone, Debug)]
-pub struct AnonymousRequest {
-    guard: OAuthGuard,
-    policy: Arc<Policy>,
-    protocol: Protocol,
-}
-
-impl AnonymousRequest {
-    pub(crate) fn new(guard: &OAuthGuard, policy: &Arc<Policy>, protocol: Protocol) -> Self {
-        AnonymousRequest {
-            guard: guard.clone(),
-            policy: Arc::clone(policy),
-            protocol,
-        }
-    }
-
-    /// The guard's answer to a request without credentials on this route.
-    pub fn challenge<B: Default>(&self) -> Response<B> {
-        let refusal = self.guard.no_credentials_refusal(&self.policy);
-        self.guard.refusal_response(&refusal, self.protocol)
     }
 }
 

@@ -174,8 +174,8 @@ pub use metadata::{
 
 // The guard, its configuration, its tower face.
 pub use builder::{BuildError, Issuer, OAuthGuardBuilder};
-pub use guard::{Admission, OAuthGuard, Presence, Refusal};
-pub use layer::{AnonymousRequest, OAuthGuardLayer, OAuthGuardService};
+pub use guard::{Admission, AnonymousRequest, OAuthGuard, Presence, Refusal};
+pub use layer::{OAuthGuardLayer, OAuthGuardService};
 
 pub use clock::{Clock, FixedClock, SystemClock};
 

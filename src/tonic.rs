@@ -59,7 +59,8 @@
 use tonic::server::NamedService;
 
 use crate::access_token::AccessToken;
-use crate::layer::{AnonymousRequest, OAuthGuardService};
+use crate::guard::AnonymousRequest;
+use crate::layer::OAuthGuardService;
 
 /// A guarded service answers to the gRPC name of the service it guards, so it can be given
 /// to `Server::add_service` directly.

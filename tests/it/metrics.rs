@@ -330,3 +330,46 @@ async fn an_anonymous_request_on_an_optional_route_is_counted_as_anonymous() {
     assert_eq!(requests(["admitted", "admitted", "bearer", iss]), 1);
     assert_eq!(requests(["admitted", "admitted", "none", "none"]), 0);
 }
+
+/// Two optional layers around a route (the router's and the route's own): a request without
+/// credentials is counted once, by the outer one, as a request with a token is; a required
+/// layer inside an optional one counts its refusal.
+#[tokio::test(flavor = "current_thread")]
+async fn stacked_layers_count_an_anonymous_request_once() {
+    use axum::Router;
+    use axum::routing::get;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let issuer = TestIssuer::start().await;
+    let guard = issuer.guard(AUD).build().await.unwrap();
+    let app = Router::new()
+        .route(
+            "/open",
+            get(|| async { "open" }).layer(guard.layer().optional()),
+        )
+        .route("/closed", get(|| async { "closed" }).layer(guard.layer()))
+        .layer(guard.layer().optional());
+    let base = serve(app).await;
+    assert_eq!(send("GET", &format!("{base}/open"), &[]).await.status, 200);
+    let token = issuer.token(AUD, json!({}));
+    assert_eq!(
+        get_with_token(&format!("{base}/open"), &token).await.status,
+        200
+    );
+    assert_eq!(
+        send("GET", &format!("{base}/closed"), &[]).await.status,
+        401
+    );
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let requests = |labels| requests_counted(&snapshot, labels);
+    assert_eq!(requests(["admitted", "anonymous", "none", "none"]), 2);
+    let iss = issuer.issuer.as_str();
+    assert_eq!(requests(["admitted", "admitted", "bearer", iss]), 1);
+    assert_eq!(
+        requests(["refused", "credentials_missing", "none", "none"]),
+        1
+    );
+}
