@@ -217,9 +217,10 @@ impl ErrorCode {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Challenge {
-    /// 400, 401, 403 or 503.
+    /// 400, 401, 403, 429 or 503.
     pub status: StatusCode,
-    /// The error code, absent when the request carried no credentials (RFC 6750 §3.1).
+    /// The error code, absent when the request carried no credentials (RFC 6750 §3.1) and on
+    /// 429 and 503, which are no verdict on the credentials.
     pub error: Option<ErrorCode>,
     /// A short, secret-free, human-readable description.
     pub description: Option<String>,
@@ -233,11 +234,12 @@ pub struct Challenge {
     /// The longest time since the user's authentication the route accepts, in seconds
     /// (RFC 9470 §3 `max_age`), on `insufficient_user_authentication`.
     pub max_age: Option<u64>,
-    /// Schemes to challenge with: the one the client used, or every accepted one.
+    /// Schemes to challenge with: the one the client used, or every accepted one; none on 429
+    /// and 503.
     pub schemes: Vec<Scheme>,
     /// A fresh `DPoP-Nonce` to send (RFC 9449 §8).
     pub dpop_nonce: Option<String>,
-    /// `Retry-After` seconds, for 503.
+    /// `Retry-After` seconds, for 429 and 503.
     pub retry_after: Option<u32>,
 }
 
@@ -282,10 +284,14 @@ impl Challenge {
                 (StatusCode::BAD_REQUEST, Some(ErrorCode::InvalidRequest))
             }
             // The issuer could not be asked: a server fault, never a verdict on the token.
-            Rejection::Token(TokenError::IntrospectionUnavailable) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some(ErrorCode::InvalidToken),
-            ),
+            Rejection::Token(TokenError::IntrospectionUnavailable) => {
+                (StatusCode::SERVICE_UNAVAILABLE, None)
+            }
+            // The replay store could not answer (503), or the proof's key is over its share of
+            // it (429): the proof was not found wanting.
+            Rejection::Dpop(
+                e @ (DpopError::ReplayStoreUnavailable(_) | DpopError::ReplayQuotaExceeded),
+            ) => (dpop_status(e), None),
             Rejection::Credentials(_) | Rejection::Token(_) | Rejection::Mtls(_) => {
                 (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidToken))
             }
@@ -308,7 +314,17 @@ impl Challenge {
             ),
             _ => (None, None),
         };
+        // Not a verdict on the credentials: the guard could not decide (503), or the client
+        // must slow down (429). No error code (RFC 6750 §3.1 and RFC 9449 §7.1 tie theirs to
+        // credentials at fault) and no challenge, which would send the client for new
+        // credentials that would fare no better (RFC 9110 §11.6.1: a challenge is only
+        // required on 401); `Retry-After` says when to come back.
+        let undecided = matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        );
         let schemes = match (rejection, used) {
+            _ if undecided => Vec::new(),
             // Where DPoP is off, a DPoP challenge would send the client somewhere it cannot go.
             (Rejection::Dpop(e), _)
                 if !matches!(e, DpopError::RequestUri(_)) && accepted.contains(&Scheme::Dpop) =>
@@ -321,7 +337,7 @@ impl Challenge {
         Challenge {
             status,
             error,
-            description: error.map(|_| rejection.to_string()),
+            description: (error.is_some() || undecided).then(|| rejection.to_string()),
             scope: match rejection {
                 Rejection::Policy(PolicyError::InsufficientScope { required }) => {
                     Some(required.join(" "))
@@ -678,6 +694,67 @@ mod tests {
         assert_eq!(r.headers()["grpc-status"], "16");
         assert_eq!(r.headers()["grpc-message"], "token expired");
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    /// 503 (the issuer or the replay store could not answer) and 429 (a DPoP key over its
+    /// share of the store) are no verdict on the credentials: `Retry-After`, no error code and
+    /// no challenge, whichever scheme was used or accepted; gRPC gets the status and the
+    /// description.
+    #[test]
+    fn undecided_refusals_carry_retry_after_and_no_challenge() {
+        use crate::dpop::ReplayStoreError;
+        let cases = [
+            (
+                Rejection::Token(TokenError::IntrospectionUnavailable),
+                Scheme::Bearer,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "5",
+                "14",
+            ),
+            (
+                Rejection::Dpop(DpopError::ReplayStoreUnavailable(ReplayStoreError::Timeout)),
+                Scheme::Dpop,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "1",
+                "14",
+            ),
+            (
+                Rejection::Dpop(DpopError::ReplayStoreUnavailable(ReplayStoreError::Full)),
+                Scheme::Dpop,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "1",
+                "14",
+            ),
+            (
+                Rejection::Dpop(DpopError::ReplayQuotaExceeded),
+                Scheme::Dpop,
+                StatusCode::TOO_MANY_REQUESTS,
+                "5",
+                "8",
+            ),
+        ];
+        for (rejection, used, status, retry_after, grpc_status) in cases {
+            for accepted in [&[Scheme::Bearer, Scheme::Dpop][..], &[used]] {
+                let c = Challenge::for_rejection(&rejection, Some(used), accepted);
+                assert_eq!(c.status, status, "{rejection}");
+                assert_eq!(c.error, None, "{rejection}");
+                assert!(
+                    c.www_authenticate(&with_metadata()).is_empty(),
+                    "{rejection}"
+                );
+                let http: Response<()> = c.clone().into_response(&with_metadata(), Protocol::Http);
+                assert_eq!(http.status(), status);
+                assert_eq!(http.headers()[header::RETRY_AFTER], retry_after);
+                assert!(!http.headers().contains_key(header::WWW_AUTHENTICATE));
+                let grpc: Response<()> = c.into_response(&with_metadata(), Protocol::Grpc);
+                assert_eq!(grpc.headers()["grpc-status"], grpc_status);
+                assert_eq!(
+                    grpc.headers()["grpc-message"],
+                    crate::challenge::percent_encode_grpc(&rejection.to_string()).as_str()
+                );
+                assert!(!grpc.headers().contains_key(header::WWW_AUTHENTICATE));
+            }
+        }
     }
 
     fn request(version: http::Version, content_type: &str) -> http::Request<()> {

@@ -1235,13 +1235,7 @@ async fn full_replay_store_fails_closed() {
     env.assert_valid_accepted("GET", "/api/whoami").await;
     // Full: a new proof cannot be remembered, so it is not accepted.
     let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
-    assert_refused(
-        &reply,
-        503,
-        "invalid_dpop_proof",
-        "DPoP replay check unavailable",
-    );
-    assert_eq!(reply.headers["retry-after"], "1");
+    reply.assert_undecided(503, "1");
     // And what it remembers is still refused.
     let reply = env.with_proof("GET", &url, &first).await;
     assert_bad_proof(&reply, "DPoP proof replayed");
@@ -1316,12 +1310,7 @@ async fn a_replay_store_slower_than_the_timeout_fails_closed() {
     .await;
     let url = env.url("/api/whoami");
     let reply = env.with_proof("GET", &url, &env.proof("GET", &url)).await;
-    assert_refused(
-        &reply,
-        503,
-        "invalid_dpop_proof",
-        "DPoP replay check unavailable",
-    );
+    reply.assert_undecided(503, "1");
 }
 
 // ---------------------------------------------------------------------------------------------

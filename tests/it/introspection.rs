@@ -312,8 +312,7 @@ async fn an_endpoint_that_cannot_answer_gets_503_never_admission() {
     for (token, answer) in cases {
         endpoint.answer(token, answer);
         let reply = get_with_token(&url, token).await;
-        reply.assert_error(503, "Bearer", "invalid_token");
-        assert_eq!(reply.headers["retry-after"], "5", "{token}");
+        reply.assert_undecided(503, "5");
     }
     // Unreachable: nothing listens there any more.
     let (listener, gone) = bind().await;
@@ -329,7 +328,7 @@ async fn an_endpoint_that_cannot_answer_gets_503_never_admission() {
     .await;
     get_with_token(&url, "anything")
         .await
-        .assert_error(503, "Bearer", "invalid_token");
+        .assert_undecided(503, "5");
 }
 
 #[tokio::test]
@@ -905,7 +904,7 @@ async fn a_redirecting_endpoint_is_not_followed() {
     )
     .await;
     let reply = get_with_token(&url, "redirected").await;
-    reply.assert_error(503, "Bearer", "invalid_token");
+    reply.assert_undecided(503, "5");
     assert_eq!(endpoint.calls(), 0, "the redirect was followed");
 }
 
@@ -915,7 +914,7 @@ async fn an_answer_past_the_size_bound_is_503_and_one_within_it_is_read() {
     let url = serve_built(endpoint.guard(|i| i)).await;
     endpoint.active("padded-70k", json!({"pad": "x".repeat(70 * 1024)}));
     let reply = get_with_token(&url, "padded-70k").await;
-    reply.assert_error(503, "Bearer", "invalid_token");
+    reply.assert_undecided(503, "5");
     endpoint.active("padded-60k", json!({"pad": "x".repeat(60 * 1024)}));
     assert_eq!(get_with_token(&url, "padded-60k").await.status, 200);
 }
@@ -961,7 +960,7 @@ async fn a_body_dripped_slower_than_the_timeout_is_cut_off_with_503() {
     let started = std::time::Instant::now();
     get_with_token(&url, "dripped")
         .await
-        .assert_error(503, "Bearer", "invalid_token");
+        .assert_undecided(503, "5");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the timeout covers the body: {:?}",
@@ -1670,6 +1669,6 @@ async fn tls_client_auth_presents_the_guards_certificate() {
     let url = serve_guard(&guard).await;
     get_with_token(&url, "opaque-mtls")
         .await
-        .assert_error(503, "Bearer", "invalid_token");
+        .assert_undecided(503, "5");
     assert_eq!(seen.lock().unwrap().len(), 1);
 }

@@ -109,16 +109,11 @@ fn assert_replay(reply: &Reply) {
     );
 }
 
-/// 503 + Retry-After, `invalid_dpop_proof`: the proof could not be checked (src/redis.rs).
+/// 503 + Retry-After and no challenge: the proof could not be checked, which says nothing
+/// about it.
 #[track_caller]
 fn assert_failed_closed(reply: &Reply) {
-    reply.assert_error(503, "DPoP", "invalid_dpop_proof");
-    assert_eq!(reply.headers["retry-after"], "1");
-    assert!(
-        reply.www_authenticate()[0].contains("DPoP replay check unavailable"),
-        "{:?}",
-        reply.www_authenticate()
-    );
+    reply.assert_undecided(503, "1");
 }
 
 /// A window in real time: the guard's clock reads now, the proof is remembered `secs` more.

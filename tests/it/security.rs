@@ -501,9 +501,7 @@ async fn one_client_cannot_fill_the_replay_store_for_the_others() {
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     let reply = send_owned("GET", &url, &dpop_headers(&greedy_token, &proof())).await;
-    assert_eq!(reply.status, 429, "{}", reply.body);
-    assert_eq!(reply.headers["retry-after"], "5");
-    assert!(reply.www_authenticate()[0].starts_with("DPoP error=\"invalid_dpop_proof\""));
+    reply.assert_undecided(429, "5");
     // Everyone else is served.
     for _ in 0..10 {
         let honest = DpopKey::generate();
