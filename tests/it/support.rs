@@ -287,8 +287,6 @@ impl Reply {
         serde_json::from_str(&self.body).unwrap()
     }
 
-    /// Asserts a 401 whose single challenge has `scheme` and `error="..."`.
-    #[track_caller]
     /// A refusal that is no verdict on the credentials (the guard could not decide, 503, or
     /// the client must slow down, 429): `Retry-After`, and no challenge that would send the
     /// client for new credentials.
@@ -299,6 +297,8 @@ impl Reply {
         assert_eq!(self.www_authenticate(), Vec::<String>::new());
     }
 
+    /// Asserts a 401 whose single challenge has `scheme` and `error="..."`.
+    #[track_caller]
     pub fn assert_error(&self, status: u16, scheme: &str, error: &str) {
         assert_eq!(self.status.as_u16(), status, "status; body {}", self.body);
         let challenges = self.www_authenticate();
