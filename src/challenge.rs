@@ -80,7 +80,7 @@ impl Rejection {
     /// Whether the answer carries a fresh `DPoP-Nonce` (RFC 9449 §9): the proof lacked a
     /// valid, current server nonce.
     pub fn wants_dpop_nonce(&self) -> bool {
-        matches!(self, Rejection::Dpop(e) if dpop_error_code(e) == ErrorCode::UseDpopNonce)
+        matches!(self, Rejection::Dpop(e) if dpop_error_code(e) == Some(ErrorCode::UseDpopNonce))
     }
 }
 
@@ -97,22 +97,23 @@ fn dpop_status(e: &DpopError) -> StatusCode {
 }
 
 /// RFC 9449 §7.1: the proof is at fault (`invalid_dpop_proof`), a nonce is wanted
-/// (`use_dpop_nonce`), or the token may not be used this way (`invalid_token`, §7.2).
-fn dpop_error_code(e: &DpopError) -> ErrorCode {
+/// (`use_dpop_nonce`), or the token may not be used this way (`invalid_token`, §7.2). None
+/// when the replay store could not answer or the key is over its share of it: no verdict on
+/// the proof.
+fn dpop_error_code(e: &DpopError) -> Option<ErrorCode> {
     match e {
-        DpopError::Proof(_)
-        | DpopError::MissingProof
-        | DpopError::Replayed
-        | DpopError::ReplayStoreUnavailable(_)
-        | DpopError::ReplayQuotaExceeded => ErrorCode::InvalidDpopProof,
-        DpopError::NonceRequired | DpopError::NonceInvalid | DpopError::NonceStale => {
-            ErrorCode::UseDpopNonce
+        DpopError::Proof(_) | DpopError::MissingProof | DpopError::Replayed => {
+            Some(ErrorCode::InvalidDpopProof)
         }
-        DpopError::RequestUri(_) => ErrorCode::InvalidRequest,
+        DpopError::ReplayStoreUnavailable(_) | DpopError::ReplayQuotaExceeded => None,
+        DpopError::NonceRequired | DpopError::NonceInvalid | DpopError::NonceStale => {
+            Some(ErrorCode::UseDpopNonce)
+        }
+        DpopError::RequestUri(_) => Some(ErrorCode::InvalidRequest),
         DpopError::KeyMismatch
         | DpopError::BoundTokenAsBearer
         | DpopError::TokenNotBound
-        | DpopError::DpopRequired => ErrorCode::InvalidToken,
+        | DpopError::DpopRequired => Some(ErrorCode::InvalidToken),
     }
 }
 
@@ -287,15 +288,10 @@ impl Challenge {
             Rejection::Token(TokenError::IntrospectionUnavailable) => {
                 (StatusCode::SERVICE_UNAVAILABLE, None)
             }
-            // The replay store could not answer (503), or the proof's key is over its share of
-            // it (429): the proof was not found wanting.
-            Rejection::Dpop(
-                e @ (DpopError::ReplayStoreUnavailable(_) | DpopError::ReplayQuotaExceeded),
-            ) => (dpop_status(e), None),
             Rejection::Credentials(_) | Rejection::Token(_) | Rejection::Mtls(_) => {
                 (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidToken))
             }
-            Rejection::Dpop(e) => (dpop_status(e), Some(dpop_error_code(e))),
+            Rejection::Dpop(e) => (dpop_status(e), dpop_error_code(e)),
             // RFC 9470 §3: a new authentication, hence a new token, is needed.
             Rejection::Policy(PolicyError::InsufficientUserAuthentication { .. }) => (
                 StatusCode::UNAUTHORIZED,

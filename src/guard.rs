@@ -329,8 +329,8 @@ impl OAuthGuard {
         let started = Started::now();
         // A request an outer guard layer admitted is counted once, there; this guard counts
         // it again only if it refuses it.
-        let nested = parts.extensions.get::<AccessToken>().is_some()
-            || parts.extensions.get::<AnonymousRequest>().is_some();
+        let outer_token = parts.extensions.get::<AccessToken>().is_some();
+        let outer_anonymous = parts.extensions.get::<AnonymousRequest>().is_some();
         let decided = self
             .run(parts, policy, presence)
             .await
@@ -338,7 +338,12 @@ impl OAuthGuard {
                 route_scope: policy.scope_param(),
                 ..refusal
             });
-        if nested && decided.is_ok() {
+        // Counted there: admitted with a token, or admitted anonymously again. (A token found
+        // here behind an outer anonymous admission is this layer's to count.)
+        if decided
+            .as_ref()
+            .is_ok_and(|a| outer_token || (outer_anonymous && a.token.is_none()))
+        {
             return decided;
         }
         started.decided(match &decided {

@@ -34,9 +34,10 @@
 //! Refusals of gRPC requests (`content-type: application/grpc…`) are gRPC statuses in a
 //! trailers-only response (HTTP 200): `UNAUTHENTICATED` for a missing or invalid token or proof,
 //! or a step-up requirement (RFC 9470) the token falls short of, `PERMISSION_DENIED` for a
-//! missing scope, `UNAVAILABLE` when the replay store is down. The
-//! RFC 6750 / RFC 9449 challenge travels in the `www-authenticate` metadata, and a server nonce
-//! in `dpop-nonce`, as over HTTP. Handlers read the identity with [`access_token`] or
+//! missing scope, `UNAVAILABLE` when the replay store or the introspection endpoint cannot
+//! answer, `RESOURCE_EXHAUSTED` for a DPoP key over its share of the replay store (both with
+//! `retry-after` and no challenge, as over HTTP). The RFC 6750 / RFC 9449 challenge travels in
+//! the `www-authenticate` metadata, and a server nonce in `dpop-nonce`, as over HTTP. Handlers read the identity with [`access_token`] or
 //! [`require_access_token`].
 //!
 //! # DPoP over gRPC

@@ -19,7 +19,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_layer::Layer;
-use tower_oauth_guard::{BaseUrl, NonceSecret};
+use tower_oauth_guard::{BaseUrl, MemoryReplayStore, NonceSecret};
 use tower_oauth_guard::{
     Dpop, DpopNonces, OAuthGuard, OAuthGuardBuilder, OAuthGuardLayer, PublicUri,
 };
@@ -616,4 +616,58 @@ async fn step_up_is_unauthenticated_with_the_challenge_in_metadata() {
         .collect();
     assert_eq!(challenges.len(), 2, "{challenges:?}");
     assert!(challenges.iter().all(|c| c.contains(rm)), "{challenges:?}");
+}
+
+/// A DPoP key over its share of the replay store is `RESOURCE_EXHAUSTED`, a full store
+/// `UNAVAILABLE`: each with `retry-after` and the description, and no challenge, which would
+/// send the client for new credentials that would fare no better. A bad proof is still
+/// `UNAUTHENTICATED` with its challenge.
+#[tokio::test]
+async fn a_replay_store_that_cannot_take_a_proof_is_no_verdict_on_it() {
+    let issuer = TestIssuer::start().await;
+    let store = MemoryReplayStore::with_limits(2, 1);
+    let guard = issuer
+        .guard(AUD)
+        .dpop(dpop().replay_store(store))
+        .build()
+        .await
+        .unwrap();
+    let addr = serve_whole(&guard).await;
+    let mut client = client(addr).await;
+    let htu = format!("http://{addr}{CHECK}");
+    let mut call = async |key: &DpopKey, htu: &str| {
+        let token = issuer.token(AUD, json!({"cnf": {"jkt": key.jkt}}));
+        let proof = key.proof("POST", htu, Some(&token), None);
+        client.check(check_request(&dpop_auth(&token, proof))).await
+    };
+    let (first, second) = (DpopKey::generate(), DpopKey::generate());
+    assert_ok(&call(&first, &htu).await, "dpop");
+    let over_share = call(&first, &htu).await.unwrap_err();
+    let full = {
+        assert_ok(&call(&second, &htu).await, "dpop");
+        call(&DpopKey::generate(), &htu).await.unwrap_err()
+    };
+    for (status, code, retry_after, message) in [
+        (
+            &over_share,
+            Code::ResourceExhausted,
+            "5",
+            "too many live DPoP proofs for this key; retry later",
+        ),
+        (
+            &full,
+            Code::Unavailable,
+            "1",
+            "DPoP replay check unavailable",
+        ),
+    ] {
+        assert_eq!(status.code(), code, "{status:?}");
+        assert_eq!(status.metadata().get("retry-after").unwrap(), retry_after);
+        assert_eq!(status.message(), message);
+        assert_eq!(challenges(status), Vec::<String>::new());
+    }
+    let wrong_htu = format!("http://{addr}{WATCH}");
+    let bad = call(&DpopKey::generate(), &wrong_htu).await.unwrap_err();
+    assert_eq!(bad.code(), Code::Unauthenticated, "{bad:?}");
+    assert!(challenges(&bad)[0].contains("error=\"invalid_dpop_proof\""));
 }

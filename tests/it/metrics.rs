@@ -333,7 +333,8 @@ async fn an_anonymous_request_on_an_optional_route_is_counted_as_anonymous() {
 
 /// Two optional layers around a route (the router's and the route's own): a request without
 /// credentials is counted once, by the outer one, as a request with a token is; a required
-/// layer inside an optional one counts its refusal.
+/// layer inside an optional one counts its refusal, and its admission of a token that server
+/// code between the two added.
 #[tokio::test(flavor = "current_thread")]
 async fn stacked_layers_count_an_anonymous_request_once() {
     use axum::Router;
@@ -344,14 +345,36 @@ async fn stacked_layers_count_an_anonymous_request_once() {
     let _local = metrics::set_default_local_recorder(&recorder);
     let issuer = TestIssuer::start().await;
     let guard = issuer.guard(AUD).build().await.unwrap();
+    // Server code between the layers that turns a session into a token (as a cookie-to-token
+    // middleware would): the inner layer's admission is its own to count.
+    let session = issuer.token(AUD, json!({}));
+    let sign_in = axum::middleware::map_request(move |mut request: axum::extract::Request| {
+        let authorization = format!("Bearer {session}").parse().unwrap();
+        async move {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, authorization);
+            request
+        }
+    });
     let app = Router::new()
         .route(
             "/open",
             get(|| async { "open" }).layer(guard.layer().optional()),
         )
         .route("/closed", get(|| async { "closed" }).layer(guard.layer()))
+        .route(
+            "/session",
+            get(|| async { "session" })
+                .layer(guard.layer())
+                .layer(sign_in),
+        )
         .layer(guard.layer().optional());
     let base = serve(app).await;
+    assert_eq!(
+        send("GET", &format!("{base}/session"), &[]).await.status,
+        200
+    );
     assert_eq!(send("GET", &format!("{base}/open"), &[]).await.status, 200);
     let token = issuer.token(AUD, json!({}));
     assert_eq!(
@@ -365,9 +388,9 @@ async fn stacked_layers_count_an_anonymous_request_once() {
 
     let snapshot = snapshotter.snapshot().into_vec();
     let requests = |labels| requests_counted(&snapshot, labels);
-    assert_eq!(requests(["admitted", "anonymous", "none", "none"]), 2);
+    assert_eq!(requests(["admitted", "anonymous", "none", "none"]), 3);
     let iss = issuer.issuer.as_str();
-    assert_eq!(requests(["admitted", "admitted", "bearer", iss]), 1);
+    assert_eq!(requests(["admitted", "admitted", "bearer", iss]), 2);
     assert_eq!(
         requests(["refused", "credentials_missing", "none", "none"]),
         1
