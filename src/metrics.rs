@@ -13,7 +13,9 @@
 //!
 //! - A request counts once in `oauth_guard_requests_total`, as the outermost guard layer
 //!   decided; a stricter layer inside it (a route's own scopes) adds a count only when it
-//!   refuses the request.
+//!   refuses the request, or when it admits a token that an outer optional layer did not see
+//!   (server code between the two added it): then the request counts once as `anonymous`
+//!   and once as `admitted`.
 //! - `reason` is the refusal's stable code ([`Rejection::reason`](crate::Rejection::reason)),
 //!   `admitted` for admitted requests, and `anonymous` for a request without credentials that
 //!   an optional layer let through unauthenticated (`outcome` `admitted`, `binding` `none`).
