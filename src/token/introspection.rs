@@ -533,8 +533,18 @@ impl Introspector {
         // Released once the answer is in: checking it (a signed answer may fetch keys) is
         // not the endpoint's work.
         drop(slot);
-        if answer.status != http::StatusCode::OK {
-            return Err(unavailable(&answer.status));
+        match answer.status {
+            http::StatusCode::OK => {}
+            // RFC 7662 §2.1: the endpoint authenticates the guard as its client. Refusing that
+            // is a configuration error on one side or the other, not an outage; still no
+            // verdict on the token.
+            status @ (http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN) => {
+                return Err(unavailable(&format_args!(
+                    "{status}: the endpoint refused this guard's client authentication \
+                     (check its IntrospectionAuth)"
+                )));
+            }
+            status => return Err(unavailable(&status)),
         }
         let body = match &self.signed {
             None => answer.body.to_vec(),

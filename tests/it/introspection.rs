@@ -284,6 +284,7 @@ async fn inactive_and_unknown_tokens_are_refused_and_briefly_remembered() {
 
 #[tokio::test]
 async fn an_endpoint_that_cannot_answer_gets_503_never_admission() {
+    let logs = logs();
     let endpoint = Endpoint::start().await;
     let guard = endpoint
         .guard(|i| i.timeout(Duration::from_millis(300)))
@@ -314,6 +315,13 @@ async fn an_endpoint_that_cannot_answer_gets_503_never_admission() {
         let reply = get_with_token(&url, token).await;
         reply.assert_undecided(503, "5");
     }
+    // A refusal of the guard's own client authentication is logged as what it is.
+    assert!(
+        logs.text()
+            .contains("401 Unauthorized: the endpoint refused this guard's client authentication"),
+        "{}",
+        logs.text()
+    );
     // Unreachable: nothing listens there any more.
     let (listener, gone) = bind().await;
     drop(listener);
