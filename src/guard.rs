@@ -330,7 +330,6 @@ impl OAuthGuard {
         // A request an outer guard layer admitted is counted once, there; this guard counts
         // it again only if it refuses it.
         let outer_token = parts.extensions.get::<AccessToken>().is_some();
-        let outer_anonymous = parts.extensions.get::<AnonymousRequest>().is_some();
         let decided = self
             .run(parts, policy, presence)
             .await
@@ -340,10 +339,10 @@ impl OAuthGuard {
             });
         // Counted there: admitted with a token, or admitted anonymously again. (A token found
         // here behind an outer anonymous admission is this layer's to count.)
-        if decided
-            .as_ref()
-            .is_ok_and(|a| outer_token || (outer_anonymous && a.token.is_none()))
-        {
+        if decided.as_ref().is_ok_and(|a| {
+            outer_token
+                || (a.token.is_none() && parts.extensions.get::<AnonymousRequest>().is_some())
+        }) {
             return decided;
         }
         started.decided(match &decided {
