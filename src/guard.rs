@@ -164,8 +164,8 @@ pub struct Admission {
     pub dpop_nonce: Option<String>,
 }
 
-/// In the request extensions of a request an [`optional`](crate::OAuthGuardLayer::optional) layer let
-/// through without credentials: a handler that needs a token after all answers with
+/// In the request extensions of a request an [`optional`](crate::OAuthGuardLayer::optional)
+/// layer let through without credentials: a handler that needs a token after all answers with
 /// [`AnonymousRequest::challenge`], the `401` a route requiring one would have given (RFC 6750
 /// §3.1, RFC 9449 §7.1, with the guard's realm, schemes, `resource_metadata` and the route's
 /// scopes). The axum extractors do so themselves.
@@ -327,8 +327,9 @@ impl OAuthGuard {
         presence: Presence,
     ) -> Result<Admission, Refusal> {
         let started = Started::now();
-        // A request an outer guard layer admitted is counted once, there; this guard counts
-        // it again only if it refuses it.
+        // A request an outer guard layer admitted is counted once, there: this guard counts it
+        // again only if it refuses it, or admits a token the outer layer did not see (it let
+        // the request through anonymously, and server code between the two added one).
         let outer_token = parts.extensions.get::<AccessToken>().is_some();
         let decided = self
             .run(parts, policy, presence)
@@ -337,8 +338,6 @@ impl OAuthGuard {
                 route_scope: policy.scope_param(),
                 ..refusal
             });
-        // Counted there: admitted with a token, or admitted anonymously again. (A token found
-        // here behind an outer anonymous admission is this layer's to count.)
         if decided.as_ref().is_ok_and(|a| {
             outer_token
                 || (a.token.is_none() && parts.extensions.get::<AnonymousRequest>().is_some())

@@ -12,8 +12,7 @@ use tower_service::Service;
 use crate::access_token::AccessToken;
 use crate::challenge::Protocol;
 use crate::dpop::DPOP_NONCE;
-use crate::guard::Presence;
-use crate::guard::{AnonymousRequest, OAuthGuard};
+use crate::guard::{AnonymousRequest, OAuthGuard, Presence};
 use crate::policy::{Policy, Requirement};
 
 /// Applies an [`OAuthGuard`] and a route [`Policy`] to a service.

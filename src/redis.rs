@@ -113,13 +113,13 @@
 //! default) the check ends in a [`ReplayStoreError`], and the guard refuses the request with
 //! `503 Service Unavailable` and `Retry-After: 1`, without a challenge or an error code (gRPC:
 //! `UNAVAILABLE`). 503 rather than 401, because the proof was not found bad: the server could
-//! not check it, which is transient, and monitoring should count it as a server fault. There is no setting that accepts a proof unchecked; the timeouts
-//! only make refusals come sooner. Each refusal increments
-//! [`unavailable_count`](RedisReplayStore::unavailable_count); the first one of an outage logs a
-//! `warn` event and the first answer after it an `info` event (every refusal also gets the
-//! guard's own `warn` with reason `dpop_replay_store_unavailable`). The store reconnects by
-//! itself: once Redis answers again, so does the guard. Any answer of the script other than
-//! the three above is an error too.
+//! not check it, which is transient, and monitoring should count it as a server fault. There
+//! is no setting that accepts a proof unchecked; the timeouts only make refusals come sooner.
+//! Each refusal increments [`unavailable_count`](RedisReplayStore::unavailable_count); the
+//! first one of an outage logs a `warn` event and the first answer after it an `info` event
+//! (every refusal also gets the guard's own `warn` with reason
+//! `dpop_replay_store_unavailable`). The store reconnects by itself: once Redis answers again,
+//! so does the guard. Any answer of the script other than the three above is an error too.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
